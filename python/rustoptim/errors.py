@@ -1,0 +1,52 @@
+"""Exceptions raised by rustoptim.
+
+Every class also derives from the built-in exception a caller would expect
+(``ValueError`` or ``TypeError``), so ``except ValueError`` keeps working, while
+``except rustoptim.errors.RustoptimError`` catches everything rustoptim raises on
+bad input. The Rust extension raises these same classes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RustoptimError",
+    "ShapeError",
+    "DTypeError",
+    "ReadOnlyError",
+    "AliasError",
+    "LayoutError",
+    "StateDictError",
+    "FileFormatError",
+]
+
+
+class RustoptimError(Exception):
+    """Base class of every error rustoptim raises on bad input."""
+
+
+class ShapeError(RustoptimError, ValueError):
+    """A gradient or state array does not have its parameter's shape."""
+
+
+class DTypeError(RustoptimError, TypeError):
+    """An array is not float32/float64, or its dtype differs from its parameter's."""
+
+
+class ReadOnlyError(RustoptimError, ValueError):
+    """An array that must be updated in place is not writeable."""
+
+
+class AliasError(RustoptimError, ValueError):
+    """Two arrays of one step share memory (a gradient that is its parameter, two parameters that overlap, ...)."""
+
+
+class LayoutError(RustoptimError, ValueError):
+    """A state array is not laid out like its parameter (it must be contiguous in the parameter's order)."""
+
+
+class StateDictError(RustoptimError, ValueError):
+    """A state dict does not fit the optimizer it is loaded into."""
+
+
+class FileFormatError(StateDictError):
+    """A file is not a rustoptim state file, or it is truncated or corrupted."""

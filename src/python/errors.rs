@@ -1,0 +1,75 @@
+//! The one place where failures become Python exceptions.
+//!
+//! The exception classes are defined in Python (`rustoptim/errors.py`) so that
+//! Python code and the extension raise the same classes; each derives from
+//! `ValueError` or `TypeError`.
+
+use crate::error::OptimError;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+
+/// A rejected input, named after the `rustoptim.errors` class it raises.
+#[derive(Debug)]
+pub enum InputError {
+    Shape(String),
+    DType(String),
+    ReadOnly(String),
+    Alias(String),
+    Layout(String),
+    Value(String),
+}
+
+impl InputError {
+    fn class_name(&self) -> &'static str {
+        match self {
+            InputError::Shape(_) => "ShapeError",
+            InputError::DType(_) => "DTypeError",
+            InputError::ReadOnly(_) => "ReadOnlyError",
+            InputError::Alias(_) => "AliasError",
+            InputError::Layout(_) => "LayoutError",
+            InputError::Value(_) => "ValueError",
+        }
+    }
+
+    fn message(self) -> String {
+        match self {
+            InputError::Shape(m)
+            | InputError::DType(m)
+            | InputError::ReadOnly(m)
+            | InputError::Alias(m)
+            | InputError::Layout(m)
+            | InputError::Value(m) => m,
+        }
+    }
+
+    pub fn into_pyerr(self, py: Python<'_>) -> PyErr {
+        let class_name = self.class_name();
+        let message = self.message();
+        if class_name == "ValueError" {
+            return PyValueError::new_err(message);
+        }
+        match error_class(py, class_name) {
+            Ok(class) => PyErr::from_type(class, message),
+            Err(import_error) => import_error,
+        }
+    }
+}
+
+fn error_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyType>> {
+    Ok(py
+        .import("rustoptim.errors")?
+        .getattr(name)?
+        .cast_into::<PyType>()?)
+}
+
+impl From<OptimError> for InputError {
+    fn from(error: OptimError) -> Self {
+        InputError::Value(error.to_string())
+    }
+}
+
+/// Converts a core error to a Python exception (all core errors are `ValueError`s).
+pub fn optim_error(py: Python<'_>, error: OptimError) -> PyErr {
+    InputError::from(error).into_pyerr(py)
+}

@@ -1,0 +1,16 @@
+//! The `rustoptim._core` extension module: converts NumPy arrays, validates
+//! them, releases the GIL and runs the core kernels. No arithmetic lives here.
+
+mod arrays;
+mod errors;
+mod first_order;
+mod runtime;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    first_order::register(m)?;
+    runtime::register(m)?;
+    Ok(())
+}
