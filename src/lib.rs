@@ -9,6 +9,7 @@
 //! - [`simd`]: run-time choice of AVX2/AVX-512 in a baseline build.
 
 pub mod adam;
+pub mod bandwidth;
 pub mod element;
 pub mod error;
 pub mod partition;

@@ -2,6 +2,7 @@
 //! them, releases the GIL and runs the core kernels. No arithmetic lives here.
 
 mod arrays;
+mod bandwidth;
 mod errors;
 mod first_order;
 mod runtime;
@@ -11,6 +12,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     first_order::register(m)?;
+    bandwidth::register(m)?;
     runtime::register(m)?;
     Ok(())
 }

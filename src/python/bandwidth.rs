@@ -1,0 +1,79 @@
+//! Binding of the bandwidth-ceiling kernel used by the benchmarks.
+
+use super::arrays::{DType, GradArray, ParamArray, StateArray, step_dtype};
+use super::errors::InputError;
+use crate::bandwidth::{StreamTensor, stream_update as stream_kernel};
+use numpy::Element as NumpyElement;
+use pyo3::prelude::*;
+
+/// `x += reads[i]` for every `x` in `updates[i]`, for every tensor `i`: an
+/// optimizer step's memory traffic without its arithmetic. All arrays of a
+/// tensor must be contiguous with the same shape and dtype.
+#[pyfunction]
+fn stream_update<'py>(
+    py: Python<'py>,
+    reads: Vec<Bound<'py, PyAny>>,
+    updates: Vec<Vec<Bound<'py, PyAny>>>,
+) -> PyResult<()> {
+    let result = match step_dtype(&reads) {
+        Ok(None) => return Ok(()),
+        Ok(Some(DType::Float32)) => run::<f32>(py, &reads, &updates),
+        Ok(Some(DType::Float64)) => run::<f64>(py, &reads, &updates),
+        Err(e) => Err(e),
+    };
+    result.map_err(|e| e.into_pyerr(py))
+}
+
+fn run<'py, F>(
+    py: Python<'py>,
+    reads: &[Bound<'py, PyAny>],
+    updates: &[Vec<Bound<'py, PyAny>>],
+) -> Result<(), InputError>
+where
+    F: NumpyElement + crate::Element,
+{
+    super::arrays::check_list_length("updates", updates.len(), reads.len())?;
+    // The first updated array of each tensor plays the param (it fixes shape and order).
+    let mut firsts = Vec::with_capacity(reads.len());
+    let mut rests = Vec::with_capacity(reads.len());
+    for (i, arrays) in updates.iter().enumerate() {
+        let Some(first) = arrays.first() else {
+            return Err(InputError::Value(format!("updates[{i}] is empty")));
+        };
+        let first = ParamArray::<F>::borrow(first, i)?;
+        let rest = arrays[1..]
+            .iter()
+            .map(|a| StateArray::borrow(a, "updated array", i, &first))
+            .collect::<Result<Vec<_>, _>>()?;
+        firsts.push(first);
+        rests.push(rest);
+    }
+    let reads = reads
+        .iter()
+        .zip(&firsts)
+        .enumerate()
+        .map(|(i, (read, first))| GradArray::borrow(read, i, first))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut tensors: Vec<StreamTensor<'_, F>> = firsts
+        .iter_mut()
+        .zip(rests.iter_mut())
+        .zip(&reads)
+        .map(|((first, rest), read)| {
+            let mut updated = vec![first.values_mut()];
+            updated.extend(rest.iter_mut().map(|a| a.values_mut()));
+            StreamTensor {
+                read: read.values(),
+                updated,
+            }
+        })
+        .collect();
+    py.detach(|| stream_kernel(&mut tensors))
+        .map_err(InputError::from)?;
+    drop(tensors);
+    firsts.into_iter().for_each(ParamArray::scatter_back);
+    Ok(())
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(stream_update, m)?)
+}

@@ -1,0 +1,100 @@
+"""The Rust core's run-time behaviour: bitwise determinism across thread counts
+and SIMD levels, and the GIL released while a step runs."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import rustoptim
+
+# Large enough that a step is split across threads (and within the big tensor),
+# with odd sizes so pieces end mid-vector.
+SHAPES = [(300_001,), (257, 131), (3,), (), (0,), (70_000,)]
+
+CONFIGS = [
+    (rustoptim.Adam, dict(lr=1e-2, weight_decay=0.1, amsgrad=True)),
+    (rustoptim.AdamW, dict(lr=1e-2, maximize=True)),
+    (rustoptim.SGD, dict(lr=1e-2, momentum=0.9, dampening=0.1, weight_decay=0.01)),
+    (rustoptim.SGD, dict(lr=1e-2, momentum=0.9, nesterov=True)),
+]
+
+
+def run_steps(optimizer_class, kwargs, dtype, steps=3):
+    rng = np.random.default_rng(0)
+    params = [rng.standard_normal(shape).astype(dtype) for shape in SHAPES]
+    optimizer = optimizer_class(params, **kwargs)
+    for _ in range(steps):
+        grads = [rng.standard_normal(shape).astype(dtype) for shape in SHAPES]
+        optimizer.step(grads=grads)
+    state = optimizer.state_dict()["state"]
+    arrays = params + [value for entry in state.values() for value in entry.values() if isinstance(value, np.ndarray)]
+    return [a.tobytes() for a in arrays]
+
+
+@pytest.fixture
+def restore_runtime():
+    threads = rustoptim.get_num_threads()
+    yield
+    rustoptim.set_num_threads(threads)
+    rustoptim.set_simd_level(None)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("optimizer_class, kwargs", CONFIGS)
+def test_bitwise_identical_for_every_thread_count_and_simd_level(restore_runtime, optimizer_class, kwargs, dtype):
+    rustoptim.set_num_threads(1)
+    rustoptim.set_simd_level("baseline")
+    expected = run_steps(optimizer_class, kwargs, dtype)
+    for level in rustoptim.simd_levels():
+        for threads in (1, 2, 3, 5):
+            rustoptim.set_num_threads(threads)
+            rustoptim.set_simd_level(level)
+            assert run_steps(optimizer_class, kwargs, dtype) == expected, (level, threads)
+
+
+def test_runtime_settings_are_validated(restore_runtime):
+    with pytest.raises(ValueError, match="at least 1"):
+        rustoptim.set_num_threads(0)
+    with pytest.raises(TypeError):
+        rustoptim.set_num_threads(2.5)
+    with pytest.raises(ValueError, match="unknown SIMD level"):
+        rustoptim.set_simd_level("sse9")
+    assert rustoptim.simd_levels()[0] == "baseline"
+    rustoptim.set_simd_level("baseline")
+    assert rustoptim.get_simd_level() == "baseline"
+    rustoptim.set_num_threads(3)
+    assert rustoptim.get_num_threads() == 3
+
+
+def test_gil_is_released_during_a_large_step(restore_runtime):
+    """Another Python thread keeps running while a step is in Rust."""
+    rustoptim.set_num_threads(1)
+    n = 30_000_000
+    param = np.ones(n, dtype=np.float32)
+    grad = np.full(n, 0.5, dtype=np.float32)
+    optimizer = rustoptim.Adam([param], lr=1e-3)
+    optimizer.step(grads=[grad])  # allocate the state outside the measured step
+
+    ticks = []
+    in_step = threading.Event()
+    step_done = threading.Event()
+
+    def count_while_stepping():
+        in_step.wait()
+        while not step_done.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0)
+
+    counter = threading.Thread(target=count_while_stepping)
+    counter.start()
+    in_step.set()
+    start = time.perf_counter()
+    optimizer.step(grads=[grad])
+    end = time.perf_counter()
+    step_done.set()
+    counter.join()
+    during = [t for t in ticks if start < t < end]
+    # With the GIL held for the whole step, the counter could not run inside it.
+    assert len(during) > 10, f"{len(during)} ticks during a {1e3 * (end - start):.1f} ms step"
