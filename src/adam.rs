@@ -210,9 +210,12 @@ fn run<F: Element, const DECAY: u8, const AMSGRAD: bool>(
             .map(|m| unsafe { m.piece(range.clone()) });
         let grad = &t.grad[range];
         let c = t.coefficients;
-        dispatch(move || {
-            update::<F, DECAY, AMSGRAD>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, &c)
-        });
+        dispatch(
+            #[inline(always)]
+            move || {
+                update::<F, DECAY, AMSGRAD>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, &c)
+            },
+        );
     });
 }
 

@@ -57,7 +57,10 @@ pub fn stream_update<F: Element>(tensors: &mut [StreamTensor<'_, F>]) -> Result<
             for target in updated {
                 // SAFETY: `for_each_piece` hands out disjoint ranges of each tensor.
                 let target = unsafe { target.piece(block.clone()) };
-                dispatch(|| add_into(target, read));
+                dispatch(
+                    #[inline(always)]
+                    || add_into(target, read),
+                );
             }
         }
     });

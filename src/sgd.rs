@@ -144,30 +144,36 @@ pub fn sgd_step<F: Element>(
         let grad = &t.grad[range.clone()];
         let c = &coefficients;
         match (&t.buffer, decay, config.nesterov) {
-            (None, false, _) => {
-                dispatch(|| update::<F, NO_MOMENTUM, false, false>(param, grad, &mut [], c))
-            }
-            (None, true, _) => {
-                dispatch(|| update::<F, NO_MOMENTUM, true, false>(param, grad, &mut [], c))
-            }
+            (None, false, _) => dispatch(
+                #[inline(always)]
+                || update::<F, NO_MOMENTUM, false, false>(param, grad, &mut [], c),
+            ),
+            (None, true, _) => dispatch(
+                #[inline(always)]
+                || update::<F, NO_MOMENTUM, true, false>(param, grad, &mut [], c),
+            ),
             (Some((buffer, is_new)), decay, nesterov) => {
                 // SAFETY: as above.
                 let buffer = unsafe { buffer.piece(range) };
                 macro_rules! with_momentum {
                     ($kind:expr) => {
                         match (decay, nesterov) {
-                            (false, false) => dispatch(|| {
-                                update::<F, $kind, false, false>(param, grad, buffer, c)
-                            }),
-                            (false, true) => {
-                                dispatch(|| update::<F, $kind, false, true>(param, grad, buffer, c))
-                            }
-                            (true, false) => {
-                                dispatch(|| update::<F, $kind, true, false>(param, grad, buffer, c))
-                            }
-                            (true, true) => {
-                                dispatch(|| update::<F, $kind, true, true>(param, grad, buffer, c))
-                            }
+                            (false, false) => dispatch(
+                                #[inline(always)]
+                                || update::<F, $kind, false, false>(param, grad, buffer, c),
+                            ),
+                            (false, true) => dispatch(
+                                #[inline(always)]
+                                || update::<F, $kind, false, true>(param, grad, buffer, c),
+                            ),
+                            (true, false) => dispatch(
+                                #[inline(always)]
+                                || update::<F, $kind, true, false>(param, grad, buffer, c),
+                            ),
+                            (true, true) => dispatch(
+                                #[inline(always)]
+                                || update::<F, $kind, true, true>(param, grad, buffer, c),
+                            ),
                         }
                     };
                 }

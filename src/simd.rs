@@ -120,9 +120,10 @@ pub fn active_level() -> SimdLevel {
 
 /// Runs `kernel` compiled for the active SIMD level.
 ///
-/// `kernel` must be a closure whose loops are inlined into it (mark the
-/// helpers it calls `#[inline(always)]`), so that the copy instantiated inside
-/// each `#[target_feature]` function below is vectorized for that level.
+/// The closure must be marked `#[inline(always)]`, and so must the helpers it
+/// calls: only code inlined into the `#[target_feature]` functions below is
+/// compiled for their instruction set. A closure left out of line is compiled
+/// for the baseline CPU (SSE2, and `mul_add` as a libm call).
 #[inline(always)]
 pub fn dispatch<R>(kernel: impl FnOnce() -> R) -> R {
     match active_level() {
