@@ -112,10 +112,7 @@ const DECOUPLED_DECAY: u8 = 2;
 ///
 /// Fails (changing nothing) if a tensor's slices differ in length or the
 /// presence of `max_exp_avg_sq` does not match `config.amsgrad`.
-pub fn adam_step<F: Element>(
-    tensors: &mut [AdamTensor<'_, F>],
-    config: &AdamConfig,
-) -> Result<(), OptimError> {
+pub fn adam_step<F: Element>(tensors: &mut [AdamTensor<'_, F>], config: &AdamConfig) -> Result<(), OptimError> {
     for (index, tensor) in tensors.iter().enumerate() {
         check_lengths(index, tensor, config.amsgrad)?;
     }
@@ -135,23 +132,10 @@ pub fn adam_step<F: Element>(
     Ok(())
 }
 
-fn check_lengths<F>(
-    index: usize,
-    tensor: &AdamTensor<'_, F>,
-    amsgrad: bool,
-) -> Result<(), OptimError> {
+fn check_lengths<F>(index: usize, tensor: &AdamTensor<'_, F>, amsgrad: bool) -> Result<(), OptimError> {
     let expected = tensor.param.len();
     let check = |what: &'static str, got: usize| {
-        if got == expected {
-            Ok(())
-        } else {
-            Err(OptimError::LengthMismatch {
-                index,
-                what,
-                expected,
-                got,
-            })
-        }
+        if got == expected { Ok(()) } else { Err(OptimError::LengthMismatch { index, what, expected, got }) }
     };
     check("grad", tensor.grad.len())?;
     check("exp_avg", tensor.exp_avg.len())?;
@@ -159,12 +143,8 @@ fn check_lengths<F>(
     match (&tensor.max_exp_avg_sq, amsgrad) {
         (Some(max), true) => check("max_exp_avg_sq", max.len()),
         (None, false) => Ok(()),
-        (_, true) => Err(OptimError::InvalidSetting(format!(
-            "tensor {index}: amsgrad needs max_exp_avg_sq"
-        ))),
-        (_, false) => Err(OptimError::InvalidSetting(format!(
-            "tensor {index}: max_exp_avg_sq given without amsgrad"
-        ))),
+        (_, true) => Err(OptimError::InvalidSetting(format!("tensor {index}: amsgrad needs max_exp_avg_sq"))),
+        (_, false) => Err(OptimError::InvalidSetting(format!("tensor {index}: max_exp_avg_sq given without amsgrad"))),
     }
 }
 
@@ -178,15 +158,23 @@ struct SharedTensor<'a, F> {
     coefficients: Coefficients<F>,
 }
 
-fn run<F: Element, const DECAY: u8, const AMSGRAD: bool>(
-    tensors: &mut [AdamTensor<'_, F>],
-    config: &AdamConfig,
-) {
+fn run<F: Element, const DECAY: u8, const AMSGRAD: bool>(tensors: &mut [AdamTensor<'_, F>], config: &AdamConfig) {
     let lengths: Vec<usize> = tensors.iter().map(|t| t.param.len()).collect();
+    // Tensors of a group usually share their step count; the bias corrections
+    // (three `pow` calls) are then computed once, not once per tensor.
+    let mut last: Option<(f64, Coefficients<F>)> = None;
+    let mut coefficients_for = |step: f64| match last {
+        Some((last_step, c)) if last_step == step => c,
+        _ => {
+            let c = Coefficients::new(config, step);
+            last = Some((step, c));
+            c
+        }
+    };
     let shared: Vec<SharedTensor<'_, F>> = tensors
         .iter_mut()
         .map(|t| SharedTensor {
-            coefficients: Coefficients::new(config, t.step),
+            coefficients: coefficients_for(t.step),
             param: SharedMut::new(&mut *t.param),
             grad: t.grad,
             exp_avg: SharedMut::new(&mut *t.exp_avg),
@@ -198,23 +186,14 @@ fn run<F: Element, const DECAY: u8, const AMSGRAD: bool>(
         let t = &shared[index];
         // SAFETY: `for_each_piece` hands out disjoint ranges of each tensor.
         let (param, exp_avg, exp_avg_sq) = unsafe {
-            (
-                t.param.piece(range.clone()),
-                t.exp_avg.piece(range.clone()),
-                t.exp_avg_sq.piece(range.clone()),
-            )
+            (t.param.piece(range.clone()), t.exp_avg.piece(range.clone()), t.exp_avg_sq.piece(range.clone()))
         };
-        let max_exp_avg_sq = t
-            .max_exp_avg_sq
-            .as_ref()
-            .map(|m| unsafe { m.piece(range.clone()) });
+        let max_exp_avg_sq = t.max_exp_avg_sq.as_ref().map(|m| unsafe { m.piece(range.clone()) });
         let grad = &t.grad[range];
         let c = t.coefficients;
         dispatch(
             #[inline(always)]
-            move || {
-                update::<F, DECAY, AMSGRAD>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, &c)
-            },
+            move || update::<F, DECAY, AMSGRAD>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, &c),
         );
     });
 }
@@ -239,11 +218,7 @@ fn update<F: Element, const DECAY: u8, const AMSGRAD: bool>(
     };
     // The lerp form is fixed per tensor; resolve it to a (coefficient, base) pair:
     // w < 0.5: m + w·(g − m);  otherwise g + (w − 1)·(g − m).
-    let lerp_coefficient = if c.lerp_from_start {
-        c.lerp_weight
-    } else {
-        c.lerp_weight - F::ONE
-    };
+    let lerp_coefficient = if c.lerp_from_start { c.lerp_weight } else { c.lerp_weight - F::ONE };
     for i in 0..n {
         let mut theta = param[i];
         let mut g = grad[i] * c.grad_sign;

@@ -26,26 +26,13 @@ pub fn stream_update<F: Element>(tensors: &mut [StreamTensor<'_, F>]) -> Result<
     for (index, tensor) in tensors.iter().enumerate() {
         let expected = tensor.read.len();
         if let Some(bad) = tensor.updated.iter().find(|x| x.len() != expected) {
-            return Err(OptimError::LengthMismatch {
-                index,
-                what: "updated array",
-                expected,
-                got: bad.len(),
-            });
+            return Err(OptimError::LengthMismatch { index, what: "updated array", expected, got: bad.len() });
         }
     }
     let lengths: Vec<usize> = tensors.iter().map(|t| t.read.len()).collect();
     let shared: Vec<(&[F], Vec<SharedMut<'_, F>>)> = tensors
         .iter_mut()
-        .map(|t| {
-            (
-                t.read,
-                t.updated
-                    .iter_mut()
-                    .map(|x| SharedMut::new(&mut **x))
-                    .collect(),
-            )
-        })
+        .map(|t| (t.read, t.updated.iter_mut().map(|x| SharedMut::new(&mut **x)).collect()))
         .collect();
     for_each_piece(&lengths, |index, range| {
         let (read, updated) = &shared[index];

@@ -7,20 +7,11 @@ use thiserror::Error;
 pub enum OptimError {
     /// Two arrays that must have the same number of elements do not.
     #[error("{what} of tensor {index} has {got} elements, expected {expected}")]
-    LengthMismatch {
-        index: usize,
-        what: &'static str,
-        expected: usize,
-        got: usize,
-    },
+    LengthMismatch { index: usize, what: &'static str, expected: usize, got: usize },
 
     /// Per-tensor argument lists of a multi-tensor call have different lengths.
     #[error("{what} has {got} entries, expected one per tensor ({expected})")]
-    ListLengthMismatch {
-        what: &'static str,
-        expected: usize,
-        got: usize,
-    },
+    ListLengthMismatch { what: &'static str, expected: usize, got: usize },
 
     /// A setting that cannot be honoured (thread count, SIMD level, ...).
     #[error("{0}")]

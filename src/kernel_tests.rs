@@ -13,14 +13,10 @@ static GLOBAL_SETTINGS: Mutex<()> = Mutex::new(());
 
 /// A deterministic pseudo-random sequence with magnitudes from 1e-9 to 1e3 and exact zeros.
 fn values<F: Element>(n: usize, seed: u64) -> Vec<F> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..n)
         .map(|i| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let unit = (state >> 11) as f64 / (1u64 << 53) as f64;
             if i % 17 == 0 {
                 return F::ZERO;
@@ -66,16 +62,8 @@ fn reference_sgd(theta: &mut [f64], grad: &[f64], buf: &mut [f64], first: bool, 
         let mut g = if c.maximize { -grad[i] } else { grad[i] };
         g += c.weight_decay * theta[i];
         if c.momentum != 0.0 {
-            buf[i] = if first {
-                g
-            } else {
-                c.momentum * buf[i] + (1.0 - c.dampening) * g
-            };
-            g = if c.nesterov {
-                g + c.momentum * buf[i]
-            } else {
-                buf[i]
-            };
+            buf[i] = if first { g } else { c.momentum * buf[i] + (1.0 - c.dampening) * g };
+            g = if c.nesterov { g + c.momentum * buf[i] } else { buf[i] };
         }
         theta[i] -= c.lr * g;
     }
@@ -93,21 +81,13 @@ struct AdamRun<F> {
 /// Runs `steps` Adam steps over tensors of `LENGTHS`, with fresh gradients each step.
 fn run_adam<F: Element>(config: &AdamConfig, steps: usize) -> AdamRun<F> {
     let mut run = AdamRun {
-        params: LENGTHS
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| values(n, i as u64))
-            .collect(),
+        params: LENGTHS.iter().enumerate().map(|(i, &n)| values(n, i as u64)).collect(),
         exp_avgs: LENGTHS.iter().map(|&n| vec![F::ZERO; n]).collect(),
         exp_avg_sqs: LENGTHS.iter().map(|&n| vec![F::ZERO; n]).collect(),
         max_exp_avg_sqs: LENGTHS.iter().map(|&n| vec![F::ZERO; n]).collect(),
     };
     for step in 1..=steps {
-        let grads: Vec<Vec<F>> = LENGTHS
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| values(n, (100 * step + i) as u64))
-            .collect();
+        let grads: Vec<Vec<F>> = LENGTHS.iter().enumerate().map(|(i, &n)| values(n, (100 * step + i) as u64)).collect();
         let mut tensors: Vec<AdamTensor<'_, F>> = run
             .params
             .iter_mut()
@@ -129,29 +109,12 @@ fn run_adam<F: Element>(config: &AdamConfig, steps: usize) -> AdamRun<F> {
 }
 
 fn adam_configs() -> Vec<AdamConfig> {
-    let base = AdamConfig {
-        lr: 0.01,
-        ..AdamConfig::default()
-    };
+    let base = AdamConfig { lr: 0.01, ..AdamConfig::default() };
     vec![
         base,
-        AdamConfig {
-            weight_decay: 0.1,
-            amsgrad: true,
-            ..base
-        },
-        AdamConfig {
-            weight_decay: 0.1,
-            maximize: true,
-            beta1: 0.5,
-            ..base
-        },
-        AdamConfig {
-            weight_decay: 0.5,
-            decoupled_weight_decay: true,
-            amsgrad: true,
-            ..base
-        },
+        AdamConfig { weight_decay: 0.1, amsgrad: true, ..base },
+        AdamConfig { weight_decay: 0.1, maximize: true, beta1: 0.5, ..base },
+        AdamConfig { weight_decay: 0.5, decoupled_weight_decay: true, amsgrad: true, ..base },
     ]
 }
 
@@ -176,25 +139,12 @@ fn adam_f64_matches_scalar_reference() {
             let (mut m, mut v, mut vmax) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
             for step in 1..=steps {
                 let grad: Vec<f64> = values(n, (100 * step + t) as u64);
-                reference_adam(
-                    &mut theta,
-                    &grad,
-                    &mut m,
-                    &mut v,
-                    &mut vmax,
-                    step as f64,
-                    &config,
-                );
+                reference_adam(&mut theta, &grad, &mut m, &mut v, &mut vmax, step as f64, &config);
             }
             let scale = max_abs(&theta);
             for i in 0..n {
                 let err = relative_error(got.params[t][i], theta[i], scale);
-                assert!(
-                    err < 1e-12,
-                    "{config:?}: tensor {t}[{i}] {} vs {}",
-                    got.params[t][i],
-                    theta[i]
-                );
+                assert!(err < 1e-12, "{config:?}: tensor {t}[{i}] {} vs {}", got.params[t][i], theta[i]);
             }
         }
     }
@@ -203,17 +153,8 @@ fn adam_f64_matches_scalar_reference() {
 #[test]
 fn sgd_f64_matches_scalar_reference() {
     let configs = [
-        SgdConfig {
-            lr: 0.1,
-            ..SgdConfig::default()
-        },
-        SgdConfig {
-            lr: 0.05,
-            momentum: 0.9,
-            dampening: 0.1,
-            weight_decay: 0.001,
-            ..SgdConfig::default()
-        },
+        SgdConfig { lr: 0.1, ..SgdConfig::default() },
+        SgdConfig { lr: 0.05, momentum: 0.9, dampening: 0.1, weight_decay: 0.001, ..SgdConfig::default() },
         SgdConfig {
             lr: 0.05,
             momentum: 0.9,
@@ -230,47 +171,27 @@ fn sgd_f64_matches_scalar_reference() {
             let (mut buffer, mut expected_buffer) = (vec![0.0; n], vec![0.0; n]);
             for step in 1..=4 {
                 let grad: Vec<f64> = values(n, (100 * step + t) as u64);
-                let momentum_buffer = (config.momentum != 0.0).then(|| MomentumBuffer {
-                    values: buffer.as_mut_slice(),
-                    is_new: step == 1,
-                });
-                let mut tensors = [SgdTensor {
-                    param: &mut theta,
-                    grad: &grad,
-                    momentum_buffer,
-                }];
+                let momentum_buffer = (config.momentum != 0.0)
+                    .then(|| MomentumBuffer { values: buffer.as_mut_slice(), is_new: step == 1 });
+                let mut tensors = [SgdTensor { param: &mut theta, grad: &grad, momentum_buffer }];
                 sgd_step(&mut tensors, &config).unwrap();
-                reference_sgd(
-                    &mut expected,
-                    &grad,
-                    &mut expected_buffer,
-                    step == 1,
-                    &config,
-                );
+                reference_sgd(&mut expected, &grad, &mut expected_buffer, step == 1, &config);
             }
             let scale = max_abs(&expected);
             for i in 0..n {
-                assert!(
-                    relative_error(theta[i], expected[i], scale) < 1e-13,
-                    "{config:?}: tensor {t}[{i}]"
-                );
+                assert!(relative_error(theta[i], expected[i], scale) < 1e-13, "{config:?}: tensor {t}[{i}]");
             }
         }
     }
 }
 
 fn bits<F: Element>(run: &AdamRun<F>) -> Vec<u64> {
-    [
-        &run.params,
-        &run.exp_avgs,
-        &run.exp_avg_sqs,
-        &run.max_exp_avg_sqs,
-    ]
-    .into_iter()
-    .flatten()
-    .flatten()
-    .map(|x| x.to_f64().to_bits())
-    .collect()
+    [&run.params, &run.exp_avgs, &run.exp_avg_sqs, &run.max_exp_avg_sqs]
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|x| x.to_f64().to_bits())
+        .collect()
 }
 
 #[test]
@@ -285,16 +206,8 @@ fn results_are_bitwise_identical_for_every_simd_level_and_thread_count() {
             for threads in [1, 2, 3, 8] {
                 simd::set_forced_level(Some(level)).unwrap();
                 pool::set_num_threads(threads).unwrap();
-                assert_eq!(
-                    bits(&run_adam::<f32>(&config, 3)),
-                    reference32,
-                    "{level:?}, {threads} threads"
-                );
-                assert_eq!(
-                    bits(&run_adam::<f64>(&config, 3)),
-                    reference64,
-                    "{level:?}, {threads} threads"
-                );
+                assert_eq!(bits(&run_adam::<f32>(&config, 3)), reference32, "{level:?}, {threads} threads");
+                assert_eq!(bits(&run_adam::<f64>(&config, 3)), reference64, "{level:?}, {threads} threads");
             }
         }
     }
@@ -304,18 +217,8 @@ fn results_are_bitwise_identical_for_every_simd_level_and_thread_count() {
 
 #[test]
 fn mismatched_lengths_are_rejected_before_any_change() {
-    let (mut p0, g0, mut m0, mut v0) = (
-        vec![1.0f32; 4],
-        vec![1.0f32; 4],
-        vec![0.0f32; 4],
-        vec![0.0f32; 4],
-    );
-    let (mut p1, g1, mut m1, mut v1) = (
-        vec![1.0f32; 3],
-        vec![1.0f32; 2],
-        vec![0.0f32; 3],
-        vec![0.0f32; 3],
-    );
+    let (mut p0, g0, mut m0, mut v0) = (vec![1.0f32; 4], vec![1.0f32; 4], vec![0.0f32; 4], vec![0.0f32; 4]);
+    let (mut p1, g1, mut m1, mut v1) = (vec![1.0f32; 3], vec![1.0f32; 2], vec![0.0f32; 3], vec![0.0f32; 3]);
     let mut tensors = [
         AdamTensor {
             param: &mut p0,
@@ -335,11 +238,7 @@ fn mismatched_lengths_are_rejected_before_any_change() {
         },
     ];
     let err = adam_step(&mut tensors, &AdamConfig::default()).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("grad of tensor 1 has 2 elements, expected 3"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("grad of tensor 1 has 2 elements, expected 3"), "{err}");
     assert_eq!(p0, vec![1.0; 4]);
 }
 

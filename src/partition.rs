@@ -49,11 +49,7 @@ where
         })
         .collect();
     let boundary = |task: usize| -> usize {
-        if task == tasks {
-            total
-        } else {
-            (total / tasks * task) / BOUNDARY_ALIGNMENT * BOUNDARY_ALIGNMENT
-        }
+        if task == tasks { total } else { (total / tasks * task) / BOUNDARY_ALIGNMENT * BOUNDARY_ALIGNMENT }
     };
     pool::pool().install(|| {
         (0..tasks).into_par_iter().for_each(|task| {
@@ -69,9 +65,7 @@ where
     W: Fn(usize, Range<usize>),
 {
     // The first tensor that ends after `global.start`.
-    let first = starts
-        .partition_point(|&start| start <= global.start)
-        .saturating_sub(1);
+    let first = starts.partition_point(|&start| start <= global.start).saturating_sub(1);
     for index in first..lengths.len() {
         let start = starts[index];
         if start >= global.end {
@@ -101,11 +95,7 @@ unsafe impl<T: Send> Sync for SharedMut<'_, T> {}
 
 impl<'a, T> SharedMut<'a, T> {
     pub fn new(slice: &'a mut [T]) -> Self {
-        SharedMut {
-            ptr: slice.as_mut_ptr(),
-            len: slice.len(),
-            _borrow: PhantomData,
-        }
+        SharedMut { ptr: slice.as_mut_ptr(), len: slice.len(), _borrow: PhantomData }
     }
 
     pub fn len(&self) -> usize {
@@ -123,14 +113,9 @@ impl<'a, T> SharedMut<'a, T> {
     #[allow(clippy::mut_from_ref)]
     #[inline(always)]
     pub unsafe fn piece(&self, range: Range<usize>) -> &mut [T] {
-        assert!(
-            range.start <= range.end && range.end <= self.len,
-            "piece out of bounds"
-        );
+        assert!(range.start <= range.end && range.end <= self.len, "piece out of bounds");
         // SAFETY: in bounds (checked above); disjointness is the caller's contract.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.end - range.start)
-        }
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.end - range.start) }
     }
 }
 

@@ -55,9 +55,7 @@ pub fn num_threads() -> usize {
 /// Replaces the pool with one of `num_threads` threads (at least 1).
 pub fn set_num_threads(num_threads: usize) -> Result<(), OptimError> {
     if num_threads == 0 {
-        return Err(OptimError::InvalidSetting(
-            "the number of threads must be at least 1".into(),
-        ));
+        return Err(OptimError::InvalidSetting("the number of threads must be at least 1".into()));
     }
     let new_pool = build(num_threads)?;
     *POOL.write().unwrap_or_else(|e| e.into_inner()) = Some(new_pool);

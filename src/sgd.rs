@@ -32,14 +32,7 @@ pub struct SgdConfig {
 
 impl Default for SgdConfig {
     fn default() -> Self {
-        SgdConfig {
-            lr: 1e-3,
-            momentum: 0.0,
-            dampening: 0.0,
-            weight_decay: 0.0,
-            nesterov: false,
-            maximize: false,
-        }
+        SgdConfig { lr: 1e-3, momentum: 0.0, dampening: 0.0, weight_decay: 0.0, nesterov: false, maximize: false }
     }
 }
 
@@ -90,19 +83,11 @@ const MOMENTUM: u8 = 2;
 ///
 /// Fails (changing nothing) if a tensor's slices differ in length or the
 /// presence of a momentum buffer does not match `config.momentum != 0`.
-pub fn sgd_step<F: Element>(
-    tensors: &mut [SgdTensor<'_, F>],
-    config: &SgdConfig,
-) -> Result<(), OptimError> {
+pub fn sgd_step<F: Element>(tensors: &mut [SgdTensor<'_, F>], config: &SgdConfig) -> Result<(), OptimError> {
     let with_momentum = config.momentum != 0.0;
     for (index, tensor) in tensors.iter().enumerate() {
         let expected = tensor.param.len();
-        let mismatch = |what, got| OptimError::LengthMismatch {
-            index,
-            what,
-            expected,
-            got,
-        };
+        let mismatch = |what, got| OptimError::LengthMismatch { index, what, expected, got };
         if tensor.grad.len() != expected {
             return Err(mismatch("grad", tensor.grad.len()));
         }
@@ -112,9 +97,7 @@ pub fn sgd_step<F: Element>(
             }
             (Some(_), true) | (None, false) => {}
             (None, true) => {
-                return Err(OptimError::InvalidSetting(format!(
-                    "tensor {index}: momentum needs a momentum buffer"
-                )));
+                return Err(OptimError::InvalidSetting(format!("tensor {index}: momentum needs a momentum buffer")));
             }
             (Some(_), false) => {
                 return Err(OptimError::InvalidSetting(format!(
@@ -131,10 +114,7 @@ pub fn sgd_step<F: Element>(
         .map(|t| SharedTensor {
             param: SharedMut::new(&mut *t.param),
             grad: t.grad,
-            buffer: t
-                .momentum_buffer
-                .as_mut()
-                .map(|b| (SharedMut::new(&mut *b.values), b.is_new)),
+            buffer: t.momentum_buffer.as_mut().map(|b| (SharedMut::new(&mut *b.values), b.is_new)),
         })
         .collect();
     for_each_piece(&lengths, |index, range| {
@@ -177,11 +157,7 @@ pub fn sgd_step<F: Element>(
                         }
                     };
                 }
-                if *is_new {
-                    with_momentum!(FIRST_MOMENTUM)
-                } else {
-                    with_momentum!(MOMENTUM)
-                }
+                if *is_new { with_momentum!(FIRST_MOMENTUM) } else { with_momentum!(MOMENTUM) }
             }
         }
     });
@@ -205,11 +181,7 @@ fn update<F: Element, const MOMENTUM_KIND: u8, const DECAY: bool, const NESTEROV
 ) {
     let n = param.len();
     let grad = &grad[..n];
-    let buffer = if MOMENTUM_KIND == NO_MOMENTUM {
-        &mut buffer[..0]
-    } else {
-        &mut buffer[..n]
-    };
+    let buffer = if MOMENTUM_KIND == NO_MOMENTUM { &mut buffer[..0] } else { &mut buffer[..n] };
     for i in 0..n {
         let theta = param[i];
         let mut g = grad[i] * c.grad_sign;
@@ -223,11 +195,7 @@ fn update<F: Element, const MOMENTUM_KIND: u8, const DECAY: bool, const NESTEROV
                 c.one_minus_dampening.mul_add(g, buffer[i] * c.momentum)
             };
             buffer[i] = b;
-            g = if NESTEROV {
-                c.momentum.mul_add(b, g)
-            } else {
-                b
-            };
+            g = if NESTEROV { c.momentum.mul_add(b, g) } else { b };
         }
         param[i] = c.neg_lr.mul_add(g, theta);
     }

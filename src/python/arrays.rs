@@ -8,16 +8,18 @@
 //! parameter's order when theirs differs. State arrays are created by rustoptim
 //! contiguous in their parameter's order, and that is checked, not assumed.
 //!
-//! Borrowing goes through rust-numpy's borrow checker, which refuses arrays that
-//! are read-only or share memory with another array already borrowed for
-//! writing in this step: a gradient that is its own parameter, overlapping
-//! parameters, or a state array shared between two parameters.
+//! Arrays are accessed without rust-numpy's per-array borrow registry (it costs
+//! more than a small tensor's update). Instead [`AliasCheck`] looks at the
+//! memory of all arrays of the call at once and refuses any overlap between an
+//! array that is written and any other array: a gradient that is its own
+//! parameter, overlapping parameters, or a state array shared by two params.
+//! Only after that check are mutable slices created.
 
 use super::errors::InputError;
-use numpy::ndarray::{ArrayViewMutD, IxDyn};
+use numpy::ndarray::{ArrayViewD, IxDyn};
+use numpy::npyffi::{NPY_ARRAY_WRITEABLE, NPY_TYPES, objects::_PyArray_GET_ITEM_DATA};
 use numpy::{
-    BorrowError, Element as NumpyElement, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods,
-    PyReadonlyArrayDyn, PyReadwriteArrayDyn, PyUntypedArray, PyUntypedArrayMethods,
+    Element as NumpyElement, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
 
@@ -35,14 +37,12 @@ pub fn step_dtype(params: &[Bound<'_, PyAny>]) -> Result<Option<DType>, InputErr
     };
     let array = as_untyped(first, "param", 0)?;
     let dtype = array.dtype();
-    if dtype.is_equiv_to(&numpy::dtype::<f32>(first.py())) {
+    if dtype.num() == f32::get_dtype(first.py()).num() {
         Ok(Some(DType::Float32))
-    } else if dtype.is_equiv_to(&numpy::dtype::<f64>(first.py())) {
+    } else if dtype.num() == f64::get_dtype(first.py()).num() {
         Ok(Some(DType::Float64))
     } else {
-        Err(InputError::DType(format!(
-            "param 0 has dtype {dtype}; rustoptim optimizes float32 and float64 arrays"
-        )))
+        Err(InputError::DType(format!("param 0 has dtype {dtype}; rustoptim optimizes float32 and float64 arrays")))
     }
 }
 
@@ -52,36 +52,42 @@ fn as_untyped<'a, 'py>(
     index: usize,
 ) -> Result<&'a Bound<'py, PyUntypedArray>, InputError> {
     object.cast::<PyUntypedArray>().map_err(|_| {
-        let type_name = object
-            .get_type()
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|_| "?".into());
-        InputError::DType(format!(
-            "{role} {index} is a {type_name}, not a NumPy array"
-        ))
+        let type_name = object.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+        InputError::DType(format!("{role} {index} is a {type_name}, not a NumPy array"))
     })
 }
 
-/// `object` as an array of `F`, or a dtype error naming it.
+/// `object` as an array of `F` (native byte order), or a dtype error naming it.
 fn typed<'py, F: NumpyElement>(
     object: &Bound<'py, PyAny>,
     role: &str,
     index: usize,
 ) -> Result<Bound<'py, PyArrayDyn<F>>, InputError> {
     let untyped = as_untyped(object, role, index)?;
-    untyped.cast::<PyArrayDyn<F>>().cloned().map_err(|_| {
-        let expected = numpy::dtype::<F>(object.py());
-        let like = if role == "param" {
-            "like param 0"
-        } else {
-            "like its param"
-        };
-        InputError::DType(format!(
+    // SAFETY: `descr` of a live ndarray is a valid dtype object.
+    let descr = unsafe { &(*(*_PyArray_GET_ITEM_DATA(untyped.as_array_ptr())).descr).fields };
+    // Comparing type numbers is much cheaper than a full dtype equivalence test;
+    // the byte-order check keeps big-endian arrays of the same kind out.
+    if descr.type_num != type_number::<F>() || descr.byteorder == b'>' as std::ffi::c_char {
+        let like = if role == "param" { "like param 0" } else { "like its param" };
+        let expected = F::get_dtype(object.py());
+        return Err(InputError::DType(format!(
             "{role} {index} has dtype {}, expected {expected} {like}",
             untyped.dtype()
-        ))
-    })
+        )));
+    }
+    // SAFETY: the object is an ndarray whose dtype is F's, which is all the cast asserts.
+    Ok(unsafe { untyped.cast_unchecked::<PyArrayDyn<F>>() }.clone())
+}
+
+/// NumPy's type number of `F`, which is only ever `f32` (NPY_FLOAT) or `f64` (NPY_DOUBLE).
+fn type_number<F: NumpyElement>() -> std::ffi::c_int {
+    if std::mem::size_of::<F>() == 4 { NPY_TYPES::NPY_FLOAT as _ } else { NPY_TYPES::NPY_DOUBLE as _ }
+}
+
+fn is_writeable(array: &Bound<'_, PyUntypedArray>) -> bool {
+    // SAFETY: `array` is a live ndarray; reading its flags field has no other requirement.
+    unsafe { (*_PyArray_GET_ITEM_DATA(array.as_array_ptr())).flags & NPY_ARRAY_WRITEABLE != 0 }
 }
 
 /// The order a parameter's elements are visited in by the kernel.
@@ -98,143 +104,143 @@ impl ElementOrder {
             ElementOrder::Fortran => "Fortran",
         }
     }
+
+    fn holds_for<T: NumpyElement>(self, array: &Bound<'_, PyArrayDyn<T>>) -> bool {
+        match self {
+            ElementOrder::C => array.is_c_contiguous(),
+            ElementOrder::Fortran => array.is_fortran_contiguous(),
+        }
+    }
 }
 
-/// A parameter borrowed for writing, with its elements as one slice.
+/// A parameter to be updated in place, with its elements as one slice.
 pub struct ParamArray<'py, F: NumpyElement> {
-    array: PyReadwriteArrayDyn<'py, F>,
+    array: Bound<'py, PyArrayDyn<F>>,
     /// The elements in `order`, when the array is strided and had to be gathered.
     gathered: Option<Vec<F>>,
     pub order: ElementOrder,
-    pub shape: Vec<usize>,
 }
 
 impl<'py, F: NumpyElement + Copy> ParamArray<'py, F> {
-    pub fn borrow(object: &Bound<'py, PyAny>, index: usize) -> Result<Self, InputError> {
-        let typed = typed::<F>(object, "param", index)?;
-        let shape = typed.shape().to_vec();
-        let (order, contiguous) = if typed.is_c_contiguous() {
+    pub fn new(object: &Bound<'py, PyAny>, index: usize, aliases: &mut AliasCheck<'py>) -> Result<Self, InputError> {
+        let array = typed::<F>(object, "param", index)?;
+        if !is_writeable(array.as_untyped()) {
+            return Err(InputError::ReadOnly(format!("param {index} is read-only; rustoptim updates params in place")));
+        }
+        let (order, contiguous) = if array.is_c_contiguous() {
             (ElementOrder::C, true)
-        } else if typed.is_fortran_contiguous() {
+        } else if array.is_fortran_contiguous() {
             (ElementOrder::Fortran, true)
         } else {
             (ElementOrder::C, false)
         };
-        let array = typed
-            .try_readwrite()
-            .map_err(|e| borrow_error(e, "param", index))?;
-        let gathered = (!contiguous).then(|| array.as_array().iter().copied().collect());
-        Ok(ParamArray {
-            array,
-            gathered,
-            order,
-            shape,
-        })
+        aliases.add(&array, Access::Write, "param", index);
+        // SAFETY: read-only view of a live array, dropped before any write.
+        let gathered = (!contiguous).then(|| unsafe { array.as_array() }.iter().copied().collect());
+        Ok(ParamArray { array, gathered, order })
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        self.array.shape()
     }
 
     /// The elements, in `self.order`.
-    pub fn values_mut(&mut self) -> &mut [F] {
+    ///
+    /// # Safety
+    /// `AliasCheck::verify` must have passed for every array of the call, and no
+    /// other slice of this param may be alive.
+    pub unsafe fn values_mut(&mut self) -> &mut [F] {
         match &mut self.gathered {
             Some(values) => values,
-            None => self
-                .array
-                .as_slice_mut()
-                .expect("contiguous array has a slice"),
+            // SAFETY: contiguous (checked in `new`); exclusive per the contract above.
+            None => unsafe { self.array.as_slice_mut() }.expect("contiguous array has a slice"),
         }
     }
 
     /// Writes gathered elements back into a strided parameter.
-    pub fn scatter_back(mut self) {
-        if let Some(values) = self.gathered.take() {
-            let updated = numpy::ndarray::ArrayViewD::from_shape(IxDyn(&self.shape), &values)
+    pub fn scatter_back(self) {
+        if let Some(values) = &self.gathered {
+            let updated = ArrayViewD::from_shape(IxDyn(self.array.shape()), values)
                 .expect("gathered buffer has the param's shape");
-            let mut target: ArrayViewMutD<'_, F> = self.array.as_array_mut();
-            target.assign(&updated);
+            // SAFETY: no slice of this param is alive any more (the kernel has returned).
+            unsafe { self.array.as_array_mut() }.assign(&updated);
         }
     }
 }
 
-/// A state array (exp_avg, momentum buffer, ...) borrowed for writing.
+/// A state array (exp_avg, momentum buffer, ...) updated in place.
 pub struct StateArray<'py, F: NumpyElement> {
-    array: PyReadwriteArrayDyn<'py, F>,
+    array: Bound<'py, PyArrayDyn<F>>,
 }
 
-impl<'py, F: NumpyElement> StateArray<'py, F> {
-    pub fn borrow(
+impl<'py, F: NumpyElement + Copy> StateArray<'py, F> {
+    pub fn new(
         object: &Bound<'py, PyAny>,
-        role: &str,
+        role: &'static str,
         index: usize,
         param: &ParamArray<'py, F>,
-    ) -> Result<Self, InputError>
-    where
-        F: Copy,
-    {
-        let typed = typed::<F>(object, role, index)?;
-        check_shape(typed.shape(), &param.shape, role, index)?;
-        let in_order = match param.order {
-            ElementOrder::C => typed.is_c_contiguous(),
-            ElementOrder::Fortran => typed.is_fortran_contiguous(),
-        };
-        if !in_order {
+        aliases: &mut AliasCheck<'py>,
+    ) -> Result<Self, InputError> {
+        let array = typed::<F>(object, role, index)?;
+        check_shape(array.shape(), param.shape(), role, index)?;
+        if !param.order.holds_for(&array) {
             return Err(InputError::Layout(format!(
                 "{role} of tensor {index} is not contiguous in its param's {} order",
                 param.order.name()
             )));
         }
-        let array = typed
-            .try_readwrite()
-            .map_err(|e| borrow_error(e, role, index))?;
+        if !is_writeable(array.as_untyped()) {
+            return Err(InputError::ReadOnly(format!("{role} of tensor {index} is read-only")));
+        }
+        aliases.add(&array, Access::Write, role, index);
         Ok(StateArray { array })
     }
 
-    pub fn values_mut(&mut self) -> &mut [F] {
-        self.array.as_slice_mut().expect("checked contiguous")
+    /// # Safety
+    /// As [`ParamArray::values_mut`].
+    pub unsafe fn values_mut(&mut self) -> &mut [F] {
+        // SAFETY: contiguous (checked in `new`); exclusive per the contract above.
+        unsafe { self.array.as_slice_mut() }.expect("checked contiguous")
     }
 }
 
-/// A gradient borrowed for reading, with its elements in its parameter's order.
+/// A gradient, read only, with its elements in its parameter's order.
 pub struct GradArray<'py, F: NumpyElement> {
-    array: PyReadonlyArrayDyn<'py, F>,
+    array: Bound<'py, PyArrayDyn<F>>,
     gathered: Option<Vec<F>>,
 }
 
 impl<'py, F: NumpyElement + Copy> GradArray<'py, F> {
-    pub fn borrow(
+    pub fn new(
         object: &Bound<'py, PyAny>,
         index: usize,
         param: &ParamArray<'py, F>,
+        aliases: &mut AliasCheck<'py>,
     ) -> Result<Self, InputError> {
-        let typed = typed::<F>(object, "grad", index)?;
-        check_shape(typed.shape(), &param.shape, "grad", index)?;
-        let in_order = match param.order {
-            ElementOrder::C => typed.is_c_contiguous(),
-            ElementOrder::Fortran => typed.is_fortran_contiguous(),
-        };
-        let array = typed
-            .try_readonly()
-            .map_err(|e| borrow_error(e, "grad", index))?;
-        let gathered = (!in_order).then(|| match param.order {
-            ElementOrder::C => array.as_array().iter().copied().collect(),
+        let array = typed::<F>(object, "grad", index)?;
+        check_shape(array.shape(), param.shape(), "grad", index)?;
+        aliases.add(&array, Access::Read, "grad", index);
+        // SAFETY: read-only views of a live array, dropped at once.
+        let gathered = (!param.order.holds_for(&array)).then(|| match param.order {
+            ElementOrder::C => unsafe { array.as_array() }.iter().copied().collect(),
             // Iterating the transposed view in C order visits the original in Fortran order.
-            ElementOrder::Fortran => array.as_array().t().iter().copied().collect(),
+            ElementOrder::Fortran => unsafe { array.as_array() }.t().iter().copied().collect(),
         });
         Ok(GradArray { array, gathered })
     }
 
-    pub fn values(&self) -> &[F] {
+    /// # Safety
+    /// `AliasCheck::verify` must have passed for every array of the call.
+    pub unsafe fn values(&self) -> &[F] {
         match &self.gathered {
             Some(values) => values,
-            None => self.array.as_slice().expect("contiguous array has a slice"),
+            // SAFETY: contiguous in the param's order; nothing writes it (alias check).
+            None => unsafe { self.array.as_slice() }.expect("contiguous array has a slice"),
         }
     }
 }
 
-fn check_shape(
-    got: &[usize],
-    expected: &[usize],
-    role: &str,
-    index: usize,
-) -> Result<(), InputError> {
+fn check_shape(got: &[usize], expected: &[usize], role: &str, index: usize) -> Result<(), InputError> {
     if got == expected {
         Ok(())
     } else {
@@ -249,25 +255,7 @@ fn check_shape(
 fn shape_string(shape: &[usize]) -> String {
     match shape {
         [single] => format!("({single},)"),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
-fn borrow_error(error: BorrowError, role: &str, index: usize) -> InputError {
-    match error {
-        BorrowError::NotWriteable => InputError::ReadOnly(format!(
-            "{role} {index} is read-only; rustoptim updates params and state in place"
-        )),
-        _ => InputError::Alias(format!(
-            "{role} {index} shares memory with another array of this step (a grad that is its param, overlapping params, or shared state)"
-        )),
+        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
     }
 }
 
@@ -276,8 +264,137 @@ pub fn check_list_length(what: &str, got: usize, expected: usize) -> Result<(), 
     if got == expected {
         Ok(())
     } else {
-        Err(InputError::Value(format!(
-            "{what} has {got} entries, expected one per param ({expected})"
-        )))
+        Err(InputError::Value(format!("{what} has {got} entries, expected one per param ({expected})")))
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// The bytes one array spans in memory, `[start, end)`.
+struct Extent<'py> {
+    start: usize,
+    end: usize,
+    contiguous: bool,
+    array: Bound<'py, PyUntypedArray>,
+    role: &'static str,
+    index: usize,
+}
+
+/// Collects the memory extents of every array of a call and refuses overlaps
+/// between an array that is written and any other.
+///
+/// Extents that overlap are confirmed with `numpy.shares_memory` unless both
+/// arrays are contiguous, so interleaved strided views of one buffer (such as
+/// `x[0::2]` and `x[1::2]`) are accepted.
+#[derive(Default)]
+pub struct AliasCheck<'py> {
+    written: Vec<Extent<'py>>,
+    read: Vec<Extent<'py>>,
+}
+
+impl<'py> AliasCheck<'py> {
+    pub fn with_capacity(written: usize, read: usize) -> Self {
+        AliasCheck { written: Vec::with_capacity(written), read: Vec::with_capacity(read) }
+    }
+
+    pub fn add<F: NumpyElement>(
+        &mut self,
+        array: &Bound<'py, PyArrayDyn<F>>,
+        access: Access,
+        role: &'static str,
+        index: usize,
+    ) {
+        let array = array.as_untyped();
+        let Some((start, end)) = byte_extent(array, std::mem::size_of::<F>()) else {
+            return;
+        };
+        let extent = Extent { start, end, contiguous: array.is_contiguous(), array: array.clone(), role, index };
+        match access {
+            Access::Write => self.written.push(extent),
+            Access::Read => self.read.push(extent),
+        }
+    }
+
+    pub fn verify(mut self) -> Result<(), InputError> {
+        self.written.sort_unstable_by_key(|e| e.start);
+        // reach[i]: the largest end among written[..=i], so scans can stop early.
+        let mut reach = Vec::with_capacity(self.written.len());
+        let mut furthest = 0usize;
+        for (i, extent) in self.written.iter().enumerate() {
+            if extent.start < furthest {
+                self.confirm_against_written(i, extent)?;
+            }
+            furthest = furthest.max(extent.end);
+            reach.push(furthest);
+        }
+        for extent in &self.read {
+            // Written extents that start before this one ends, scanned from the last.
+            let candidates = self.written.partition_point(|w| w.start < extent.end);
+            for j in (0..candidates).rev() {
+                if reach[j] <= extent.start {
+                    break;
+                }
+                if self.written[j].end > extent.start && shares_memory(&self.written[j], extent) {
+                    return Err(alias_error(&self.written[j], extent));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn confirm_against_written(&self, i: usize, extent: &Extent<'py>) -> Result<(), InputError> {
+        for earlier in &self.written[..i] {
+            if earlier.end > extent.start && shares_memory(earlier, extent) {
+                return Err(alias_error(earlier, extent));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn alias_error(a: &Extent<'_>, b: &Extent<'_>) -> InputError {
+    let (first, second) = if (a.index, a.role) <= (b.index, b.role) { (a, b) } else { (b, a) };
+    InputError::Alias(format!(
+        "{} {} and {} {} share memory; every array a step writes must have memory of its own",
+        first.role, first.index, second.role, second.index
+    ))
+}
+
+/// Whether two arrays whose extents overlap really share an element.
+fn shares_memory(a: &Extent<'_>, b: &Extent<'_>) -> bool {
+    if a.contiguous && b.contiguous {
+        return true;
+    }
+    let py = a.array.py();
+    let result = py
+        .import("numpy")
+        .and_then(|numpy| numpy.getattr("shares_memory"))
+        .and_then(|f| f.call1((&a.array, &b.array)))
+        .and_then(|r| r.is_truthy());
+    // If NumPy cannot decide, treat the arrays as overlapping.
+    result.unwrap_or(true)
+}
+
+/// `[lowest byte, one past the highest byte]` an array touches; None when empty.
+fn byte_extent(array: &Bound<'_, PyUntypedArray>, item_size: usize) -> Option<(usize, usize)> {
+    let shape = array.shape();
+    if shape.contains(&0) {
+        return None;
+    }
+    // SAFETY: reading the data pointer of a live array.
+    let data = unsafe { (*_PyArray_GET_ITEM_DATA(array.as_array_ptr())).data } as isize;
+    let (mut low, mut high) = (data, data);
+    for (&n, &stride) in shape.iter().zip(array.strides()) {
+        let span = (n as isize - 1) * stride;
+        if span < 0 {
+            low += span;
+        } else {
+            high += span;
+        }
+    }
+    Some((low as usize, high as usize + item_size))
 }

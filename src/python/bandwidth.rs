@@ -1,6 +1,6 @@
 //! Binding of the bandwidth-ceiling kernel used by the benchmarks.
 
-use super::arrays::{DType, GradArray, ParamArray, StateArray, step_dtype};
+use super::arrays::{AliasCheck, DType, GradArray, ParamArray, StateArray, step_dtype};
 use super::errors::InputError;
 use crate::bandwidth::{StreamTensor, stream_update as stream_kernel};
 use numpy::Element as NumpyElement;
@@ -34,41 +34,36 @@ where
 {
     super::arrays::check_list_length("updates", updates.len(), reads.len())?;
     // The first updated array of each tensor plays the param (it fixes shape and order).
+    let mut aliases = AliasCheck::default();
     let mut firsts = Vec::with_capacity(reads.len());
     let mut rests = Vec::with_capacity(reads.len());
-    for (i, arrays) in updates.iter().enumerate() {
+    let mut read_arrays = Vec::with_capacity(reads.len());
+    for (i, (arrays, read)) in updates.iter().zip(reads).enumerate() {
         let Some(first) = arrays.first() else {
             return Err(InputError::Value(format!("updates[{i}] is empty")));
         };
-        let first = ParamArray::<F>::borrow(first, i)?;
+        let first = ParamArray::<F>::new(first, i, &mut aliases)?;
         let rest = arrays[1..]
             .iter()
-            .map(|a| StateArray::borrow(a, "updated array", i, &first))
+            .map(|a| StateArray::new(a, "updated array", i, &first, &mut aliases))
             .collect::<Result<Vec<_>, _>>()?;
+        read_arrays.push(GradArray::new(read, i, &first, &mut aliases)?);
         firsts.push(first);
         rests.push(rest);
     }
-    let reads = reads
-        .iter()
-        .zip(&firsts)
-        .enumerate()
-        .map(|(i, (read, first))| GradArray::borrow(read, i, first))
-        .collect::<Result<Vec<_>, _>>()?;
+    aliases.verify()?;
+    // SAFETY: the alias check passed, and each array's slice is taken once.
     let mut tensors: Vec<StreamTensor<'_, F>> = firsts
         .iter_mut()
         .zip(rests.iter_mut())
-        .zip(&reads)
-        .map(|((first, rest), read)| {
+        .zip(&read_arrays)
+        .map(|((first, rest), read)| unsafe {
             let mut updated = vec![first.values_mut()];
             updated.extend(rest.iter_mut().map(|a| a.values_mut()));
-            StreamTensor {
-                read: read.values(),
-                updated,
-            }
+            StreamTensor { read: read.values(), updated }
         })
         .collect();
-    py.detach(|| stream_kernel(&mut tensors))
-        .map_err(InputError::from)?;
+    py.detach(|| stream_kernel(&mut tensors)).map_err(InputError::from)?;
     drop(tensors);
     firsts.into_iter().for_each(ParamArray::scatter_back);
     Ok(())

@@ -57,10 +57,7 @@ impl InputError {
 }
 
 fn error_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyType>> {
-    Ok(py
-        .import("rustoptim.errors")?
-        .getattr(name)?
-        .cast_into::<PyType>()?)
+    Ok(py.import("rustoptim.errors")?.getattr(name)?.cast_into::<PyType>()?)
 }
 
 impl From<OptimError> for InputError {

@@ -2,7 +2,7 @@
 //! all its tensors. Every array is validated and borrowed before any is touched,
 //! so a call that raises has changed nothing; the update runs with the GIL released.
 
-use super::arrays::{DType, GradArray, ParamArray, StateArray, check_list_length, step_dtype};
+use super::arrays::{AliasCheck, DType, GradArray, ParamArray, StateArray, check_list_length, step_dtype};
 use super::errors::InputError;
 use crate::adam::{AdamConfig, AdamTensor, adam_step as adam_kernel};
 use crate::sgd::{MomentumBuffer, SgdConfig, SgdTensor, sgd_step as sgd_kernel};
@@ -33,24 +33,8 @@ fn adam_step<'py>(
     maximize: bool,
     decoupled_weight_decay: bool,
 ) -> PyResult<()> {
-    let config = AdamConfig {
-        lr,
-        beta1,
-        beta2,
-        eps,
-        weight_decay,
-        amsgrad,
-        maximize,
-        decoupled_weight_decay,
-    };
-    let arrays = AdamArrays {
-        params,
-        grads,
-        exp_avgs,
-        exp_avg_sqs,
-        max_exp_avg_sqs,
-        steps,
-    };
+    let config = AdamConfig { lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay };
+    let arrays = AdamArrays { params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps };
     let result = match step_dtype(&arrays.params) {
         Ok(None) => return Ok(()),
         Ok(Some(DType::Float32)) => run_adam::<f32>(py, &arrays, &config),
@@ -69,11 +53,7 @@ struct AdamArrays<'py> {
     steps: Vec<f64>,
 }
 
-fn run_adam<'py, F>(
-    py: Python<'py>,
-    arrays: &AdamArrays<'py>,
-    config: &AdamConfig,
-) -> Result<(), InputError>
+fn run_adam<'py, F>(py: Python<'py>, arrays: &AdamArrays<'py>, config: &AdamConfig) -> Result<(), InputError>
 where
     F: NumpyElement + crate::Element,
 {
@@ -86,65 +66,52 @@ where
         (Some(max), true) => check_list_length("max_exp_avg_sqs", max.len(), n)?,
         (None, false) => {}
         _ => {
-            return Err(InputError::Value(
-                "max_exp_avg_sqs must be given exactly when amsgrad is on".into(),
-            ));
+            return Err(InputError::Value("max_exp_avg_sqs must be given exactly when amsgrad is on".into()));
         }
     }
     if let Some(step) = arrays.steps.iter().find(|s| !(s.is_finite() && **s >= 1.0)) {
-        return Err(InputError::Value(format!(
-            "step counts must be finite and at least 1, got {step}"
-        )));
+        return Err(InputError::Value(format!("step counts must be finite and at least 1, got {step}")));
     }
 
-    // Borrow every writable array first, then the grads: a grad that aliases
-    // any of them is then caught by the borrow checker.
+    let arrays_per_tensor = if config.amsgrad { 4 } else { 3 };
+    let mut aliases = AliasCheck::with_capacity(arrays_per_tensor * n, n);
     let mut params = Vec::with_capacity(n);
     let mut exp_avgs = Vec::with_capacity(n);
     let mut exp_avg_sqs = Vec::with_capacity(n);
     let mut max_exp_avg_sqs = Vec::with_capacity(if config.amsgrad { n } else { 0 });
+    let mut grads = Vec::with_capacity(n);
     for i in 0..n {
-        let param = ParamArray::<F>::borrow(&arrays.params[i], i)?;
-        exp_avgs.push(StateArray::borrow(
-            &arrays.exp_avgs[i],
-            "exp_avg",
-            i,
-            &param,
-        )?);
-        exp_avg_sqs.push(StateArray::borrow(
-            &arrays.exp_avg_sqs[i],
-            "exp_avg_sq",
-            i,
-            &param,
-        )?);
+        let param = ParamArray::<F>::new(&arrays.params[i], i, &mut aliases)?;
+        exp_avgs.push(StateArray::new(&arrays.exp_avgs[i], "exp_avg", i, &param, &mut aliases)?);
+        exp_avg_sqs.push(StateArray::new(&arrays.exp_avg_sqs[i], "exp_avg_sq", i, &param, &mut aliases)?);
         if let Some(max) = &arrays.max_exp_avg_sqs {
-            max_exp_avg_sqs.push(StateArray::borrow(&max[i], "max_exp_avg_sq", i, &param)?);
+            max_exp_avg_sqs.push(StateArray::new(&max[i], "max_exp_avg_sq", i, &param, &mut aliases)?);
         }
+        grads.push(GradArray::new(&arrays.grads[i], i, &param, &mut aliases)?);
         params.push(param);
     }
-    let grads = (0..n)
-        .map(|i| GradArray::borrow(&arrays.grads[i], i, &params[i]))
-        .collect::<Result<Vec<_>, _>>()?;
+    aliases.verify()?;
 
+    // SAFETY (all `values`/`values_mut` below): the alias check passed, and each
+    // array's slice is taken once.
     let mut max_iter = max_exp_avg_sqs.iter_mut();
     let mut tensors: Vec<AdamTensor<'_, F>> = params
         .iter_mut()
         .zip(&grads)
         .zip(exp_avgs.iter_mut().zip(exp_avg_sqs.iter_mut()))
         .zip(&arrays.steps)
-        .map(
-            |(((param, grad), (exp_avg, exp_avg_sq)), &step)| AdamTensor {
+        .map(|(((param, grad), (exp_avg, exp_avg_sq)), &step)| unsafe {
+            AdamTensor {
                 param: param.values_mut(),
                 grad: grad.values(),
                 exp_avg: exp_avg.values_mut(),
                 exp_avg_sq: exp_avg_sq.values_mut(),
                 max_exp_avg_sq: max_iter.next().map(|m| m.values_mut()),
                 step,
-            },
-        )
+            }
+        })
         .collect();
-    py.detach(|| adam_kernel(&mut tensors, config))
-        .map_err(InputError::from)?;
+    py.detach(|| adam_kernel(&mut tensors, config)).map_err(InputError::from)?;
     drop(tensors);
     params.into_iter().for_each(ParamArray::scatter_back);
     Ok(())
@@ -170,20 +137,8 @@ fn sgd_step<'py>(
     nesterov: bool,
     maximize: bool,
 ) -> PyResult<()> {
-    let config = SgdConfig {
-        lr,
-        momentum,
-        dampening,
-        weight_decay,
-        nesterov,
-        maximize,
-    };
-    let arrays = SgdArrays {
-        params,
-        grads,
-        momentum_buffers,
-        new_buffers,
-    };
+    let config = SgdConfig { lr, momentum, dampening, weight_decay, nesterov, maximize };
+    let arrays = SgdArrays { params, grads, momentum_buffers, new_buffers };
     let result = match step_dtype(&arrays.params) {
         Ok(None) => return Ok(()),
         Ok(Some(DType::Float32)) => run_sgd::<f32>(py, &arrays, &config),
@@ -200,11 +155,7 @@ struct SgdArrays<'py> {
     new_buffers: Vec<bool>,
 }
 
-fn run_sgd<'py, F>(
-    py: Python<'py>,
-    arrays: &SgdArrays<'py>,
-    config: &SgdConfig,
-) -> Result<(), InputError>
+fn run_sgd<'py, F>(py: Python<'py>, arrays: &SgdArrays<'py>, config: &SgdConfig) -> Result<(), InputError>
 where
     F: NumpyElement + crate::Element,
 {
@@ -217,40 +168,41 @@ where
         }
         (None, false) => {}
         _ => {
-            return Err(InputError::Value(
-                "momentum_buffers must be given exactly when momentum is not 0".into(),
-            ));
+            return Err(InputError::Value("momentum_buffers must be given exactly when momentum is not 0".into()));
         }
     }
 
+    let mut aliases = AliasCheck::with_capacity(2 * n, n);
     let mut params = Vec::with_capacity(n);
     let mut buffers = Vec::with_capacity(n);
+    let mut grads = Vec::with_capacity(n);
     for i in 0..n {
-        let param = ParamArray::<F>::borrow(&arrays.params[i], i)?;
+        let param = ParamArray::<F>::new(&arrays.params[i], i, &mut aliases)?;
         if let Some(list) = &arrays.momentum_buffers {
-            buffers.push(StateArray::borrow(&list[i], "momentum_buffer", i, &param)?);
+            buffers.push(StateArray::new(&list[i], "momentum_buffer", i, &param, &mut aliases)?);
         }
+        grads.push(GradArray::new(&arrays.grads[i], i, &param, &mut aliases)?);
         params.push(param);
     }
-    let grads = (0..n)
-        .map(|i| GradArray::borrow(&arrays.grads[i], i, &params[i]))
-        .collect::<Result<Vec<_>, _>>()?;
+    aliases.verify()?;
 
+    // SAFETY (all `values`/`values_mut` below): the alias check passed, and each
+    // array's slice is taken once.
     let mut buffer_iter = buffers.iter_mut().zip(&arrays.new_buffers);
     let mut tensors: Vec<SgdTensor<'_, F>> = params
         .iter_mut()
         .zip(&grads)
-        .map(|(param, grad)| SgdTensor {
-            param: param.values_mut(),
-            grad: grad.values(),
-            momentum_buffer: buffer_iter.next().map(|(buffer, &is_new)| MomentumBuffer {
-                values: buffer.values_mut(),
-                is_new,
-            }),
+        .map(|(param, grad)| unsafe {
+            SgdTensor {
+                param: param.values_mut(),
+                grad: grad.values(),
+                momentum_buffer: buffer_iter
+                    .next()
+                    .map(|(buffer, &is_new)| MomentumBuffer { values: buffer.values_mut(), is_new }),
+            }
         })
         .collect();
-    py.detach(|| sgd_kernel(&mut tensors, config))
-        .map_err(InputError::from)?;
+    py.detach(|| sgd_kernel(&mut tensors, config)).map_err(InputError::from)?;
     drop(tensors);
     params.into_iter().for_each(ParamArray::scatter_back);
     Ok(())

@@ -7,8 +7,7 @@ use pyo3::prelude::*;
 /// Sets the number of worker threads used by every kernel (at least 1).
 #[pyfunction]
 fn set_num_threads(py: Python<'_>, num_threads: usize) -> PyResult<()> {
-    py.detach(|| pool::set_num_threads(num_threads))
-        .map_err(|e| optim_error(py, e))
+    py.detach(|| pool::set_num_threads(num_threads)).map_err(|e| optim_error(py, e))
 }
 
 /// The number of worker threads kernels split their work across.
@@ -20,10 +19,7 @@ fn get_num_threads() -> usize {
 /// The SIMD levels this CPU can run, lowest first.
 #[pyfunction]
 fn simd_levels() -> Vec<&'static str> {
-    simd::available_levels()
-        .into_iter()
-        .map(simd::SimdLevel::name)
-        .collect()
+    simd::available_levels().into_iter().map(simd::SimdLevel::name).collect()
 }
 
 /// The SIMD level kernels run at now.
@@ -36,10 +32,7 @@ fn get_simd_level() -> &'static str {
 #[pyfunction]
 #[pyo3(signature = (level=None))]
 fn set_simd_level(py: Python<'_>, level: Option<&str>) -> PyResult<()> {
-    let level = level
-        .map(simd::SimdLevel::from_name)
-        .transpose()
-        .map_err(|e| optim_error(py, e))?;
+    let level = level.map(simd::SimdLevel::from_name).transpose().map_err(|e| optim_error(py, e))?;
     simd::set_forced_level(level).map_err(|e| optim_error(py, e))
 }
 
