@@ -16,22 +16,10 @@ struct Workload {
 
 fn workloads() -> Vec<Workload> {
     vec![
-        Workload {
-            name: "1x1e6",
-            shapes: vec![1_000_000],
-        },
-        Workload {
-            name: "1x1e7",
-            shapes: vec![10_000_000],
-        },
-        Workload {
-            name: "1000x1000",
-            shapes: vec![1000; 1000],
-        },
-        Workload {
-            name: "1x10",
-            shapes: vec![10],
-        },
+        Workload { name: "1x1e6", shapes: vec![1_000_000] },
+        Workload { name: "1x1e7", shapes: vec![10_000_000] },
+        Workload { name: "1000x1000", shapes: vec![1000; 1000] },
+        Workload { name: "1x10", shapes: vec![10] },
     ]
 }
 
@@ -46,13 +34,8 @@ fn bench_adam(c: &mut Criterion, decoupled: bool) {
         let elements: usize = workload.shapes.iter().sum();
         group.throughput(Throughput::Bytes((elements * 7 * 4) as u64));
         let (mut params, grads) = (filled(&workload.shapes, 1.0), filled(&workload.shapes, 0.5));
-        let (mut exp_avgs, mut exp_avg_sqs) =
-            (filled(&workload.shapes, 0.0), filled(&workload.shapes, 0.0));
-        let config = AdamConfig {
-            decoupled_weight_decay: decoupled,
-            weight_decay: 0.01,
-            ..AdamConfig::default()
-        };
+        let (mut exp_avgs, mut exp_avg_sqs) = (filled(&workload.shapes, 0.0), filled(&workload.shapes, 0.0));
+        let config = AdamConfig { decoupled_weight_decay: decoupled, weight_decay: 0.01, ..AdamConfig::default() };
         group.bench_function(workload.name, |b| {
             b.iter(|| {
                 let mut tensors: Vec<AdamTensor<'_, f32>> = params
@@ -76,11 +59,7 @@ fn bench_adam(c: &mut Criterion, decoupled: bool) {
 }
 
 fn bench_sgd(c: &mut Criterion, momentum: f64) {
-    let label = if momentum != 0.0 {
-        "sgd_momentum"
-    } else {
-        "sgd"
-    };
+    let label = if momentum != 0.0 { "sgd_momentum" } else { "sgd" };
     let arrays = if momentum != 0.0 { 5 } else { 3 };
     let mut group = c.benchmark_group(label);
     for workload in workloads() {
@@ -88,10 +67,7 @@ fn bench_sgd(c: &mut Criterion, momentum: f64) {
         group.throughput(Throughput::Bytes((elements * arrays * 4) as u64));
         let (mut params, grads) = (filled(&workload.shapes, 1.0), filled(&workload.shapes, 0.5));
         let mut buffers = filled(&workload.shapes, 0.0);
-        let config = SgdConfig {
-            momentum,
-            ..SgdConfig::default()
-        };
+        let config = SgdConfig { momentum, ..SgdConfig::default() };
         group.bench_function(workload.name, |b| {
             b.iter(|| {
                 let mut tensors: Vec<SgdTensor<'_, f32>> = params
@@ -101,10 +77,7 @@ fn bench_sgd(c: &mut Criterion, momentum: f64) {
                     .map(|((param, grad), buffer)| SgdTensor {
                         param,
                         grad,
-                        momentum_buffer: (momentum != 0.0).then(|| MomentumBuffer {
-                            values: buffer,
-                            is_new: false,
-                        }),
+                        momentum_buffer: (momentum != 0.0).then(|| MomentumBuffer { values: buffer, is_new: false }),
                     })
                     .collect();
                 sgd_step(black_box(&mut tensors), &config).unwrap();
