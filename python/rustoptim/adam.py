@@ -1,0 +1,265 @@
+"""Adam and AdamW (``torch.optim.Adam`` / ``torch.optim.AdamW`` semantics)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from . import _core
+from ._arrays import state_copy, state_step, state_zeros
+from .optimizer import Optimizer, check_flags, check_lr, check_non_negative
+from .parameter import Parameter
+
+__all__ = ["Adam", "AdamW"]
+
+_STATE_ARRAYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+
+class Adam(Optimizer):
+    r"""Adam (Kingma & Ba, 2015), with torch's options: coupled or decoupled
+    weight decay, AMSGrad and maximization.
+
+    For each param :math:`\theta` with a gradient :math:`g` (params whose
+    gradient is ``None`` are skipped), with :math:`t` the param's step count
+    after this step's increment, :math:`\lambda` = ``weight_decay`` and
+    :math:`\gamma` = ``lr``, in this order::
+
+        g  <- -g                                   if maximize
+        θ  <- θ · (1 - γ·λ)                        if decoupled_weight_decay (AdamW)
+        g  <- g + λ·θ                              otherwise, if λ != 0
+        m  <- m + (1 - β1)·(g - m)                 first moment  (exp_avg)
+        v  <- β2·v + (1 - β2)·g²                   second moment (exp_avg_sq)
+        u  <- max(u, v)                            if amsgrad    (max_exp_avg_sq; v itself is kept)
+        θ  <- θ - (γ / (1 - β1^t)) · m / (sqrt(u or v) / sqrt(1 - β2^t) + ε)
+
+    ε is added *after* dividing by the bias correction, outside the square
+    root, exactly as torch does. Scalars are computed in double precision and
+    rounded to the param's dtype where they are applied.
+
+    Args:
+      params: iterable of :class:`~rustoptim.Parameter`, plain float32/float64
+        arrays, ``(name, param)`` tuples, or param-group dicts (see
+        :class:`~rustoptim.Optimizer`).
+      lr: learning rate γ (a real number >= 0; ndarray learning rates are not
+        supported: pass ``float(lr)``).
+      betas: ``(β1, β2)``, Python floats in ``[0, 1)`` (ints are rejected, as in torch).
+      eps: ε >= 0, added to the denominator.
+      weight_decay: λ >= 0.
+      amsgrad: use the maximum of past second moments (AMSGrad).
+      foreach: accepted for compatibility; every step is one fused multi-tensor
+        call per param group and dtype, whatever the value.
+      maximize: maximize the objective instead of minimizing it.
+      capturable: must be False (CUDA graph capture does not apply to NumPy).
+      differentiable: must be False (NumPy arrays have no autograd graph).
+      fused: accepted for compatibility, like ``foreach``.
+      decoupled_weight_decay: apply decay as ``θ·(1 - γλ)`` before the moments
+        (AdamW) instead of adding ``λθ`` to the gradient.
+
+    State per param, created on its first step with a gradient: ``step`` (a
+    Python float), ``exp_avg``, ``exp_avg_sq`` and, with amsgrad,
+    ``max_exp_avg_sq`` (arrays shaped like the param).
+
+    Example:
+      >>> import numpy as np
+      >>> import rustoptim
+      >>> w = np.array([1.0, -2.0])
+      >>> opt = rustoptim.Adam([w], lr=0.1)
+      >>> for _ in range(100):
+      ...     _ = opt.step(grads=[2 * w])          # gradient of sum(w**2)
+      >>> bool(np.abs(w).max() < 0.5)
+      True
+
+    Reference: Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015;
+    Reddi et al., "On the Convergence of Adam and Beyond", ICLR 2018 (AMSGrad).
+    """
+
+    _flag_defaults = dict(
+        amsgrad=False,
+        maximize=False,
+        foreach=None,
+        capturable=False,
+        differentiable=False,
+        decoupled_weight_decay=False,
+        fused=None,
+    )
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        amsgrad: bool = False,
+        *,
+        foreach: Optional[bool] = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: Optional[bool] = None,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=decoupled_weight_decay,
+        )
+        self._check_group(defaults)
+        defaults["betas"] = tuple(betas)
+        super().__init__(params, defaults)
+        if fused and foreach:
+            raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+
+    def _check_group(self, group: Dict[str, Any]) -> None:
+        check_lr(group["lr"])
+        check_non_negative(group["eps"], "Invalid epsilon value: {}")
+        betas = group["betas"]
+        if isinstance(betas, np.ndarray) or not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair of floats, got {betas!r}")
+        for i, beta in enumerate(betas):
+            if isinstance(beta, np.ndarray):
+                raise ValueError("betas must be Python floats: rustoptim has no array betas")
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
+        check_non_negative(group["weight_decay"], "Invalid weight_decay value: {}")
+        if not (isinstance(betas[0], float) and isinstance(betas[1], float)):
+            raise ValueError("betas must be either both floats or both Tensors")
+        check_flags(group, ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay"))
+
+    def _restore_group(self, group: Dict[str, Any]) -> None:
+        super()._restore_group(group)
+        if isinstance(group.get("betas"), list):
+            group["betas"] = tuple(group["betas"])
+
+    def _import_param_state(self, param: Parameter, saved: Mapping, group: Dict[str, Any]) -> Dict[str, Any]:
+        required = ("step", "exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
+        self._check_state_keys(saved, required, optional=("max_exp_avg_sq",))
+        state: Dict[str, Any] = {"step": state_step("'step'", saved["step"])}
+        for key in _STATE_ARRAYS:
+            if key in saved:
+                state[key] = state_copy(repr(key), saved[key], param.data)
+        return state
+
+    def _update(self, group: Dict[str, Any], params: List[Parameter], grads: List[np.ndarray]) -> None:
+        state = self.state
+        amsgrad = group["amsgrad"]
+        arrays = [p.data for p in params]
+        entries = [state.get(p) for p in params]
+        # New state lives in local variables until the core call has succeeded.
+        fresh = [i for i, entry in enumerate(entries) if not entry]
+        for i in fresh:
+            entries[i] = _new_state(arrays[i], amsgrad)
+        max_exp_avg_sqs = missing_max = None
+        if amsgrad:
+            max_exp_avg_sqs = [entry.get("max_exp_avg_sq") for entry in entries]
+            # amsgrad switched on after the param got state: start the max at zero.
+            missing_max = [i for i, m in enumerate(max_exp_avg_sqs) if m is None]
+            for i in missing_max:
+                max_exp_avg_sqs[i] = state_zeros(arrays[i])
+        steps = [entry["step"] + 1.0 for entry in entries]
+        beta1, beta2 = group["betas"]
+        _core.adam_step(
+            arrays,
+            grads,
+            [entry["exp_avg"] for entry in entries],
+            [entry["exp_avg_sq"] for entry in entries],
+            max_exp_avg_sqs,
+            steps,
+            lr=float(group["lr"]),
+            beta1=float(beta1),
+            beta2=float(beta2),
+            eps=float(group["eps"]),
+            weight_decay=float(group["weight_decay"]),
+            amsgrad=bool(amsgrad),
+            maximize=bool(group["maximize"]),
+            decoupled_weight_decay=bool(group["decoupled_weight_decay"]),
+        )
+        for entry, step in zip(entries, steps):
+            entry["step"] = step
+        if missing_max:
+            for i in missing_max:
+                entries[i]["max_exp_avg_sq"] = max_exp_avg_sqs[i]
+        for i in fresh:
+            state[params[i]] = entries[i]
+
+
+class AdamW(Adam):
+    r"""AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay.
+
+    Identical to ``Adam(..., decoupled_weight_decay=True)``, with
+    ``weight_decay`` defaulting to ``0.01``. The decay is applied to the param
+    before the moment updates, with the current lr::
+
+        θ <- θ · (1 - γ·λ)
+        ... then the Adam update of :class:`Adam` with g unchanged by λ.
+
+    Because of the default decay, AdamW moves params even when gradients are
+    zero. Passing ``decoupled_weight_decay`` raises ``TypeError``; the param
+    groups still carry ``'decoupled_weight_decay': True`` (forced on load).
+
+    Args:
+      params, lr, betas, eps, amsgrad, maximize, foreach, capturable,
+      differentiable, fused: as for :class:`Adam`.
+      weight_decay: λ >= 0 (default 0.01).
+
+    Example:
+      >>> import numpy as np
+      >>> import rustoptim
+      >>> w = np.ones(4, dtype=np.float32)
+      >>> opt = rustoptim.AdamW([w], lr=0.1, weight_decay=0.5)
+      >>> _ = opt.step(grads=[np.zeros(4, np.float32)])
+      >>> w                                      # decayed by 1 - 0.1·0.5
+      array([0.95, 0.95, 0.95, 0.95], dtype=float32)
+
+    Reference: Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: Optional[bool] = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: Optional[bool] = None,
+    ) -> None:
+        super().__init__(
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            foreach=foreach,
+            maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=True,
+        )
+
+    def _restore_group(self, group: Dict[str, Any]) -> None:
+        super()._restore_group(group)
+        group["decoupled_weight_decay"] = True
+
+
+def _new_state(array: np.ndarray, amsgrad: bool) -> Dict[str, Any]:
+    state: Dict[str, Any] = {"step": 0.0, "exp_avg": state_zeros(array), "exp_avg_sq": state_zeros(array)}
+    if amsgrad:
+        state["max_exp_avg_sq"] = state_zeros(array)
+    return state

@@ -1,0 +1,546 @@
+"""``Optimizer``: the bookkeeping every rustoptim optimizer shares.
+
+Param groups, lazily created per-param state, ``zero_grad``, ``state_dict`` /
+``load_state_dict`` and pickling follow ``torch.optim.Optimizer``. The
+arithmetic runs in the Rust extension (``rustoptim._core``), one call per param
+group and dtype. Where torch is unsafe rustoptim does better:
+
+- ``state_dict()`` returns copies of the state arrays, and ``load_state_dict``
+  copies the arrays it is given, so an optimizer never shares memory with a
+  state dict in either direction;
+- ``load_state_dict`` validates everything (keys, shapes, dtypes, step counts,
+  hyperparameters) before it changes anything, and raises ``StateDictError``;
+- a step that raises changes no param and no state;
+- every param group's hyperparameters are validated, not only the
+  constructor's arguments.
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+import warnings
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any, Callable, ClassVar, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ._arrays import FLOAT_DTYPES
+from .errors import DTypeError, ReadOnlyError, ShapeError, StateDictError
+from .parameter import Parameter
+
+__all__ = ["Optimizer"]
+
+_DUPLICATE_PARAMS_WARNING = (
+    "optimizer contains a parameter group with duplicate parameters; "
+    "in future, this will cause an error; "
+    "see github.com/pytorch/pytorch/issues/40967 for more information"
+)
+
+# One core call: the group whose hyperparameters apply, its params (each once,
+# all of one dtype) and their grads.
+_Batch = Tuple[Dict[str, Any], List[Parameter], List[np.ndarray]]
+
+
+def _typename(obj: object) -> str:
+    cls = type(obj)
+    module = cls.__module__
+    if module in ("builtins", "", None):
+        return cls.__qualname__
+    return f"{module}.{cls.__qualname__}"
+
+
+def _is_index(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_lr(lr: object) -> None:
+    """``lr`` must be a real number >= 0 (NaN rejected).
+
+    rustoptim has no array learning rates: an ndarray ``lr`` (torch's tensor lr)
+    raises ``TypeError``; pass ``float(lr)`` instead. NumPy scalars are fine.
+    """
+    if isinstance(lr, np.ndarray):
+        raise TypeError(
+            f"lr must be a real number, not a numpy.ndarray of shape {lr.shape}; "
+            "rustoptim has no array learning rates (pass float(lr))"
+        )
+    if not 0.0 <= lr:
+        raise ValueError(f"Invalid learning rate: {lr}")
+
+
+def check_non_negative(value: object, message: str) -> None:
+    """``value`` must be a real number >= 0 (NaN rejected), else ``ValueError(message.format(value))``."""
+    if isinstance(value, np.ndarray):
+        raise TypeError(f"{message.format('an array')}: hyperparameters must be real numbers")
+    if not 0.0 <= value:
+        raise ValueError(message.format(value))
+
+
+def check_flags(group: dict, bools: tuple, optional_bools: tuple = ("foreach", "fused")) -> None:
+    """Flags are bools (``foreach``/``fused`` may also be None); ``differentiable``
+    and ``capturable`` cannot be honoured on NumPy arrays and must be False."""
+    for name in bools:
+        if not isinstance(group[name], (bool, np.bool_)):
+            raise TypeError(f"{name} must be a bool, got {group[name]!r}")
+    for name in optional_bools:
+        if group[name] is not None and not isinstance(group[name], (bool, np.bool_)):
+            raise TypeError(f"{name} must be None or a bool, got {group[name]!r}")
+    if group.get("differentiable"):
+        raise ValueError(
+            "differentiable=True is not supported: NumPy arrays carry no autograd graph, "
+            "so a rustoptim step cannot be differentiated through"
+        )
+    if group.get("capturable"):
+        raise ValueError(
+            "capturable=True is not supported: it exists for CUDA graph capture, "
+            "and rustoptim runs on NumPy arrays on the CPU"
+        )
+
+
+class Optimizer:
+    """Base class of rustoptim's optimizers (``torch.optim.Optimizer`` semantics).
+
+    Args:
+      params: an iterable of parameters or of param-group dicts. A parameter is
+        a :class:`~rustoptim.Parameter` (set its ``.grad`` before ``step()``), a
+        plain NumPy array (wrapped in an internal ``Parameter`` whose ``data``
+        *is* that array; pass its gradient with ``step(grads=...)``), or a
+        ``(name, parameter)`` tuple. A group dict holds ``'params'`` plus any
+        hyperparameters that override ``defaults`` for that group.
+      defaults: the default hyperparameters of every group (kept by reference,
+        as torch does).
+
+    Attributes:
+      param_groups: list of dicts; hyperparameters are re-read at every step, so
+        changing ``param_groups[i]['lr']`` takes effect at the next step.
+      state: ``defaultdict(dict)`` keyed by ``Parameter``, filled lazily on the
+        first step in which a param has a gradient.
+      defaults: the constructor's default hyperparameters.
+
+    Subclasses implement ``_update(group, params, grads)`` (one core call) and
+    may override the hooks ``_check_group``, ``_restore_group``,
+    ``_import_param_state`` and ``_export_param_state``.
+    """
+
+    #: Flags refilled by ``_restore_group`` when a loaded or unpickled group lacks
+    #: them (state dicts written before the flag existed), like torch's ``__setstate__``.
+    _flag_defaults: ClassVar[Dict[str, Any]] = {}
+
+    def __init__(self, params: Iterable[Any], defaults: Dict[str, Any]) -> None:
+        self.defaults = defaults
+        if isinstance(params, (Parameter, np.ndarray)):
+            raise TypeError(
+                "params argument given to the optimizer should be an iterable of Tensors or dicts, "
+                f"but got {_typename(params)}"
+            )
+        self.state: Dict[Any, Dict[str, Any]] = defaultdict(dict)
+        self.param_groups: List[Dict[str, Any]] = []
+        param_groups = list(params)
+        if len(param_groups) == 0:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(param_groups[0], dict):
+            param_groups = [{"params": param_groups}]
+        for param_group in param_groups:
+            self.add_param_group(param_group)
+
+    # ------------------------------------------------------------------ groups
+
+    def add_param_group(self, param_group: Dict[str, Any]) -> None:
+        """Add a param group (a dict with ``'params'`` and optional hyperparameters).
+
+        Follows ``torch.optim.Optimizer.add_param_group``: the dict itself is
+        appended, missing hyperparameters are filled from ``defaults`` (by
+        reference, after the group's own keys), ``(name, param)`` tuples store
+        names in ``'param_names'``, a duplicate param inside the group warns
+        (it is then updated twice per step), a param already in another group
+        raises ``ValueError``. Plain arrays are wrapped in ``Parameter`` objects;
+        the same array object always maps to the same ``Parameter``.
+        Unlike torch, the group's hyperparameters are validated like the
+        constructor's (``ValueError`` with the constructor's message).
+        """
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group)}")
+        params = param_group["params"]
+        if isinstance(params, (Parameter, np.ndarray)):
+            param_group["params"] = [params]
+        elif isinstance(params, set):
+            raise TypeError(
+                "optimizer parameters need to be organized in ordered collections, but "
+                "the ordering of tensors in sets will change between runs. "
+                "Please use a list instead."
+            )
+        else:
+            param_group["params"] = list(params)
+
+        extracted: List[Any] = []
+        names: List[Any] = []
+        for param in param_group["params"]:
+            if isinstance(param, tuple):
+                names.append(param[0])
+                extracted.append(param[1])
+            else:
+                extracted.append(param)
+        param_group["params"] = extracted
+        if names:
+            if len(names) != len(extracted):
+                raise ValueError(
+                    "all optimizer params should be with/without names. Some param names are missing"
+                )
+            param_group["param_names"] = names
+
+        # Plain arrays become Parameters; an array object already known (in this
+        # or an earlier group) maps to the Parameter that holds it.
+        known = {id(p.data): p for group in self.param_groups for p in group["params"]}
+        wrapped = []
+        for param in extracted:
+            if not isinstance(param, Parameter):
+                if not isinstance(param, np.ndarray):
+                    raise TypeError(
+                        "optimizer can only optimize Tensors, but one of the params is " + _typename(param)
+                    )
+                param = known.get(id(param)) or Parameter(param)
+            known.setdefault(id(param.data), param)
+            wrapped.append(param)
+        param_group["params"] = wrapped
+
+        for name, default in self.defaults.items():
+            param_group.setdefault(name, default)
+        self._check_group(param_group)
+
+        if len(wrapped) != len(set(wrapped)):
+            warnings.warn(_DUPLICATE_PARAMS_WARNING, stacklevel=3)
+
+        param_set = set()
+        for group in self.param_groups:
+            param_set.update(group["params"])
+            if ("param_names" in param_group) != ("param_names" in group):
+                current = "with names" if "param_names" in param_group else "without names"
+                raise ValueError(
+                    "all optimizer param groups should be with/without names. "
+                    f"cannot add param group {current} to the optimizer"
+                )
+        if not param_set.isdisjoint(wrapped):
+            raise ValueError("some parameters appear in more than one parameter group")
+
+        self.param_groups.append(param_group)
+
+    @property
+    def params(self) -> List[Parameter]:
+        """Every param once, in order of first appearance across ``param_groups``.
+
+        This is the order of ``state_dict()`` indices and of ``step(grads=...)``.
+        For params given as plain arrays, ``params[i].data`` is the caller's array.
+        """
+        return list(dict.fromkeys(p for group in self.param_groups for p in group["params"]))
+
+    # ------------------------------------------------------------------- hooks
+
+    def _check_group(self, group: Dict[str, Any]) -> None:
+        """Raise ``ValueError``/``TypeError`` if the group's hyperparameters are invalid."""
+
+    def _restore_group(self, group: Dict[str, Any]) -> None:
+        """Bring a loaded or unpickled group up to date (missing flags, ...), in place."""
+        for name, value in self._flag_defaults.items():
+            group.setdefault(name, value)
+
+    def _import_param_state(self, param: Parameter, saved: Mapping, group: Dict[str, Any]) -> Dict[str, Any]:
+        """The state of ``param`` built from a state-dict entry: validated and copied.
+
+        Raises ``StateDictError`` (the caller prefixes the entry's index).
+        """
+        return copy.deepcopy(dict(saved))
+
+    def _export_param_state(self, param: Parameter, state: Dict[str, Any]) -> Dict[str, Any]:
+        """The state-dict entry of ``param``: a copy sharing no memory with ``state``."""
+        return copy.deepcopy(state)
+
+    def _update(self, group: Dict[str, Any], params: List[Parameter], grads: List[np.ndarray]) -> None:
+        """Update ``params`` (each once, all of one dtype) with one core call."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _check_state_keys(saved: Mapping, required: Sequence[str], optional: Sequence[str] = ()) -> None:
+        """``StateDictError`` unless ``saved`` has every required key and no unknown key."""
+        unknown = [k for k in saved if k not in required and k not in optional]
+        if unknown:
+            expected = ", ".join(repr(k) for k in (*required, *optional))
+            raise StateDictError(f"unknown state key(s) {unknown}; expected {expected}")
+        missing = [k for k in required if k not in saved]
+        if missing:
+            raise StateDictError(f"missing state key(s) {missing}")
+
+    # -------------------------------------------------------------------- step
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients stored on the params (``.grad``).
+
+        Args:
+          set_to_none: ``True`` sets ``.grad = None``, so ``step()`` skips the
+            param; ``False`` fills the existing gradient arrays with zeros in
+            place, so ``step()`` still processes the param (decay, step count).
+        """
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    if set_to_none:
+                        p.grad = None
+                    else:
+                        p.grad[...] = 0
+
+    def step(
+        self,
+        closure: Optional[Callable[[], Any]] = None,
+        *,
+        grads: Optional[Sequence[Optional[np.ndarray]]] = None,
+    ) -> Any:
+        """Perform one optimization step; return what ``closure`` returned (else None).
+
+        Args:
+          closure: optional callable that re-evaluates the model; it runs first,
+            so it may set ``.grad`` on the params.
+          grads: optional list with one gradient (or ``None`` to skip the param)
+            per param of :attr:`params`, in that order. It replaces ``.grad`` for
+            this step without being stored on the params: this is how gradients
+            of params given as plain arrays are passed. A list of the wrong length
+            raises ``ValueError`` before anything else happens.
+
+        Params whose gradient is ``None`` are skipped (no state, no decay, no step
+        count); a zero gradient is processed. A step that raises (wrong grad
+        shape or dtype, read-only param, a grad sharing memory with a param, ...)
+        changes no param and no state. The check that backs this for steps
+        spanning several groups or dtypes covers grads and params; memory shared
+        between params of *different* groups is not detected.
+        """
+        paired = None if grads is None else self._pair_grads(grads)
+        loss = None
+        if closure is not None:
+            loss = closure()
+        for group, params, group_grads in self._batches(paired):
+            self._update(group, params, group_grads)
+        return loss
+
+    def _pair_grads(self, grads: Sequence[Optional[np.ndarray]]) -> List[List[Tuple[Parameter, Any]]]:
+        """Per group, the ``(param, grad)`` pairs of ``grads`` whose grad is not None."""
+        if isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):
+            raise TypeError(
+                f"grads must be a list with one array (or None) per param, got {_typename(grads)}"
+            )
+        groups = self.param_groups
+        flat = [p for group in groups for p in group["params"]]
+        unique = list(dict.fromkeys(flat))
+        if len(grads) != len(unique):
+            raise ValueError(
+                f"grads has {len(grads)} entries, but the optimizer has {len(unique)} params "
+                "(one entry per param, in the order of opt.params; None skips a param)"
+            )
+        if len(unique) == len(flat):
+            pairs, start = [], 0
+            for group in groups:
+                params = group["params"]
+                stop = start + len(params)
+                pairs.append([(p, g) for p, g in zip(params, grads[start:stop]) if g is not None])
+                start = stop
+            return pairs
+        by_param = dict(zip(unique, grads))
+        return [[(p, by_param[p]) for p in group["params"] if by_param[p] is not None] for group in groups]
+
+    def _batches(self, paired: Optional[List[List[Tuple[Parameter, Any]]]]) -> List[_Batch]:
+        """Split the step into core calls: one per group and dtype, each param once."""
+        groups = self.param_groups
+        if paired is None:
+            paired = [[(p, p.grad) for p in group["params"] if p.grad is not None] for group in groups]
+        batches: List[_Batch] = []
+        for group, pairs in zip(groups, paired):
+            if not pairs:
+                continue
+            params = [p for p, _ in pairs]
+            # A param listed twice in a group is updated twice (torch): the k-th
+            # occurrences of the group's params go to the k-th call.
+            rounds = [pairs] if len(set(params)) == len(params) else _occurrence_rounds(pairs)
+            for round_pairs in rounds:
+                dtypes = dict.fromkeys(p.data.dtype for p, _ in round_pairs)
+                for dtype in dtypes:
+                    selected = round_pairs if len(dtypes) == 1 else [pg for pg in round_pairs if pg[0].data.dtype == dtype]
+                    batches.append((group, [p for p, _ in selected], [g for _, g in selected]))
+        if len(batches) > 1:
+            # Each core call is all-or-nothing; checking the later calls up front
+            # keeps a step that fails in a later call from half-applying.
+            for group, params, group_grads in batches[1:]:
+                for p, g in zip(params, group_grads):
+                    _precheck(p, g, groups, group)
+        return batches
+
+    # -------------------------------------------------------------- state dict
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The optimizer's state as ``{'state': {...}, 'param_groups': [...]}`` (torch layout).
+
+        ``param_groups`` holds one dict per group with every hyperparameter and
+        ``'params'`` (the params' integer indices) last. ``state`` maps the index
+        of each param that has state to its state dict. Params are numbered as
+        torch does: by first appearance, with duplicates inside a group leaving
+        gaps. Everything is a copy: the returned arrays share no memory with the
+        optimizer.
+        """
+        mappings: Dict[int, int] = {}
+        start = 0
+        groups = []
+        for group in self.param_groups:
+            packed = copy.deepcopy({k: v for k, v in group.items() if k != "params"})
+            params = group["params"]
+            mappings.update({id(p): i for i, p in enumerate(params, start) if id(p) not in mappings})
+            packed["params"] = [mappings[id(p)] for p in params]
+            start += len(params)
+            groups.append(packed)
+        state = {
+            mappings[id(p)]: self._export_param_state(p, entry)
+            for p, entry in self.state.items()
+            if entry and id(p) in mappings
+        }
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        """Load a state dict made by :meth:`state_dict` (possibly of another optimizer).
+
+        As in torch, hyperparameters come from the saved groups and params are
+        matched by position. Unlike torch, everything is validated first and
+        ``StateDictError`` names the first problem (missing keys, group count or
+        size, unknown or missing state keys, an index that is not a param, an
+        array whose shape or dtype differs from its param's, a step that is not
+        a finite non-negative number, invalid hyperparameters); a load that
+        raises leaves the optimizer exactly as it was. Arrays are copied into new
+        state arrays, so the optimizer never shares memory with ``state_dict``.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise StateDictError(f"a state dict must be a dict, got {_typename(state_dict)}")
+        for key in ("state", "param_groups"):
+            if key not in state_dict:
+                raise StateDictError(f"the state dict has no {key!r} entry")
+        saved_groups = state_dict["param_groups"]
+        saved_state = state_dict["state"]
+        if not isinstance(saved_groups, (list, tuple)):
+            raise StateDictError(f"'param_groups' must be a list, got {_typename(saved_groups)}")
+        if not isinstance(saved_state, Mapping):
+            raise StateDictError(f"'state' must be a dict, got {_typename(saved_state)}")
+        if len(saved_groups) != len(self.param_groups):
+            raise StateDictError("loaded state dict has a different number of parameter groups")
+        for i, saved in enumerate(saved_groups):
+            if not isinstance(saved, Mapping):
+                raise StateDictError(f"param_groups[{i}] must be a dict, got {_typename(saved)}")
+            indices = saved.get("params")
+            if not isinstance(indices, (list, tuple)) or not all(_is_index(k) for k in indices):
+                raise StateDictError(f"param_groups[{i}]['params'] must be a list of int indices")
+        if any(len(s["params"]) != len(g["params"]) for s, g in zip(saved_groups, self.param_groups)):
+            raise StateDictError(
+                "loaded state dict contains a parameter group that doesn't match the size of optimizer's group"
+            )
+
+        # Match saved indices to params by position, refusing ambiguous maps.
+        id_map: Dict[int, Parameter] = {}
+        index_of: Dict[Parameter, int] = {}
+        group_of: Dict[Parameter, Dict[str, Any]] = {}
+        new_groups = []
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            for k, p in zip(saved["params"], group["params"]):
+                k = int(k)
+                if id_map.setdefault(k, p) is not p or index_of.setdefault(p, k) != k:
+                    raise StateDictError(
+                        f"param_groups[{i}]['params'] does not match the optimizer's params one to one "
+                        f"(index {k} would stand for two params, or one param for two indices)"
+                    )
+            # Saved hyperparameters (copied) in the saved key order, current params.
+            new_group = {k: group["params"] if k == "params" else copy.deepcopy(v) for k, v in saved.items()}
+            if "param_names" in group and "param_names" not in new_group:
+                new_group["param_names"] = group["param_names"]
+            names = new_group.get("param_names")
+            if names is not None and (not isinstance(names, (list, tuple)) or len(names) != len(group["params"])):
+                raise StateDictError(f"param_groups[{i}]['param_names'] must be a list with one name per param")
+            self._restore_group(new_group)
+            try:
+                self._check_group(new_group)
+            except KeyError as e:
+                raise StateDictError(f"param_groups[{i}] has no {e.args[0]!r} hyperparameter") from None
+            except (TypeError, ValueError) as e:
+                raise StateDictError(f"param_groups[{i}] has an invalid hyperparameter: {e}") from None
+            new_groups.append(new_group)
+            for p in group["params"]:
+                group_of[p] = new_group
+
+        new_state: Dict[Any, Dict[str, Any]] = defaultdict(dict)
+        for k, entry in saved_state.items():
+            param = id_map.get(int(k)) if _is_index(k) else None
+            if param is None:
+                raise StateDictError(
+                    f"state key {k!r} is not the index of a param (indices: {sorted(id_map)})"
+                )
+            if not isinstance(entry, Mapping):
+                raise StateDictError(f"state[{k!r}] must be a dict, got {_typename(entry)}")
+            if not entry:
+                continue
+            try:
+                new_state[param] = self._import_param_state(param, entry, group_of[param])
+            except StateDictError as e:
+                raise StateDictError(f"state[{k!r}]: {e}") from None
+
+        self.state = new_state
+        self.param_groups = new_groups
+
+    # ---------------------------------------------------------------- pickling
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {"defaults": self.defaults, "state": self.state, "param_groups": self.param_groups}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.defaults.setdefault("differentiable", False)
+        for group in self.param_groups:
+            self._restore_group(group)
+
+    def __repr__(self) -> str:
+        text = self.__class__.__name__ + " ("
+        for i, group in enumerate(self.param_groups):
+            text += f"\nParameter Group {i}\n"
+            for key in sorted(group):
+                if key != "params":
+                    text += f"    {key}: {group[key]}\n"
+        return text + ")"
+
+
+def _occurrence_rounds(pairs: List[Tuple[Parameter, Any]]) -> List[List[Tuple[Parameter, Any]]]:
+    """Split pairs so that round k holds the k-th occurrence of each param."""
+    rounds: List[List[Tuple[Parameter, Any]]] = []
+    seen: Dict[Parameter, int] = {}
+    for pair in pairs:
+        k = seen.get(pair[0], 0)
+        seen[pair[0]] = k + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(pair)
+    return rounds
+
+
+def _precheck(p: Parameter, g: Any, groups: List[Dict[str, Any]], group: Dict[str, Any]) -> None:
+    """Raise what the core would raise for this (param, grad) pair, cheaply."""
+    data = p.data
+    if (
+        isinstance(g, np.ndarray)
+        and g.shape == data.shape
+        and g.dtype == data.dtype
+        and data.dtype in FLOAT_DTYPES
+        and data.flags.writeable
+    ):
+        return
+    group_index = next(i for i, candidate in enumerate(groups) if candidate is group)
+    where = f"param {group['params'].index(p)} of param_groups[{group_index}]"
+    if not isinstance(data, np.ndarray) or data.dtype not in FLOAT_DTYPES:
+        kind = getattr(data, "dtype", _typename(data))
+        raise DTypeError(f"{where} has dtype {kind}; rustoptim optimizes float32 and float64 arrays")
+    if not isinstance(g, np.ndarray):
+        raise DTypeError(f"the grad of {where} is a {_typename(g)}, not a NumPy array")
+    if g.shape != data.shape:
+        raise ShapeError(f"the grad of {where} has shape {g.shape}, but its param has shape {data.shape}")
+    if g.dtype != data.dtype:
+        raise DTypeError(f"the grad of {where} has dtype {g.dtype}, expected {data.dtype} like its param")
+    raise ReadOnlyError(f"{where} is read-only; rustoptim updates params in place")

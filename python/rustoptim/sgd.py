@@ -1,0 +1,142 @@
+"""SGD with momentum, dampening, Nesterov momentum and weight decay
+(``torch.optim.SGD`` semantics)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, List, Mapping, Optional
+
+import numpy as np
+
+from . import _core
+from ._arrays import state_copy, state_zeros
+from .optimizer import Optimizer, check_flags, check_lr, check_non_negative
+from .parameter import Parameter
+
+__all__ = ["SGD"]
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent, optionally with (Nesterov) momentum.
+
+    For each param :math:`\theta` with a gradient :math:`g` (params whose
+    gradient is ``None`` are skipped), with γ = ``lr``, μ = ``momentum``,
+    τ = ``dampening`` and λ = ``weight_decay``, in this order::
+
+        g  <- -g                          if maximize
+        g  <- g + λ·θ                     if λ != 0
+        if μ != 0:
+            b <- g                        on the param's first step (no dampening)
+            b <- μ·b + (1 - τ)·g          on later steps
+            g <- g + μ·b                  if nesterov
+            g <- b                        otherwise
+        θ  <- θ - γ·g
+
+    Args:
+      params: iterable of :class:`~rustoptim.Parameter`, plain float32/float64
+        arrays, ``(name, param)`` tuples, or param-group dicts (see
+        :class:`~rustoptim.Optimizer`).
+      lr: learning rate γ (a real number >= 0; ndarray learning rates are not
+        supported: pass ``float(lr)``).
+      momentum: μ >= 0 (no upper bound is enforced, as in torch).
+      dampening: τ, applied from the second step on (not range-checked, as in torch).
+      weight_decay: λ >= 0 (coupled: added to the gradient).
+      nesterov: use Nesterov momentum; requires μ > 0 and τ = 0.
+      maximize: maximize the objective instead of minimizing it.
+      foreach, fused: accepted for compatibility; every step is one fused
+        multi-tensor call per param group and dtype, whatever the value.
+      differentiable: must be False (NumPy arrays have no autograd graph).
+
+    State per param: ``momentum_buffer`` (an array shaped like the param), only
+    when μ != 0; with μ = 0 the state stays empty.
+
+    Example:
+      >>> import numpy as np
+      >>> import rustoptim
+      >>> w = np.array([3.0, -1.0])
+      >>> opt = rustoptim.SGD([w], lr=0.1, momentum=0.9, nesterov=True)
+      >>> for _ in range(50):
+      ...     _ = opt.step(grads=[2 * w])          # gradient of sum(w**2)
+      >>> bool(np.abs(w).max() < 1e-2)
+      True
+
+    Reference: Sutskever et al., "On the importance of initialization and
+    momentum in deep learning", ICML 2013 (the momentum form used here).
+    """
+
+    _flag_defaults = dict(nesterov=False, maximize=False, foreach=None, differentiable=False, fused=False)
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: Optional[bool] = None,
+        differentiable: bool = False,
+        fused: Optional[bool] = None,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+            foreach=foreach,
+            differentiable=differentiable,
+            fused=fused,
+        )
+        self._check_group(defaults)
+        super().__init__(params, defaults)
+        if fused and foreach:
+            raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+
+    def _check_group(self, group: Dict[str, Any]) -> None:
+        check_lr(group["lr"])
+        check_non_negative(group["momentum"], "Invalid momentum value: {}")
+        check_non_negative(group["weight_decay"], "Invalid weight_decay value: {}")
+        momentum, dampening = group["momentum"], group["dampening"]
+        if isinstance(dampening, np.ndarray) or not isinstance(dampening, (int, float, np.number)):
+            raise TypeError(f"dampening must be a real number, got {dampening!r}")
+        if group["nesterov"] and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        check_flags(group, ("nesterov", "maximize", "differentiable"))
+
+    def _import_param_state(self, param: Parameter, saved: Mapping, group: Dict[str, Any]) -> Dict[str, Any]:
+        self._check_state_keys(saved, ("momentum_buffer",))
+        return {"momentum_buffer": state_copy("'momentum_buffer'", saved["momentum_buffer"], param.data)}
+
+    def _update(self, group: Dict[str, Any], params: List[Parameter], grads: List[np.ndarray]) -> None:
+        momentum = group["momentum"]
+        arrays = [p.data for p in params]
+        buffers = None
+        is_new = [False] * len(arrays)
+        if momentum != 0:
+            state = self.state
+            entries = [state.get(p) for p in params]
+            buffers = [entry.get("momentum_buffer") if entry else None for entry in entries]
+            is_new = [b is None for b in buffers]
+            if True in is_new:
+                # The kernel fills a new buffer with the (decayed) gradient; it is
+                # kept only once the call has succeeded.
+                buffers = [state_zeros(a) if b is None else b for a, b in zip(arrays, buffers)]
+        _core.sgd_step(
+            arrays,
+            grads,
+            buffers,
+            is_new,
+            lr=float(group["lr"]),
+            momentum=float(momentum),
+            dampening=float(group["dampening"]),
+            weight_decay=float(group["weight_decay"]),
+            nesterov=bool(group["nesterov"]),
+            maximize=bool(group["maximize"]),
+        )
+        if buffers is not None and True in is_new:
+            for p, buffer, new in zip(params, buffers, is_new):
+                if new:
+                    self.state[p]["momentum_buffer"] = buffer

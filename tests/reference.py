@@ -1,0 +1,158 @@
+"""A small pure-NumPy reference of Adam/AdamW and SGD, in torch's update order.
+
+It follows torch.optim's single-tensor code path operation by operation:
+Python-double scalars are rounded to the array dtype where they are applied,
+and the operations torch computes as one fused multiply-add (``lerp``,
+``addcmul``, ``add`` with ``alpha``) are fused here too, so the Rust kernels can
+be compared with it at a few ulps. NumPy has no FMA: float32 FMAs are computed
+exactly in float64 and rounded once, float64 FMAs with error-free
+transformations (Dekker's product, Knuth's sum).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["fma", "ReferenceAdam", "ReferenceSGD"]
+
+
+def _two_sum(a, b):
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _split(a):
+    c = 134217729.0 * a  # 2**27 + 1
+    hi = c - (c - a)
+    return hi, a - hi
+
+
+def _two_prod(a, b):
+    p = a * b
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def fma(a, b, c, dtype):
+    """``a*b + c`` rounded once to ``dtype`` (float32 or float64)."""
+    if dtype == np.float32:
+        wide = np.asarray(a, np.float64) * np.asarray(b, np.float64) + np.asarray(c, np.float64)
+        return wide.astype(np.float32)
+    a, b, c = (np.asarray(x, np.float64) for x in (a, b, c))
+    p, e = _two_prod(a, b)
+    s, t = _two_sum(p, c)
+    return np.asarray(s + (t + e), np.float64)
+
+
+class ReferenceAdam:
+    """Adam/AdamW on copies of ``params``; ``step(grads)`` with None entries skipping a param.
+
+    Hyperparameters are attributes and may be changed between steps.
+    """
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        maximize: bool = False,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
+        self.params = [np.array(p, copy=True) for p in params]
+        self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
+        self.amsgrad, self.maximize, self.decoupled_weight_decay = amsgrad, maximize, decoupled_weight_decay
+        self.state: List[Optional[Dict[str, object]]] = [None] * len(self.params)
+
+    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
+        for i, grad in enumerate(grads):
+            if grad is not None:
+                self._update(i, grad)
+
+    def _update(self, i: int, grad: np.ndarray) -> None:
+        p = self.params[i]
+        dt = p.dtype.type
+        lr, (beta1, beta2), eps, wd = self.lr, self.betas, self.eps, self.weight_decay
+        if self.state[i] is None:
+            self.state[i] = {"step": 0.0, "exp_avg": np.zeros_like(p), "exp_avg_sq": np.zeros_like(p)}
+            if self.amsgrad:
+                self.state[i]["max_exp_avg_sq"] = np.zeros_like(p)
+        st = self.state[i]
+        g = -grad if self.maximize else np.array(grad, copy=True)
+        st["step"] += 1.0
+        t = st["step"]
+        if wd != 0:
+            if self.decoupled_weight_decay:
+                p *= dt(1 - lr * wd)
+            else:
+                g = fma(dt(wd), p, g, p.dtype)
+        # exp_avg.lerp_(g, 1 - beta1)
+        m = st["exp_avg"]
+        w = dt(1 - beta1)
+        if abs(w) < 0.5:
+            m[...] = fma(w, g - m, m, p.dtype)
+        else:
+            m[...] = fma(-(g - m), dt(1) - w, g, p.dtype)
+        # exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        v = st["exp_avg_sq"]
+        v *= dt(beta2)
+        v[...] = fma(dt(1 - beta2) * g, g, v, p.dtype)
+        bias_correction1 = 1 - beta1**t
+        bias_correction2 = 1 - beta2**t
+        step_size = lr / bias_correction1
+        bias_correction2_sqrt = math.sqrt(bias_correction2)
+        if self.amsgrad:
+            vmax = st["max_exp_avg_sq"]
+            np.maximum(vmax, v, out=vmax)
+            denom = np.sqrt(vmax) / dt(bias_correction2_sqrt) + dt(eps)
+        else:
+            denom = np.sqrt(v) / dt(bias_correction2_sqrt) + dt(eps)
+        # param.addcdiv_(exp_avg, denom, value=-step_size)
+        p += (dt(-step_size) * m) / denom
+
+
+class ReferenceSGD:
+    """SGD on copies of ``params``; ``step(grads)`` with None entries skipping a param."""
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        maximize: bool = False,
+    ) -> None:
+        self.params = [np.array(p, copy=True) for p in params]
+        self.lr, self.momentum, self.dampening, self.weight_decay = lr, momentum, dampening, weight_decay
+        self.nesterov, self.maximize = nesterov, maximize
+        self.state: List[Optional[Dict[str, np.ndarray]]] = [None] * len(self.params)
+
+    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
+        for i, grad in enumerate(grads):
+            if grad is not None:
+                self._update(i, grad)
+
+    def _update(self, i: int, grad: np.ndarray) -> None:
+        p = self.params[i]
+        dt = p.dtype.type
+        g = -grad if self.maximize else np.array(grad, copy=True)
+        if self.weight_decay != 0:
+            g = fma(dt(self.weight_decay), p, g, p.dtype)
+        if self.momentum != 0:
+            if self.state[i] is None:
+                self.state[i] = {"momentum_buffer": np.array(g, copy=True)}
+            else:
+                buf = self.state[i]["momentum_buffer"]
+                buf[...] = fma(dt(1 - self.dampening), g, buf * dt(self.momentum), p.dtype)
+            buf = self.state[i]["momentum_buffer"]
+            g = fma(dt(self.momentum), buf, g, p.dtype) if self.nesterov else buf
+        p[...] = fma(dt(-self.lr), g, p, p.dtype)

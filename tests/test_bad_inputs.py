@@ -1,0 +1,186 @@
+"""Bad inputs at step time: the right exception and message, and nothing
+changed (params and state bitwise as before), even when the bad tensor comes
+after tensors that were fine, or in a later group."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from rustoptim import SGD, Adam, AdamW, AliasError, DTypeError, LayoutError, Parameter, ReadOnlyError, ShapeError
+
+CONFIGS = [
+    (Adam, dict(lr=0.1, amsgrad=True, weight_decay=0.1)),
+    (AdamW, dict(lr=0.1)),
+    (SGD, dict(lr=0.1, momentum=0.9)),
+    (SGD, dict(lr=0.1)),
+]
+CONFIG_IDS = ["Adam", "AdamW", "SGD-momentum", "SGD"]
+
+
+def make_params():
+    """Three float64 params; the last one is the one the cases break."""
+    rng = np.random.default_rng(5)
+    return [Parameter(rng.standard_normal(shape)) for shape in [(4,), (3, 2), (4,)]]
+
+
+def good_grads(params):
+    return [np.full_like(p.data, 0.25) for p in params]
+
+
+def _grad(value):
+    """Case setup: the last param's grad becomes ``value(params)``."""
+    def setup(params, optimizer):
+        grads = good_grads(params)
+        grads[-1] = value(params)
+        return grads
+    return setup
+
+
+def _readonly_param(params, optimizer):
+    params[-1].data.flags.writeable = False
+    return good_grads(params)
+
+
+def _integer_param(params, optimizer):
+    params[-1].data = np.zeros(4, dtype=np.int64)
+    return good_grads(params[:-1]) + [np.zeros(4, dtype=np.int64)]
+
+
+def _overlapping_params(params, optimizer):
+    # Two param arrays viewing the same memory (allowed at construction: they
+    # are different arrays), caught by the core at step time.
+    params[-1].data = params[0].data[::-1]
+    return good_grads(params)
+
+
+def _state_in_wrong_layout(params, optimizer):
+    key = next(iter(optimizer.state[params[1]]))
+    if key == "step":
+        key = "exp_avg"
+    optimizer.state[params[1]][key] = np.asfortranarray(np.zeros((3, 2)))
+    return good_grads(params)
+
+
+# (name, setup(params, optimizer) -> grads, exception, message regex)
+CASES = [
+    ("grad shape", _grad(lambda ps: np.zeros(3)), ShapeError,
+     r"grad of tensor 2 has shape \(3,\), but its param has shape \(4,\)"),
+    ("grad transposed", _grad(lambda ps: np.zeros((4, 1))), ShapeError, r"grad of tensor 2 has shape \(4, 1\)"),
+    ("grad float32", _grad(lambda ps: np.zeros(4, np.float32)), DTypeError,
+     r"grad 2 has dtype float32, expected float64"),
+    ("grad int", _grad(lambda ps: np.zeros(4, np.int32)), DTypeError, r"grad 2 has dtype int32"),
+    ("grad a list", _grad(lambda ps: [0.0] * 4), DTypeError, r"grad 2 is a list, not a NumPy array"),
+    ("grad is its param", _grad(lambda ps: ps[-1].data), AliasError, r"grad 2 .*share.* memory"),
+    ("grad is another param", _grad(lambda ps: ps[0].data), AliasError, r"grad 2 .*share.* memory"),
+    ("read-only param", _readonly_param, ReadOnlyError, r"param 2 is read-only"),
+    ("integer param", _integer_param, DTypeError, r"int64"),
+    ("overlapping params", _overlapping_params, AliasError, r"param 2 .*share.* memory"),
+    ("state in the wrong layout", _state_in_wrong_layout, LayoutError,
+     r"of tensor 1 is not contiguous in its param's C order"),
+]
+
+
+def snapshot(params, optimizer):
+    state = {p: copy.deepcopy(entry) for p, entry in optimizer.state.items()}
+    return [p.data.copy() for p in params], state, [dict(g) for g in optimizer.param_groups]
+
+
+def assert_unchanged(params, optimizer, before):
+    datas, state, groups = before
+    for p, data in zip(params, datas):
+        np.testing.assert_array_equal(p.data, data, strict=True)
+    assert list(optimizer.state) == list(state)
+    for p, entry in state.items():
+        current = optimizer.state[p]
+        assert list(current) == list(entry)
+        for key, value in entry.items():
+            if isinstance(value, np.ndarray):
+                np.testing.assert_array_equal(current[key], value)
+            else:
+                assert current[key] == value
+    assert [dict(g) for g in optimizer.param_groups] == groups
+
+
+@pytest.mark.parametrize("first_step", [True, False], ids=["fresh", "with-state"])
+@pytest.mark.parametrize("name,setup,error,message", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
+def test_failed_step_changes_nothing(cls, kwargs, name, setup, error, message, first_step):
+    params = make_params()
+    optimizer = cls(params, **kwargs)
+    if not first_step:
+        for p, g in zip(params, good_grads(params)):
+            p.grad = g
+        optimizer.step()
+    if name == "state in the wrong layout" and (first_step or not optimizer.state):
+        pytest.skip("needs state arrays")
+    grads = setup(params, optimizer)
+    before = snapshot(params, optimizer)
+    for p, g in zip(params, grads):
+        p.grad = g
+    with pytest.raises(error, match=message):
+        optimizer.step()
+    assert_unchanged(params, optimizer, before)
+    if first_step:
+        assert len(optimizer.state) == 0
+
+
+@pytest.mark.parametrize("name,setup,error,message", [c for c in CASES if c[0] in (
+    "grad shape", "grad float32", "grad a list", "read-only param", "integer param")], ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
+def test_bad_tensor_in_a_later_group_changes_nothing(cls, kwargs, name, setup, error, message):
+    """A step spanning several core calls is checked up front: the first group is not half-applied."""
+    params = make_params()
+    optimizer = cls([{"params": params[:2]}, {"params": params[2:], "lr": 0.5}], **kwargs)
+    grads = setup(params, optimizer)
+    before = snapshot(params, optimizer)
+    for p, g in zip(params, grads):
+        p.grad = g
+    with pytest.raises(error, match=r"param 0 of param_groups\[1\]"):
+        optimizer.step()
+    assert_unchanged(params, optimizer, before)
+    assert len(optimizer.state) == 0
+
+
+@pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
+def test_bad_tensor_in_a_second_dtype_changes_nothing(cls, kwargs):
+    params = make_params() + [Parameter(np.zeros(3, np.float32))]
+    optimizer = cls(params, **kwargs)
+    before = snapshot(params, optimizer)
+    grads = good_grads(params)
+    grads[-1] = np.zeros(3, np.float64)
+    for p, g in zip(params, grads):
+        p.grad = g
+    with pytest.raises(DTypeError, match=r"the grad of param 3 of param_groups\[0\] has dtype float64"):
+        optimizer.step()
+    assert_unchanged(params, optimizer, before)
+
+
+def test_interleaved_params_do_not_overlap():
+    """Even and odd elements of one buffer are separate params: not an alias."""
+    buffer = np.arange(8.0)
+    even, odd = Parameter(buffer[0::2]), Parameter(buffer[1::2])
+    optimizer = SGD([even, odd], lr=1.0)
+    even.grad, odd.grad = np.ones(4), np.full(4, 2.0)
+    optimizer.step()
+    np.testing.assert_array_equal(buffer, np.arange(8.0) - np.tile([1.0, 2.0], 4))
+
+
+@pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
+def test_plain_array_grads_of_the_wrong_length(cls, kwargs):
+    arrays = [np.ones(3), np.ones(2)]
+    optimizer = cls(arrays, **kwargs)
+    before = [a.copy() for a in arrays]
+    called = []
+    with pytest.raises(ValueError, match=r"grads has 1 entries, but the optimizer has 2 params"):
+        optimizer.step(lambda: called.append(1), grads=[np.ones(3)])
+    with pytest.raises(ValueError, match=r"grads has 3 entries, but the optimizer has 2 params"):
+        optimizer.step(grads=[np.ones(3), np.ones(2), None])
+    with pytest.raises(TypeError, match=r"grads must be a list with one array \(or None\) per param"):
+        optimizer.step(grads=np.ones((2, 3)))
+    assert called == []  # the length is checked before the closure runs
+    for a, b in zip(arrays, before):
+        np.testing.assert_array_equal(a, b)
+    assert len(optimizer.state) == 0
