@@ -8,8 +8,17 @@ import copy
 
 import numpy as np
 import pytest
-
-from rustoptim import SGD, Adam, AdamW, AliasError, DTypeError, LayoutError, Parameter, ReadOnlyError, ShapeError
+from rustoptim import (
+    SGD,
+    Adam,
+    AdamW,
+    AliasError,
+    DTypeError,
+    LayoutError,
+    Parameter,
+    ReadOnlyError,
+    ShapeError,
+)
 
 CONFIGS = [
     (Adam, dict(lr=0.1, amsgrad=True, weight_decay=0.1)),
@@ -104,18 +113,27 @@ def assert_unchanged(params, optimizer, before):
     assert [dict(g) for g in optimizer.param_groups] == groups
 
 
-@pytest.mark.parametrize("first_step", [True, False], ids=["fresh", "with-state"])
-@pytest.mark.parametrize("name,setup,error,message", CASES, ids=[c[0] for c in CASES])
-@pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
-def test_failed_step_changes_nothing(cls, kwargs, name, setup, error, message, first_step):
+def _failed_step_cases():
+    for (cls, kwargs), config_id in zip(CONFIGS, CONFIG_IDS):
+        for name, setup, error, message in CASES:
+            for first_step in (True, False):
+                # A state array in the wrong layout needs state arrays to exist.
+                if name == "state in the wrong layout" and (first_step or config_id == "SGD"):
+                    continue
+                yield pytest.param(
+                    cls, kwargs, setup, error, message, first_step,
+                    id=f"{config_id}-{name}-{'fresh' if first_step else 'with-state'}",
+                )
+
+
+@pytest.mark.parametrize("cls,kwargs,setup,error,message,first_step", list(_failed_step_cases()))
+def test_failed_step_changes_nothing(cls, kwargs, setup, error, message, first_step):
     params = make_params()
     optimizer = cls(params, **kwargs)
     if not first_step:
         for p, g in zip(params, good_grads(params)):
             p.grad = g
         optimizer.step()
-    if name == "state in the wrong layout" and (first_step or not optimizer.state):
-        pytest.skip("needs state arrays")
     grads = setup(params, optimizer)
     before = snapshot(params, optimizer)
     for p, g in zip(params, grads):

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import rustoptim
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -10,7 +10,6 @@ from typing import Any, Callable, Dict, Optional, Tuple, Type
 
 import numpy as np
 import pytest
-
 import rustoptim
 from rustoptim import SGD, Adam, AdamW, DTypeError, Parameter, ReadOnlyError
 
@@ -226,9 +225,24 @@ def _readonly():
     return [a]
 
 
+def _same_param_twice():
+    p = param()
+    return [p, p]
+
+
+def _same_param_in_two_groups():
+    p = param()
+    return [{"params": p}, {"params": p}]
+
+
+def _same_array_in_two_groups():
+    a = np.zeros(3)
+    return [{"params": [a]}, {"params": [a]}]
+
+
 ERRORS = [
     # --- generic: every optimizer (torch's get_error_inputs_for_all_optims and §1.2)
-    ErrorCase("single Parameter", ALL, lambda: param(), error=TypeError,
+    ErrorCase("single Parameter", ALL, param, error=TypeError,
               match=r"params argument given to the optimizer should be an iterable of Tensors or dicts, "
                     r"but got rustoptim\.parameter\.Parameter"),
     ErrorCase("single ndarray", ALL, lambda: np.zeros(3), error=TypeError,
@@ -236,12 +250,12 @@ ERRORS = [
     ErrorCase("empty list", ALL, lambda: [], match="optimizer got an empty parameter list"),
     ErrorCase("empty generator", ALL, lambda: (p for p in []), match="optimizer got an empty parameter list"),
     ErrorCase("params None", ALL, lambda: None, error=TypeError, match="not iterable"),
-    ErrorCase("duplicate in a group", ALL, lambda: (lambda p: [p, p])(param()), error=None,
+    ErrorCase("duplicate in a group", ALL, _same_param_twice, error=None,
               warning=UserWarning, match=".*a parameter group with duplicate parameters.*"),
-    ErrorCase("same param in two groups", ALL, lambda: (lambda p: [{"params": p}, {"params": p}])(param()),
+    ErrorCase("same param in two groups", ALL, _same_param_in_two_groups,
               match="some parameters appear in more than one parameter group"),
     ErrorCase("same array in two groups", ALL,
-              lambda: (lambda a: [{"params": [a]}, {"params": [a]}])(np.zeros(3)),
+              _same_array_in_two_groups,
               match="some parameters appear in more than one parameter group"),
     ErrorCase("some params unnamed", ALL, lambda: [("weight", param()), param()],
               match=r"all optimizer params should be with/without names\. Some param names are missing"),

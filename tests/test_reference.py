@@ -12,7 +12,6 @@ import itertools
 
 import numpy as np
 import pytest
-
 import rustoptim
 from reference import ReferenceAdam, ReferenceSGD
 
@@ -121,7 +120,7 @@ def test_every_layout_pair_matches_reference(config, dtype, param_layout, grad_l
     own_kwargs = {k: v for k, v in kwargs.items() if k != "decoupled_weight_decay" or optimizer_class is rustoptim.Adam}
     optimizer = optimizer_class(params, **own_kwargs)
     reference = reference_class(initial, **kwargs)
-    for t in range(4):
+    for _ in range(4):
         grads = [random_grad(rng, shape, dtype) for shape in SHAPES]
         for p, g in zip(params, grads):
             p.grad = place(g, grad_layout)[0]

@@ -63,6 +63,12 @@ def sgd_step(
     the momentum update.
     """
 
+# ----------------------------------------------------------------- benchmarks
+
+def stream_update(reads: Sequence[np.ndarray], updates: Sequence[Sequence[np.ndarray]]) -> None:
+    """``x += reads[i]`` for every ``x`` in ``updates[i]``: a step's memory
+    traffic without its arithmetic (the benchmarks' bandwidth ceiling)."""
+
 # -------------------------------------------------------------------- runtime
 
 def set_num_threads(num_threads: int) -> None: ...

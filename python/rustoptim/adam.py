@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, ClassVar, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -74,7 +74,7 @@ class Adam(Optimizer):
     Reddi et al., "On the Convergence of Adam and Beyond", ICLR 2018 (AMSGrad).
     """
 
-    _flag_defaults = dict(
+    _flag_defaults: ClassVar[Dict[str, Any]] = dict(
         amsgrad=False,
         maximize=False,
         foreach=None,
@@ -149,13 +149,14 @@ class Adam(Optimizer):
                 state[key] = state_copy(repr(key), saved[key], param.data)
         return state
 
-    def _update(self, group: Dict[str, Any], params: List[Parameter], grads: List[np.ndarray]) -> None:
+    def _update(
+        self, group: Dict[str, Any], params: List[Parameter], arrays: List[np.ndarray], grads: List[np.ndarray]
+    ) -> None:
         state = self.state
         amsgrad = group["amsgrad"]
-        arrays = [p.data for p in params]
         entries = [state.get(p) for p in params]
         # New state lives in local variables until the core call has succeeded.
-        fresh = [i for i, entry in enumerate(entries) if not entry]
+        fresh = () if all(entries) else [i for i, entry in enumerate(entries) if not entry]
         for i in fresh:
             entries[i] = _new_state(arrays[i], amsgrad)
         max_exp_avg_sqs = missing_max = None

@@ -18,11 +18,20 @@ group and dtype. Where torch is unsafe rustoptim does better:
 from __future__ import annotations
 
 import copy
-import numbers
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import Any, Callable, ClassVar, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    Callable,
+    ClassVar,
+    Dict,
+    Iterable,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 import numpy as np
 
@@ -39,8 +48,8 @@ _DUPLICATE_PARAMS_WARNING = (
 )
 
 # One core call: the group whose hyperparameters apply, its params (each once,
-# all of one dtype) and their grads.
-_Batch = Tuple[Dict[str, Any], List[Parameter], List[np.ndarray]]
+# all of one dtype), their arrays and their grads.
+_Batch = Tuple[Dict[str, Any], List[Parameter], List[np.ndarray], List[Any]]
 
 
 def _typename(obj: object) -> str:
@@ -119,7 +128,10 @@ class Optimizer:
         first step in which a param has a gradient.
       defaults: the constructor's default hyperparameters.
 
-    Subclasses implement ``_update(group, params, grads)`` (one core call) and
+    ``pickle`` and ``copy.deepcopy`` copy the params with the optimizer (as in
+    torch): the copy's :attr:`params` hold new arrays, not the caller's.
+
+    Subclasses implement ``_update(group, params, arrays, grads)`` (one core call) and
     may override the hooks ``_check_group``, ``_restore_group``,
     ``_import_param_state`` and ``_export_param_state``.
     """
@@ -256,8 +268,11 @@ class Optimizer:
         """The state-dict entry of ``param``: a copy sharing no memory with ``state``."""
         return copy.deepcopy(state)
 
-    def _update(self, group: Dict[str, Any], params: List[Parameter], grads: List[np.ndarray]) -> None:
-        """Update ``params`` (each once, all of one dtype) with one core call."""
+    def _update(
+        self, group: Dict[str, Any], params: List[Parameter], arrays: List[np.ndarray], grads: List[Any]
+    ) -> None:
+        """Update ``params`` (each once, all of one dtype; ``arrays`` are their
+        ``.data``) with one core call, committing new state only if it succeeds."""
         raise NotImplementedError
 
     @staticmethod
@@ -313,21 +328,31 @@ class Optimizer:
         spanning several groups or dtypes covers grads and params; memory shared
         between params of *different* groups is not detected.
         """
-        paired = None if grads is None else self._pair_grads(grads)
+        # The length of ``grads`` is checked before the closure runs.
+        with_grads = None if grads is None else self._split_grads(grads)
         loss = None
         if closure is not None:
             loss = closure()
-        for group, params, group_grads in self._batches(paired):
-            self._update(group, params, group_grads)
+        if with_grads is None:
+            with_grads = self._split_grads(None)
+        for group, params, arrays, group_grads in self._batches(with_grads):
+            self._update(group, params, arrays, group_grads)
         return loss
 
-    def _pair_grads(self, grads: Sequence[Optional[np.ndarray]]) -> List[List[Tuple[Parameter, Any]]]:
-        """Per group, the ``(param, grad)`` pairs of ``grads`` whose grad is not None."""
+    def _split_grads(self, grads: Optional[Sequence[Optional[np.ndarray]]]) -> List[Tuple[List[Parameter], List[Any]]]:
+        """Per group, the params that have a gradient and their gradients, taken
+        from ``grads`` (one entry per param of :attr:`params`) or from ``.grad``."""
+        groups = self.param_groups
+        if grads is None:
+            split = []
+            for group in groups:
+                params = [p for p in group["params"] if p.grad is not None]
+                split.append((params, [p.grad for p in params]))
+            return split
         if isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):
             raise TypeError(
                 f"grads must be a list with one array (or None) per param, got {_typename(grads)}"
             )
-        groups = self.param_groups
         flat = [p for group in groups for p in group["params"]]
         unique = list(dict.fromkeys(flat))
         if len(grads) != len(unique):
@@ -336,40 +361,47 @@ class Optimizer:
                 "(one entry per param, in the order of opt.params; None skips a param)"
             )
         if len(unique) == len(flat):
-            pairs, start = [], 0
+            per_group, start = [], 0
             for group in groups:
-                params = group["params"]
-                stop = start + len(params)
-                pairs.append([(p, g) for p, g in zip(params, grads[start:stop]) if g is not None])
+                stop = start + len(group["params"])
+                per_group.append(grads[start:stop])
                 start = stop
-            return pairs
-        by_param = dict(zip(unique, grads))
-        return [[(p, by_param[p]) for p in group["params"] if by_param[p] is not None] for group in groups]
+        else:
+            by_param = dict(zip(unique, grads))
+            per_group = [[by_param[p] for p in group["params"]] for group in groups]
+        split = []
+        for group, group_grads in zip(groups, per_group):
+            params = [p for p, g in zip(group["params"], group_grads) if g is not None]
+            split.append((params, [g for g in group_grads if g is not None]))
+        return split
 
-    def _batches(self, paired: Optional[List[List[Tuple[Parameter, Any]]]]) -> List[_Batch]:
+    def _batches(self, with_grads: List[Tuple[List[Parameter], List[Any]]]) -> List[_Batch]:
         """Split the step into core calls: one per group and dtype, each param once."""
-        groups = self.param_groups
-        if paired is None:
-            paired = [[(p, p.grad) for p in group["params"] if p.grad is not None] for group in groups]
         batches: List[_Batch] = []
-        for group, pairs in zip(groups, paired):
-            if not pairs:
+        for group, (params, grads) in zip(self.param_groups, with_grads):
+            if not params:
                 continue
-            params = [p for p, _ in pairs]
             # A param listed twice in a group is updated twice (torch): the k-th
             # occurrences of the group's params go to the k-th call.
-            rounds = [pairs] if len(set(params)) == len(params) else _occurrence_rounds(pairs)
-            for round_pairs in rounds:
-                dtypes = dict.fromkeys(p.data.dtype for p, _ in round_pairs)
-                for dtype in dtypes:
-                    selected = round_pairs if len(dtypes) == 1 else [pg for pg in round_pairs if pg[0].data.dtype == dtype]
-                    batches.append((group, [p for p, _ in selected], [g for _, g in selected]))
+            rounds = [(params, grads)] if len(set(params)) == len(params) else _occurrence_rounds(params, grads)
+            for round_params, round_grads in rounds:
+                arrays = [p.data for p in round_params]
+                if len({a.dtype for a in arrays}) == 1:
+                    batches.append((group, round_params, arrays, round_grads))
+                    continue
+                for dtype in dict.fromkeys(a.dtype for a in arrays):
+                    keep = [a.dtype == dtype for a in arrays]
+                    batches.append((
+                        group,
+                        [p for p, k in zip(round_params, keep) if k],
+                        [a for a, k in zip(arrays, keep) if k],
+                        [g for g, k in zip(round_grads, keep) if k],
+                    ))
         if len(batches) > 1:
             # Each core call is all-or-nothing; checking the later calls up front
             # keeps a step that fails in a later call from half-applying.
-            for group, params, group_grads in batches[1:]:
-                for p, g in zip(params, group_grads):
-                    _precheck(p, g, groups, group)
+            for batch in batches[1:]:
+                _precheck(self.param_groups, *batch)
         return batches
 
     # -------------------------------------------------------------- state dict
@@ -508,39 +540,45 @@ class Optimizer:
         return text + ")"
 
 
-def _occurrence_rounds(pairs: List[Tuple[Parameter, Any]]) -> List[List[Tuple[Parameter, Any]]]:
-    """Split pairs so that round k holds the k-th occurrence of each param."""
-    rounds: List[List[Tuple[Parameter, Any]]] = []
+def _occurrence_rounds(params: List[Parameter], grads: List[Any]) -> List[Tuple[List[Parameter], List[Any]]]:
+    """Split a group so that round k holds the k-th occurrence of each param."""
+    rounds: List[Tuple[List[Parameter], List[Any]]] = []
     seen: Dict[Parameter, int] = {}
-    for pair in pairs:
-        k = seen.get(pair[0], 0)
-        seen[pair[0]] = k + 1
+    for p, g in zip(params, grads):
+        k = seen.get(p, 0)
+        seen[p] = k + 1
         if k == len(rounds):
-            rounds.append([])
-        rounds[k].append(pair)
+            rounds.append(([], []))
+        rounds[k][0].append(p)
+        rounds[k][1].append(g)
     return rounds
 
 
-def _precheck(p: Parameter, g: Any, groups: List[Dict[str, Any]], group: Dict[str, Any]) -> None:
-    """Raise what the core would raise for this (param, grad) pair, cheaply."""
-    data = p.data
-    if (
-        isinstance(g, np.ndarray)
-        and g.shape == data.shape
-        and g.dtype == data.dtype
-        and data.dtype in FLOAT_DTYPES
-        and data.flags.writeable
-    ):
+def _precheck(
+    groups: List[Dict[str, Any]], group: Dict[str, Any], params: List[Parameter], arrays: List[Any], grads: List[Any]
+) -> None:
+    """Raise what the core would raise for these params and grads (dtype, shape,
+    read-only), checked cheaply; aliasing is left to the core."""
+    try:
+        fine = arrays[0].dtype in FLOAT_DTYPES and all([
+            g.shape == a.shape and (g.dtype is a.dtype or g.dtype == a.dtype) and a.flags.writeable
+            for a, g in zip(arrays, grads)
+        ])
+    except AttributeError:  # something that is not an array
+        fine = False
+    if fine:
         return
     group_index = next(i for i, candidate in enumerate(groups) if candidate is group)
-    where = f"param {group['params'].index(p)} of param_groups[{group_index}]"
-    if not isinstance(data, np.ndarray) or data.dtype not in FLOAT_DTYPES:
-        kind = getattr(data, "dtype", _typename(data))
-        raise DTypeError(f"{where} has dtype {kind}; rustoptim optimizes float32 and float64 arrays")
-    if not isinstance(g, np.ndarray):
-        raise DTypeError(f"the grad of {where} is a {_typename(g)}, not a NumPy array")
-    if g.shape != data.shape:
-        raise ShapeError(f"the grad of {where} has shape {g.shape}, but its param has shape {data.shape}")
-    if g.dtype != data.dtype:
-        raise DTypeError(f"the grad of {where} has dtype {g.dtype}, expected {data.dtype} like its param")
-    raise ReadOnlyError(f"{where} is read-only; rustoptim updates params in place")
+    for p, data, g in zip(params, arrays, grads):
+        where = f"param {group['params'].index(p)} of param_groups[{group_index}]"
+        if not isinstance(data, np.ndarray) or data.dtype not in FLOAT_DTYPES:
+            kind = getattr(data, "dtype", _typename(data))
+            raise DTypeError(f"{where} has dtype {kind}; rustoptim optimizes float32 and float64 arrays")
+        if not isinstance(g, np.ndarray):
+            raise DTypeError(f"the grad of {where} is a {_typename(g)}, not a NumPy array")
+        if g.shape != data.shape:
+            raise ShapeError(f"the grad of {where} has shape {g.shape}, but its param has shape {data.shape}")
+        if g.dtype != data.dtype:
+            raise DTypeError(f"the grad of {where} has dtype {g.dtype}, expected {data.dtype} like its param")
+        if not data.flags.writeable:
+            raise ReadOnlyError(f"{where} is read-only; rustoptim updates params in place")

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, ClassVar, Dict, Iterable, List, Mapping, Optional
 
 import numpy as np
 
@@ -63,7 +63,7 @@ class SGD(Optimizer):
     momentum in deep learning", ICML 2013 (the momentum form used here).
     """
 
-    _flag_defaults = dict(nesterov=False, maximize=False, foreach=None, differentiable=False, fused=False)
+    _flag_defaults: ClassVar[Dict[str, Any]] = dict(nesterov=False, maximize=False, foreach=None, differentiable=False, fused=False)
 
     def __init__(
         self,
@@ -110,9 +110,10 @@ class SGD(Optimizer):
         self._check_state_keys(saved, ("momentum_buffer",))
         return {"momentum_buffer": state_copy("'momentum_buffer'", saved["momentum_buffer"], param.data)}
 
-    def _update(self, group: Dict[str, Any], params: List[Parameter], grads: List[np.ndarray]) -> None:
+    def _update(
+        self, group: Dict[str, Any], params: List[Parameter], arrays: List[np.ndarray], grads: List[np.ndarray]
+    ) -> None:
         momentum = group["momentum"]
-        arrays = [p.data for p in params]
         buffers = None
         is_new = [False] * len(arrays)
         if momentum != 0:
