@@ -242,8 +242,10 @@ class Optimizer:
     def params(self) -> List[Parameter]:
         """Every param once, in order of first appearance across ``param_groups``.
 
-        This is the order of ``state_dict()`` indices and of ``step(grads=...)``.
-        For params given as plain arrays, ``params[i].data`` is the caller's array.
+        This is the order of ``step(grads=...)`` and of the ``state_dict()``
+        indices (torch numbers a param listed twice in one group by its last
+        position, which may reorder it). For params given as plain arrays,
+        ``params[i].data`` is the caller's array.
         """
         return list(dict.fromkeys(p for group in self.param_groups for p in group["params"]))
 
@@ -280,7 +282,7 @@ class Optimizer:
         """``StateDictError`` unless ``saved`` has every required key and no unknown key."""
         unknown = [k for k in saved if k not in required and k not in optional]
         if unknown:
-            expected = ", ".join(repr(k) for k in (*required, *optional))
+            expected = ", ".join(repr(k) for k in dict.fromkeys((*required, *optional)))
             raise StateDictError(f"unknown state key(s) {unknown}; expected {expected}")
         missing = [k for k in required if k not in saved]
         if missing:
