@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _core
 from ._arrays import state_copy, state_step, state_zeros
-from .optimizer import Optimizer, check_flags, check_lr, check_non_negative
+from .optimizer import Optimizer, check_flags, check_non_negative
 from .parameter import Parameter
 
 __all__ = ["Adam", "AdamW"]
@@ -120,8 +120,8 @@ class Adam(Optimizer):
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
 
     def _check_group(self, group: Dict[str, Any]) -> None:
-        check_lr(group["lr"])
-        check_non_negative(group["eps"], "Invalid epsilon value: {}")
+        check_non_negative("lr", group["lr"], "Invalid learning rate: {}")
+        check_non_negative("eps", group["eps"], "Invalid epsilon value: {}")
         betas = group["betas"]
         if isinstance(betas, np.ndarray) or not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair of floats, got {betas!r}")
@@ -130,7 +130,7 @@ class Adam(Optimizer):
                 raise ValueError("betas must be Python floats: rustoptim has no array betas")
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
-        check_non_negative(group["weight_decay"], "Invalid weight_decay value: {}")
+        check_non_negative("weight_decay", group["weight_decay"], "Invalid weight_decay value: {}")
         if not (isinstance(betas[0], float) and isinstance(betas[1], float)):
             raise ValueError("betas must be either both floats or both Tensors")
         check_flags(group, ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay"))

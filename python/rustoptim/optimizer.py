@@ -64,25 +64,17 @@ def _is_index(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def check_lr(lr: object) -> None:
-    """``lr`` must be a real number >= 0 (NaN rejected).
+def check_non_negative(name: str, value: object, message: str) -> None:
+    """``value`` must be a real number >= 0 (NaN rejected), else ``ValueError(message.format(value))``.
 
-    rustoptim has no array learning rates: an ndarray ``lr`` (torch's tensor lr)
-    raises ``TypeError``; pass ``float(lr)`` instead. NumPy scalars are fine.
+    rustoptim has no array hyperparameters (torch's tensor lr or betas): an
+    ndarray raises ``TypeError``; pass ``float(value)``. NumPy scalars are fine.
     """
-    if isinstance(lr, np.ndarray):
-        raise TypeError(
-            f"lr must be a real number, not a numpy.ndarray of shape {lr.shape}; "
-            "rustoptim has no array learning rates (pass float(lr))"
-        )
-    if not 0.0 <= lr:
-        raise ValueError(f"Invalid learning rate: {lr}")
-
-
-def check_non_negative(value: object, message: str) -> None:
-    """``value`` must be a real number >= 0 (NaN rejected), else ``ValueError(message.format(value))``."""
     if isinstance(value, np.ndarray):
-        raise TypeError(f"{message.format('an array')}: hyperparameters must be real numbers")
+        raise TypeError(
+            f"{name} must be a real number, not a numpy.ndarray of shape {value.shape}; "
+            f"rustoptim has no array hyperparameters (pass float({name}))"
+        )
     if not 0.0 <= value:
         raise ValueError(message.format(value))
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _core
 from ._arrays import state_copy, state_zeros
-from .optimizer import Optimizer, check_flags, check_lr, check_non_negative
+from .optimizer import Optimizer, check_flags, check_non_negative
 from .parameter import Parameter
 
 __all__ = ["SGD"]
@@ -96,9 +96,9 @@ class SGD(Optimizer):
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
 
     def _check_group(self, group: Dict[str, Any]) -> None:
-        check_lr(group["lr"])
-        check_non_negative(group["momentum"], "Invalid momentum value: {}")
-        check_non_negative(group["weight_decay"], "Invalid weight_decay value: {}")
+        check_non_negative("lr", group["lr"], "Invalid learning rate: {}")
+        check_non_negative("momentum", group["momentum"], "Invalid momentum value: {}")
+        check_non_negative("weight_decay", group["weight_decay"], "Invalid weight_decay value: {}")
         momentum, dampening = group["momentum"], group["dampening"]
         if isinstance(dampening, np.ndarray) or not isinstance(dampening, (int, float, np.number)):
             raise TypeError(f"dampening must be a real number, got {dampening!r}")
