@@ -12,6 +12,7 @@ pub mod adam;
 pub mod bandwidth;
 pub mod element;
 pub mod error;
+pub mod lbfgs;
 pub mod partition;
 pub mod pool;
 pub mod sgd;

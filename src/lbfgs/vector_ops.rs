@@ -11,15 +11,19 @@
 //! A reduction over `n` elements cuts the vector into [`CHUNK`]-element chunks.
 //! Each chunk is summed over [`LANES`] interleaved accumulators, which are then
 //! added pairwise. Chunk results are added in order within a *part*: a run of
-//! whole chunks whose boundaries depend only on `n` (see [`part_len`]). Part
-//! results are added in order. Threads only decide *who* computes a part, never
-//! how the sum is grouped, so the result is bitwise the same for every thread
-//! count and every SIMD level (products and sums are rounded separately; no
-//! contraction into FMA happens in a reduction).
+//! whole chunks whose boundaries depend only on `n` ([`Parts`]). Part results are
+//! added in order. Threads only decide *who* computes a part, never how the sum
+//! is grouped, so the result is bitwise the same for every thread count and
+//! every SIMD level (products and sums are rounded separately; no contraction
+//! into FMA happens in a reduction).
 //!
 //! A fused kernel (`axpy_dot`, ...) updates a chunk, then reduces the same chunk
 //! with the plain reduction's code, so it returns exactly what the update
 //! followed by the separate reduction would.
+//!
+//! The `part_*` kernels compute one part's contribution; the whole-vector
+//! kernels and the threaded two-loop recursion ([`super::team`]) are both built
+//! from them, which is what makes their results identical.
 
 use crate::element::{Element, nan_max};
 use crate::partition::SharedMut;
@@ -34,70 +38,84 @@ pub const CHUNK: usize = 512;
 /// to hide the add latency at every SIMD width, for both `f32` and `f64`.
 pub const LANES: usize = 16;
 /// A vector is split into at most this many parts.
-const MAX_PARTS: usize = 64;
-/// The smallest part; a part is always a whole number of chunks.
-const MIN_PART: usize = 1 << 15;
-/// Below this many elements everything runs on the calling thread: waking the
-/// pool costs more than streaming the data.
+pub const MAX_PARTS: usize = 64;
+/// Below this many elements a single kernel runs on the calling thread: waking
+/// the pool costs more than streaming the data.
 const PARALLEL_MIN: usize = 1 << 17;
 
-/// Length of the parts a vector of `n` elements is reduced in. Depends on `n` only.
-#[inline]
-pub fn part_len(n: usize) -> usize {
-    let even_split = n.div_ceil(MAX_PARTS).div_ceil(CHUNK) * CHUNK;
-    even_split.max(MIN_PART)
+/// How a vector of `n` elements is cut into parts: `count` runs of `len`
+/// elements (the last one shorter), `len` a multiple of [`CHUNK`]. A function
+/// of `n` alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parts {
+    pub n: usize,
+    pub len: usize,
+    pub count: usize,
+}
+
+impl Parts {
+    pub fn of(n: usize) -> Self {
+        let len = n.div_ceil(MAX_PARTS).div_ceil(CHUNK).max(1) * CHUNK;
+        Parts { n, len, count: n.div_ceil(len) }
+    }
+
+    /// The elements of part `p`.
+    #[inline]
+    pub fn range(&self, p: usize) -> Range<usize> {
+        p * self.len..self.n.min((p + 1) * self.len)
+    }
+
+    /// The elements of parts `parts` (a run of consecutive parts).
+    #[inline]
+    pub fn span(&self, parts: Range<usize>) -> Range<usize> {
+        (parts.start * self.len).min(self.n)..self.n.min(parts.end * self.len)
+    }
 }
 
 fn use_threads(n: usize) -> bool {
     n >= PARALLEL_MIN && pool::num_threads() > 1
 }
 
-/// Folds `chunk(range)` over the chunks of `0..n` with `combine`, in order, as
-/// described in the module docs. `chunk` may write to the elements of its own
-/// range (through a [`SharedMut`]): ranges never overlap.
+/// Folds `part(range)` over the parts of `0..n` with `combine`, in order.
+/// `part` may write to the elements of its own range (through a
+/// [`SharedMut`]): ranges never overlap.
+///
+/// Closures passed here must be `#[inline(always)]` so they are compiled inside
+/// the SIMD level's `#[target_feature]` function (see [`dispatch`]).
 #[inline(always)]
-fn reduce<A, C, K>(n: usize, identity: A, combine: C, chunk: K) -> A
+fn reduce<A, C, P>(n: usize, identity: A, combine: C, part: P) -> A
 where
     A: Copy + Send + Sync,
     C: Fn(A, A) -> A + Sync,
-    K: Fn(Range<usize>) -> A + Sync,
+    P: Fn(Range<usize>) -> A + Sync,
 {
-    if n == 0 {
-        return identity;
-    }
-    let part = part_len(n);
-    let parts = n.div_ceil(part);
-    let reduce_part = |p: usize| -> A {
-        let end = n.min((p + 1) * part);
-        let mut acc = identity;
-        let mut start = p * part;
-        while start < end {
-            let stop = end.min(start + CHUNK);
-            acc = combine(acc, chunk(start..stop));
-            start = stop;
-        }
-        acc
-    };
-    if parts == 1 || !use_threads(n) {
-        return dispatch(|| {
-            let mut total = identity;
-            for p in 0..parts {
-                total = combine(total, reduce_part(p));
-            }
-            total
-        });
+    let parts = Parts::of(n);
+    if parts.count <= 1 || !use_threads(n) {
+        return dispatch(
+            #[inline(always)]
+            || {
+                let mut total = identity;
+                for p in 0..parts.count {
+                    total = combine(total, part(parts.range(p)));
+                }
+                total
+            },
+        );
     }
     let mut partials = [identity; MAX_PARTS];
     pool::pool().install(|| {
-        partials[..parts]
-            .par_iter_mut()
-            .enumerate()
-            .for_each(|(p, slot)| *slot = dispatch(|| reduce_part(p)));
+        partials[..parts.count].par_iter_mut().enumerate().for_each(|(p, slot)| {
+            *slot = dispatch(
+                #[inline(always)]
+                || part(parts.range(p)),
+            )
+        });
     });
-    partials[..parts].iter().fold(identity, |total, &partial| combine(total, partial))
+    partials[..parts.count].iter().fold(identity, |total, &partial| combine(total, partial))
 }
 
-/// Runs `work(range)` over pieces covering `0..n` exactly once (element-wise kernels).
+/// Runs `work(range)` over pieces covering `0..n` exactly once (element-wise
+/// kernels). `work` must be `#[inline(always)]`, as for [`reduce`].
 #[inline(always)]
 fn for_each_part<W>(n: usize, work: W)
 where
@@ -107,15 +125,19 @@ where
         return;
     }
     if !use_threads(n) {
-        dispatch(|| work(0..n));
+        dispatch(
+            #[inline(always)]
+            || work(0..n),
+        );
         return;
     }
-    let part = part_len(n);
-    let parts = n.div_ceil(part);
+    let parts = Parts::of(n);
     pool::pool().install(|| {
-        (0..parts).into_par_iter().for_each(|p| {
-            let range = p * part..n.min((p + 1) * part);
-            dispatch(|| work(range));
+        (0..parts.count).into_par_iter().for_each(|p| {
+            dispatch(
+                #[inline(always)]
+                || work(parts.range(p)),
+            );
         });
     });
 }
@@ -168,97 +190,24 @@ fn sum_abs_chunk<F: Element>(a: &[F]) -> F {
     sum_lanes(acc)
 }
 
-/// Largest `|a_i · scale|`; NaN if any product is NaN (like `abs().max()`).
+/// Largest `|a_i|`, or `|a_i·scale|` when `SCALED`; NaN if any value is NaN
+/// (like torch's `abs().max()`).
 #[inline(always)]
-fn max_abs_chunk<F: Element>(a: &[F], scale: Option<F>) -> F {
+fn max_abs_chunk<F: Element, const SCALED: bool>(a: &[F], scale: F) -> F {
     let mut acc = [F::ZERO; LANES];
-    let value = |x: F| match scale {
-        Some(s) => (x * s).abs(),
-        None => x.abs(),
-    };
     let (body, tail) = a.split_at(a.len() / LANES * LANES);
     for xa in body.chunks_exact(LANES) {
         for j in 0..LANES {
-            let v = value(xa[j]);
+            let v = if SCALED { (xa[j] * scale).abs() } else { xa[j].abs() };
             // Keeps a NaN once seen: `v > NaN` is false and `v` is not NaN.
             acc[j] = if v > acc[j] || v.is_nan() { v } else { acc[j] };
         }
     }
     for (j, &x) in tail.iter().enumerate() {
-        let v = value(x);
+        let v = if SCALED { (x * scale).abs() } else { x.abs() };
         acc[j] = if v > acc[j] || v.is_nan() { v } else { acc[j] };
     }
     acc.iter().fold(F::ZERO, |m, &v| nan_max(m, v))
-}
-
-/// `Σ a_i·b_i`.
-pub fn dot<F: Element>(a: &[F], b: &[F]) -> F {
-    assert_eq!(a.len(), b.len(), "dot of vectors of different lengths");
-    reduce(a.len(), F::ZERO, add, |r| dot_chunk(&a[r.clone()], &b[r]))
-}
-
-/// `Σ |a_i|`.
-pub fn sum_abs<F: Element>(a: &[F]) -> F {
-    reduce(a.len(), F::ZERO, add, |r| sum_abs_chunk(&a[r]))
-}
-
-/// `max |a_i|` (0 for an empty vector), NaN if any element is NaN.
-pub fn max_abs<F: Element>(a: &[F]) -> F {
-    reduce(a.len(), F::ZERO, nan_max, |r| max_abs_chunk(&a[r], None))
-}
-
-/// `max |a_i·s|`, each product rounded first (torch's `a.mul(s).abs().max()`).
-pub fn max_abs_scaled<F: Element>(a: &[F], s: F) -> F {
-    reduce(a.len(), F::ZERO, nan_max, |r| max_abs_chunk(&a[r], Some(s)))
-}
-
-/// `y ← y + α·x`, one fused multiply-add per element.
-pub fn axpy<F: Element>(alpha: F, x: &[F], y: &mut [F]) {
-    assert_eq!(x.len(), y.len(), "axpy of vectors of different lengths");
-    let y = SharedMut::new(y);
-    for_each_part(x.len(), |r| {
-        // SAFETY: `for_each_part` hands out disjoint ranges.
-        let y = unsafe { y.piece(r.clone()) };
-        axpy_piece(alpha, &x[r], y);
-    });
-}
-
-/// `out ← y + α·x` (a trial point `x + t·d` without touching `x`).
-pub fn axpy_into<F: Element>(out: &mut [F], alpha: F, x: &[F], y: &[F]) {
-    assert!(out.len() == x.len() && x.len() == y.len(), "axpy_into of vectors of different lengths");
-    let out = SharedMut::new(out);
-    for_each_part(x.len(), |r| {
-        // SAFETY: disjoint ranges.
-        let out = unsafe { out.piece(r.clone()) };
-        for ((o, &xi), &yi) in out.iter_mut().zip(&x[r.clone()]).zip(&y[r]) {
-            *o = alpha.mul_add(xi, yi);
-        }
-    });
-}
-
-/// `out ← −x`.
-pub fn neg_into<F: Element>(out: &mut [F], x: &[F]) {
-    assert_eq!(out.len(), x.len(), "neg_into of vectors of different lengths");
-    let out = SharedMut::new(out);
-    for_each_part(x.len(), |r| {
-        // SAFETY: disjoint ranges.
-        let out = unsafe { out.piece(r.clone()) };
-        for (o, &xi) in out.iter_mut().zip(&x[r]) {
-            *o = -xi;
-        }
-    });
-}
-
-/// `x ← x·α`.
-pub fn scale<F: Element>(x: &mut [F], alpha: F) {
-    let n = x.len();
-    let x = SharedMut::new(x);
-    for_each_part(n, |r| {
-        // SAFETY: disjoint ranges.
-        for xi in unsafe { x.piece(r) } {
-            *xi = *xi * alpha;
-        }
-    });
 }
 
 #[inline(always)]
@@ -268,19 +217,217 @@ fn axpy_piece<F: Element>(alpha: F, x: &[F], y: &mut [F]) {
     }
 }
 
+// One part's contribution. Each takes the part's slices (which start on a
+// chunk boundary) and folds its chunks in order.
+
+#[inline(always)]
+pub(crate) fn part_dot<F: Element>(a: &[F], b: &[F]) -> F {
+    let mut acc = F::ZERO;
+    for (ca, cb) in a.chunks(CHUNK).zip(b.chunks(CHUNK)) {
+        acc = acc + dot_chunk(ca, cb);
+    }
+    acc
+}
+
+#[inline(always)]
+fn part_sum_abs<F: Element>(a: &[F]) -> F {
+    a.chunks(CHUNK).fold(F::ZERO, |acc, c| acc + sum_abs_chunk(c))
+}
+
+#[inline(always)]
+fn part_max_abs<F: Element, const SCALED: bool>(a: &[F], scale: F) -> F {
+    a.chunks(CHUNK).fold(F::ZERO, |acc, c| nan_max(acc, max_abs_chunk::<F, SCALED>(c, scale)))
+}
+
+/// `q ← −g`, then `z·q`.
+#[inline(always)]
+pub(crate) fn part_neg_dot<F: Element>(q: &mut [F], g: &[F], z: &[F]) -> F {
+    let mut acc = F::ZERO;
+    for ((cq, cg), cz) in q.chunks_mut(CHUNK).zip(g.chunks(CHUNK)).zip(z.chunks(CHUNK)) {
+        for (qi, &gi) in cq.iter_mut().zip(cg) {
+            *qi = -gi;
+        }
+        acc = acc + dot_chunk(cz, cq);
+    }
+    acc
+}
+
+/// `y ← y + α·x`, then `z·y`.
+#[inline(always)]
+pub(crate) fn part_axpy_dot<F: Element>(alpha: F, x: &[F], y: &mut [F], z: &[F]) -> F {
+    let mut acc = F::ZERO;
+    for ((cx, cy), cz) in x.chunks(CHUNK).zip(y.chunks_mut(CHUNK)).zip(z.chunks(CHUNK)) {
+        axpy_piece(alpha, cx, cy);
+        acc = acc + dot_chunk(cz, cy);
+    }
+    acc
+}
+
+/// `x ← x·α`, then `z·x`.
+#[inline(always)]
+pub(crate) fn part_scale_dot<F: Element>(x: &mut [F], alpha: F, z: &[F]) -> F {
+    let mut acc = F::ZERO;
+    for (cx, cz) in x.chunks_mut(CHUNK).zip(z.chunks(CHUNK)) {
+        for xi in cx.iter_mut() {
+            *xi = *xi * alpha;
+        }
+        acc = acc + dot_chunk(cz, cx);
+    }
+    acc
+}
+
+/// `y ← y + α·x`.
+#[inline(always)]
+pub(crate) fn part_axpy<F: Element>(alpha: F, x: &[F], y: &mut [F]) {
+    axpy_piece(alpha, x, y);
+}
+
+/// `y ← g − g_prev`, `s ← d·t`, then `(y·s, y·y)`.
+#[inline(always)]
+fn part_curvature_pair<F: Element>(y: &mut [F], s: &mut [F], g: &[F], g_prev: &[F], d: &[F], t: F) -> (F, F) {
+    let mut acc = (F::ZERO, F::ZERO);
+    let chunks = y
+        .chunks_mut(CHUNK)
+        .zip(s.chunks_mut(CHUNK))
+        .zip(g.chunks(CHUNK).zip(g_prev.chunks(CHUNK)).zip(d.chunks(CHUNK)));
+    for ((cy, cs), ((cg, cp), cd)) in chunks {
+        for ((yi, &gi), &pi) in cy.iter_mut().zip(cg).zip(cp) {
+            *yi = gi - pi;
+        }
+        for (si, &di) in cs.iter_mut().zip(cd) {
+            *si = di * t;
+        }
+        acc = (acc.0 + dot_chunk(cy, cs), acc.1 + dot_chunk(cy, cy));
+    }
+    acc
+}
+
+/// `Σ a_i·b_i`.
+pub fn dot<F: Element>(a: &[F], b: &[F]) -> F {
+    assert_eq!(a.len(), b.len(), "dot of vectors of different lengths");
+    reduce(
+        a.len(),
+        F::ZERO,
+        add,
+        #[inline(always)]
+        |r| part_dot(&a[r.clone()], &b[r]),
+    )
+}
+
+/// `Σ |a_i|`.
+pub fn sum_abs<F: Element>(a: &[F]) -> F {
+    reduce(
+        a.len(),
+        F::ZERO,
+        add,
+        #[inline(always)]
+        |r| part_sum_abs(&a[r]),
+    )
+}
+
+/// `max |a_i|` (0 for an empty vector), NaN if any element is NaN.
+pub fn max_abs<F: Element>(a: &[F]) -> F {
+    reduce(
+        a.len(),
+        F::ZERO,
+        nan_max,
+        #[inline(always)]
+        |r| part_max_abs::<F, false>(&a[r], F::ONE),
+    )
+}
+
+/// `max |a_i·s|`, each product rounded first (torch's `a.mul(s).abs().max()`).
+pub fn max_abs_scaled<F: Element>(a: &[F], s: F) -> F {
+    reduce(
+        a.len(),
+        F::ZERO,
+        nan_max,
+        #[inline(always)]
+        |r| part_max_abs::<F, true>(&a[r], s),
+    )
+}
+
+/// `y ← y + α·x`, one fused multiply-add per element.
+pub fn axpy<F: Element>(alpha: F, x: &[F], y: &mut [F]) {
+    assert_eq!(x.len(), y.len(), "axpy of vectors of different lengths");
+    let y = SharedMut::new(y);
+    for_each_part(
+        x.len(),
+        #[inline(always)]
+        |r| {
+            // SAFETY: `for_each_part` hands out disjoint ranges.
+            let y = unsafe { y.piece(r.clone()) };
+            axpy_piece(alpha, &x[r], y);
+        },
+    );
+}
+
+/// `out ← y + α·x` (a trial point `x + t·d` without touching `x`).
+pub fn axpy_into<F: Element>(out: &mut [F], alpha: F, x: &[F], y: &[F]) {
+    assert!(out.len() == x.len() && x.len() == y.len(), "axpy_into of vectors of different lengths");
+    let out = SharedMut::new(out);
+    for_each_part(
+        x.len(),
+        #[inline(always)]
+        |r| {
+            // SAFETY: disjoint ranges.
+            let out = unsafe { out.piece(r.clone()) };
+            for ((o, &xi), &yi) in out.iter_mut().zip(&x[r.clone()]).zip(&y[r]) {
+                *o = alpha.mul_add(xi, yi);
+            }
+        },
+    );
+}
+
+/// `out ← −x`.
+pub fn neg_into<F: Element>(out: &mut [F], x: &[F]) {
+    assert_eq!(out.len(), x.len(), "neg_into of vectors of different lengths");
+    let out = SharedMut::new(out);
+    for_each_part(
+        x.len(),
+        #[inline(always)]
+        |r| {
+            // SAFETY: disjoint ranges.
+            let out = unsafe { out.piece(r.clone()) };
+            for (o, &xi) in out.iter_mut().zip(&x[r]) {
+                *o = -xi;
+            }
+        },
+    );
+}
+
+/// `x ← x·α`.
+pub fn scale<F: Element>(x: &mut [F], alpha: F) {
+    let n = x.len();
+    let x = SharedMut::new(x);
+    for_each_part(
+        n,
+        #[inline(always)]
+        |r| {
+            // SAFETY: disjoint ranges.
+            for xi in unsafe { x.piece(r) } {
+                *xi = *xi * alpha;
+            }
+        },
+    );
+}
+
 /// `q ← −g`, then returns `z·q`.
 pub fn neg_dot<F: Element>(q: &mut [F], g: &[F], z: &[F]) -> F {
     assert!(q.len() == g.len() && g.len() == z.len(), "neg_dot of vectors of different lengths");
     let n = q.len();
     let q = SharedMut::new(q);
-    reduce(n, F::ZERO, add, |r| {
-        // SAFETY: `reduce` hands out disjoint chunks.
-        let q = unsafe { q.piece(r.clone()) };
-        for (qi, &gi) in q.iter_mut().zip(&g[r.clone()]) {
-            *qi = -gi;
-        }
-        dot_chunk(&z[r], q)
-    })
+    reduce(
+        n,
+        F::ZERO,
+        add,
+        #[inline(always)]
+        |r| {
+            // SAFETY: `reduce` hands out disjoint parts.
+            let q = unsafe { q.piece(r.clone()) };
+            part_neg_dot(q, &g[r.clone()], &z[r])
+        },
+    )
 }
 
 /// `y ← y + α·x` (one FMA per element), then returns `z·y`.
@@ -288,12 +435,17 @@ pub fn axpy_dot<F: Element>(alpha: F, x: &[F], y: &mut [F], z: &[F]) -> F {
     assert!(x.len() == y.len() && y.len() == z.len(), "axpy_dot of vectors of different lengths");
     let n = y.len();
     let y = SharedMut::new(y);
-    reduce(n, F::ZERO, add, |r| {
-        // SAFETY: disjoint chunks.
-        let y = unsafe { y.piece(r.clone()) };
-        axpy_piece(alpha, &x[r.clone()], y);
-        dot_chunk(&z[r], y)
-    })
+    reduce(
+        n,
+        F::ZERO,
+        add,
+        #[inline(always)]
+        |r| {
+            // SAFETY: disjoint parts.
+            let y = unsafe { y.piece(r.clone()) };
+            part_axpy_dot(alpha, &x[r.clone()], y, &z[r])
+        },
+    )
 }
 
 /// `x ← x·α`, then returns `z·x`.
@@ -301,14 +453,17 @@ pub fn scale_dot<F: Element>(x: &mut [F], alpha: F, z: &[F]) -> F {
     assert_eq!(x.len(), z.len(), "scale_dot of vectors of different lengths");
     let n = x.len();
     let x = SharedMut::new(x);
-    reduce(n, F::ZERO, add, |r| {
-        // SAFETY: disjoint chunks.
-        let x = unsafe { x.piece(r.clone()) };
-        for xi in x.iter_mut() {
-            *xi = *xi * alpha;
-        }
-        dot_chunk(&z[r], x)
-    })
+    reduce(
+        n,
+        F::ZERO,
+        add,
+        #[inline(always)]
+        |r| {
+            // SAFETY: disjoint parts.
+            let x = unsafe { x.piece(r.clone()) };
+            part_scale_dot(x, alpha, &z[r])
+        },
+    )
 }
 
 /// The curvature pair of one L-BFGS iteration in one pass:
@@ -323,17 +478,13 @@ pub fn curvature_pair<F: Element>(y: &mut [F], s: &mut [F], g: &[F], g_prev: &[F
     reduce(
         n,
         (F::ZERO, F::ZERO),
+        #[inline(always)]
         |a: (F, F), b: (F, F)| (a.0 + b.0, a.1 + b.1),
+        #[inline(always)]
         |r| {
-            // SAFETY: disjoint chunks.
+            // SAFETY: disjoint parts.
             let (y, s) = unsafe { (y.piece(r.clone()), s.piece(r.clone())) };
-            for ((yi, &gi), &pi) in y.iter_mut().zip(&g[r.clone()]).zip(&g_prev[r.clone()]) {
-                *yi = gi - pi;
-            }
-            for (si, &di) in s.iter_mut().zip(&d[r]) {
-                *si = di * t;
-            }
-            (dot_chunk(y, s), dot_chunk(y, y))
+            part_curvature_pair(y, s, &g[r.clone()], &g_prev[r.clone()], &d[r], t)
         },
     )
 }
@@ -359,7 +510,7 @@ mod tests {
     /// The documented grouping, written out sequentially.
     fn reference_dot(a: &[f64], b: &[f64]) -> f64 {
         let n = a.len();
-        let part = part_len(n);
+        let part = Parts::of(n).len;
         let mut total = 0.0;
         for p in 0..n.div_ceil(part) {
             let mut acc_part = 0.0;
@@ -381,6 +532,19 @@ mod tests {
             total += acc_part;
         }
         total
+    }
+
+    #[test]
+    fn parts_depend_on_n_only_and_cover_the_vector() {
+        for n in [0, 1, 511, 512, 513, 10_000, 32_768, 1_000_003] {
+            let parts = Parts::of(n);
+            assert_eq!(parts.len % CHUNK, 0);
+            assert!(parts.count <= MAX_PARTS);
+            assert_eq!(parts.span(0..parts.count), 0..n);
+            let covered: usize = (0..parts.count).map(|p| parts.range(p).len()).sum();
+            assert_eq!(covered, n);
+        }
+        assert_eq!(Parts::of(10_000).count, 20);
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod arrays;
 mod bandwidth;
 mod errors;
 mod first_order;
+mod lbfgs;
 mod runtime;
 
 use pyo3::prelude::*;
@@ -12,6 +13,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     first_order::register(m)?;
+    lbfgs::register(m)?;
     bandwidth::register(m)?;
     runtime::register(m)?;
     Ok(())

@@ -1,0 +1,521 @@
+//! Binding of the L-BFGS core: `LbfgsCore`, one per `rustoptim.LBFGS`, owning
+//! the optimizer's numeric state. Python runs the step loop and calls the
+//! closure; each call here moves data between the user's arrays (any shape and
+//! layout, flattened in C order, torch's `view(-1)`) and the core's flat
+//! vectors, then runs the core until it needs the next evaluation.
+//!
+//! Every array of a call is checked before anything is written. When a call
+//! fails, or Python reports a failed closure through `abort`, the step ends and
+//! the params are put back at the last accepted iterate.
+
+use super::arrays::{Access, AliasCheck};
+use super::errors::{InputError, optim_error};
+use crate::element::Element;
+use crate::lbfgs::{Lbfgs, LbfgsConfig, LineSearch, Request, SavedIteration, SavedState};
+use numpy::ndarray::ArrayViewD;
+use numpy::npyffi::{NPY_ARRAY_WRITEABLE, objects::_PyArray_GET_ITEM_DATA};
+use numpy::{Element as NumpyElement, PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyType};
+
+/// Above this many elements of work per call (parameters × history), the core
+/// runs with the GIL released; below it, releasing costs more than it frees.
+const DETACH_MIN_WORK: usize = 1 << 16;
+
+enum Core {
+    F32(Lbfgs<f32>),
+    F64(Lbfgs<f64>),
+}
+
+/// Runs `$body` with `$opt` bound to the typed core and `$t` to its element type.
+macro_rules! with_core {
+    ($self:expr, $opt:ident, $t:ident => $body:expr) => {
+        match &mut $self.core {
+            Core::F32($opt) => {
+                type $t = f32;
+                $body
+            }
+            Core::F64($opt) => {
+                type $t = f64;
+                $body
+            }
+        }
+    };
+}
+
+/// The numeric state of one L-BFGS optimizer and the machinery of its steps.
+#[pyclass(module = "rustoptim._core", name = "LbfgsCore")]
+pub struct LbfgsCore {
+    core: Core,
+}
+
+fn state_error(py: Python<'_>, message: String) -> PyErr {
+    match py
+        .import("rustoptim.errors")
+        .and_then(|m| m.getattr("StateDictError"))
+        .and_then(|c| Ok(c.cast_into::<PyType>()?))
+    {
+        Ok(class) => PyErr::from_type(class, message),
+        Err(import_error) => import_error,
+    }
+}
+
+/// `object` as an array of `F`, or a `DTypeError` naming its role.
+fn typed<'py, F: NumpyElement>(
+    object: &Bound<'py, PyAny>,
+    role: &str,
+) -> Result<Bound<'py, PyArrayDyn<F>>, InputError> {
+    let Ok(untyped) = object.cast::<PyUntypedArray>() else {
+        let type_name = object.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+        return Err(InputError::DType(format!("{role} is a {type_name}, not a NumPy array")));
+    };
+    match untyped.cast::<PyArrayDyn<F>>() {
+        Ok(array) => Ok(array.clone()),
+        Err(_) => Err(InputError::DType(format!(
+            "{role} has dtype {}, expected {} (an LBFGS optimizer runs on one dtype)",
+            untyped.dtype(),
+            F::get_dtype(object.py())
+        ))),
+    }
+}
+
+fn is_writeable<F: NumpyElement>(array: &Bound<'_, PyArrayDyn<F>>) -> bool {
+    // SAFETY: reading the flags of a live array.
+    unsafe { (*_PyArray_GET_ITEM_DATA(array.as_array_ptr())).flags & NPY_ARRAY_WRITEABLE != 0 }
+}
+
+/// Copies `array` into `out` in C order.
+fn gather<F: NumpyElement + Copy>(array: &Bound<'_, PyArrayDyn<F>>, out: &mut [F]) {
+    // SAFETY: a read-only view of a live array, dropped before anything writes it.
+    let view: ArrayViewD<'_, F> = unsafe { array.as_array() };
+    match view.as_slice() {
+        Some(values) => out.copy_from_slice(values),
+        None => out.iter_mut().zip(view.iter()).for_each(|(o, &v)| *o = v),
+    }
+}
+
+/// Writes `values` into `array` in C order.
+fn scatter<F: NumpyElement + Copy>(array: &Bound<'_, PyArrayDyn<F>>, values: &[F]) {
+    // SAFETY: the params were checked writeable and free of overlaps in `begin`,
+    // and no other view of this array is alive.
+    let mut view = unsafe { array.as_array_mut() };
+    match view.as_slice_mut() {
+        Some(out) => out.copy_from_slice(values),
+        None => view.iter_mut().zip(values).for_each(|(o, &v)| *o = v),
+    }
+}
+
+/// The params as typed arrays, checked: dtype, writeable, no overlaps, `dim` elements in all.
+fn checked_params<'py, F: NumpyElement>(
+    params: &[Bound<'py, PyAny>],
+    dim: usize,
+) -> Result<Vec<Bound<'py, PyArrayDyn<F>>>, InputError> {
+    let mut arrays = Vec::with_capacity(params.len());
+    let mut aliases = AliasCheck::with_capacity(params.len(), 0);
+    let mut total = 0usize;
+    for (i, param) in params.iter().enumerate() {
+        let array = typed::<F>(param, &format!("param {i}"))?;
+        if !is_writeable(&array) {
+            return Err(InputError::ReadOnly(format!("param {i} is read-only; rustoptim updates params in place")));
+        }
+        aliases.add(&array, Access::Write, "param", i);
+        total += array.len();
+        arrays.push(array);
+    }
+    if total != dim {
+        return Err(InputError::Shape(format!(
+            "the params have {total} elements in all, but this optimizer's state is for {dim}"
+        )));
+    }
+    if params.len() > 1 {
+        aliases.verify()?;
+    }
+    Ok(arrays)
+}
+
+/// Params passed back unchanged after `begin`: only their count and dtype are re-checked.
+fn same_params<'py, F: NumpyElement>(
+    params: &[Bound<'py, PyAny>],
+) -> Result<Vec<Bound<'py, PyArrayDyn<F>>>, InputError> {
+    params.iter().enumerate().map(|(i, p)| typed::<F>(p, &format!("param {i}"))).collect()
+}
+
+fn write_point<F: NumpyElement + Copy>(arrays: &[Bound<'_, PyArrayDyn<F>>], point: &[F]) {
+    let mut offset = 0;
+    for array in arrays {
+        let len = array.len();
+        scatter(array, &point[offset..offset + len]);
+        offset += len;
+    }
+}
+
+/// Copies the grads into `out` (None: zeros), after checking every one of them.
+fn gather_grads<'py, F: NumpyElement + Copy + Element>(
+    grads: &[Option<Bound<'py, PyAny>>],
+    params: &[Bound<'py, PyArrayDyn<F>>],
+    out: &mut [F],
+) -> Result<(), InputError> {
+    if grads.len() != params.len() {
+        return Err(InputError::Value(format!(
+            "the closure gave {} gradients, expected one per param ({})",
+            grads.len(),
+            params.len()
+        )));
+    }
+    let mut typed_grads = Vec::with_capacity(grads.len());
+    for (i, (grad, param)) in grads.iter().zip(params).enumerate() {
+        let Some(grad) = grad else {
+            typed_grads.push(None);
+            continue;
+        };
+        let array = typed::<F>(grad, &format!("the grad of param {i}"))?;
+        if array.shape() != param.shape() {
+            return Err(InputError::Shape(format!(
+                "the grad of param {i} has shape {:?}, but its param has shape {:?}",
+                array.shape(),
+                param.shape()
+            )));
+        }
+        typed_grads.push(Some(array));
+    }
+    let mut offset = 0;
+    for (grad, param) in typed_grads.iter().zip(params) {
+        let len = param.len();
+        let slot = &mut out[offset..offset + len];
+        match grad {
+            Some(array) => gather(array, slot),
+            None => slot.fill(F::ZERO),
+        }
+        offset += len;
+    }
+    Ok(())
+}
+
+fn parse_config(
+    lr: f64,
+    max_iter: usize,
+    max_eval: usize,
+    tolerance_grad: f64,
+    tolerance_change: f64,
+    history_size: usize,
+    line_search_fn: Option<&str>,
+) -> Result<LbfgsConfig, InputError> {
+    let line_search = match line_search_fn {
+        None => LineSearch::Fixed,
+        Some("strong_wolfe") => LineSearch::StrongWolfe,
+        Some(other) => {
+            return Err(InputError::Value(format!(
+                "only 'strong_wolfe' is supported as line_search_fn, got {other:?}"
+            )));
+        }
+    };
+    Ok(LbfgsConfig { lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size, line_search })
+}
+
+impl LbfgsCore {
+    fn work(&self) -> usize {
+        match &self.core {
+            Core::F32(opt) => opt.dim() * (opt.history_capacity() + 4),
+            Core::F64(opt) => opt.dim() * (opt.history_capacity() + 4),
+        }
+    }
+}
+
+/// Ends the step and puts the params back at the accepted iterate.
+fn abandon<F: NumpyElement + Copy + Element>(opt: &mut Lbfgs<F>, params: &[Bound<'_, PyArrayDyn<F>>]) {
+    opt.abort();
+    if !opt.params_hold_point() {
+        write_point(params, opt.point());
+    }
+}
+
+#[pymethods]
+impl LbfgsCore {
+    /// A fresh state for `dim` parameters of `dtype` ("float32" or "float64")
+    /// with room for `history_size` curvature pairs.
+    #[new]
+    fn new(py: Python<'_>, dtype: &str, dim: usize, history_size: usize) -> PyResult<Self> {
+        let core = match dtype {
+            "float32" => Lbfgs::new(dim, history_size).map(Core::F32),
+            "float64" => Lbfgs::new(dim, history_size).map(Core::F64),
+            other => {
+                return Err(InputError::DType(format!("LBFGS runs on float32 or float64, not {other}")).into_pyerr(py));
+            }
+        };
+        core.map(|core| LbfgsCore { core }).map_err(|e| optim_error(py, e))
+    }
+
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        match &self.core {
+            Core::F32(_) => "float32",
+            Core::F64(_) => "float64",
+        }
+    }
+
+    #[getter]
+    fn dim(&self) -> usize {
+        match &self.core {
+            Core::F32(opt) => opt.dim(),
+            Core::F64(opt) => opt.dim(),
+        }
+    }
+
+    #[getter]
+    fn func_evals(&self) -> u64 {
+        match &self.core {
+            Core::F32(opt) => opt.func_evals(),
+            Core::F64(opt) => opt.func_evals(),
+        }
+    }
+
+    #[getter]
+    fn n_iter(&self) -> u64 {
+        match &self.core {
+            Core::F32(opt) => opt.n_iter(),
+            Core::F64(opt) => opt.n_iter(),
+        }
+    }
+
+    /// Whether a step is in progress (between `begin` and the call that ends it).
+    #[getter]
+    fn in_step(&self) -> bool {
+        match &self.core {
+            Core::F32(opt) => opt.in_step(),
+            Core::F64(opt) => opt.in_step(),
+        }
+    }
+
+    /// Starts a step at the current values of `params`; the caller evaluates
+    /// the closure next and passes the result to `resume`.
+    #[pyo3(signature = (params, *, lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size, line_search_fn))]
+    #[allow(clippy::too_many_arguments)]
+    fn begin(
+        &mut self,
+        py: Python<'_>,
+        params: Vec<Bound<'_, PyAny>>,
+        lr: f64,
+        max_iter: usize,
+        max_eval: usize,
+        tolerance_grad: f64,
+        tolerance_change: f64,
+        history_size: usize,
+        line_search_fn: Option<&str>,
+    ) -> PyResult<()> {
+        let config =
+            parse_config(lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size, line_search_fn)
+                .map_err(|e| e.into_pyerr(py))?;
+        with_core!(self, opt, T => {
+            let arrays = checked_params::<T>(&params, opt.dim()).map_err(|e| e.into_pyerr(py))?;
+            if opt.in_step() {
+                return Err(InputError::Value("an LBFGS step is already in progress".into()).into_pyerr(py));
+            }
+            let mut offset = 0;
+            for array in &arrays {
+                let len = array.len();
+                gather(array, &mut opt.iterate_mut()[offset..offset + len]);
+                offset += len;
+            }
+            opt.begin(&config).map_err(|e| optim_error(py, e))
+        })
+    }
+
+    /// Continues the step with the closure's `loss` and `grads` (one per param,
+    /// None for a zero gradient). Writes the next point to evaluate into
+    /// `params` and returns False, or ends the step (params at the accepted
+    /// iterate) and returns True. On error the step is abandoned as by `abort`.
+    fn resume(
+        &mut self,
+        py: Python<'_>,
+        loss: f64,
+        grads: Vec<Option<Bound<'_, PyAny>>>,
+        params: Vec<Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let detach = self.work() >= DETACH_MIN_WORK;
+        with_core!(self, opt, T => {
+            let arrays = same_params::<T>(&params).map_err(|e| e.into_pyerr(py))?;
+            if arrays.len() != params.len() || !opt.in_step() {
+                return Err(InputError::Value("resume without a step in progress".into()).into_pyerr(py));
+            }
+            if let Err(e) = gather_grads(&grads, &arrays, opt.gradient_mut()) {
+                abandon(opt, &arrays);
+                return Err(e.into_pyerr(py));
+            }
+            let request = if detach { py.detach(|| opt.resume(loss)) } else { opt.resume(loss) };
+            match request {
+                Ok(Request::Evaluate) => {
+                    write_point(&arrays, opt.point());
+                    Ok(false)
+                }
+                Ok(Request::Done) => {
+                    if !opt.params_hold_point() {
+                        write_point(&arrays, opt.point());
+                    }
+                    Ok(true)
+                }
+                Err(e) => {
+                    abandon(opt, &arrays);
+                    Err(optim_error(py, e))
+                }
+            }
+        })
+    }
+
+    /// Ends the step in progress after a failed closure: the params go back to
+    /// the last accepted iterate. Does nothing between steps.
+    fn abort(&mut self, py: Python<'_>, params: Vec<Bound<'_, PyAny>>) -> PyResult<()> {
+        with_core!(self, opt, T => {
+            if !opt.in_step() {
+                return Ok(());
+            }
+            let arrays = same_params::<T>(&params).map_err(|e| e.into_pyerr(py))?;
+            abandon(opt, &arrays);
+            Ok(())
+        })
+    }
+
+    /// A copy of the state in torch's layout: `func_evals`, `n_iter` and, once
+    /// an iteration has run, `d`, `t`, `old_dirs`, `old_stps`, `ro`, `H_diag`,
+    /// `prev_flat_grad`, `prev_loss` and (after the first quasi-Newton
+    /// iteration) `al`, a list of `history_size` entries (None where unset).
+    fn export_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        match &self.core {
+            Core::F32(opt) => export(py, opt),
+            Core::F64(opt) => export(py, opt),
+        }
+    }
+
+    /// Replaces the state with `state` (the layout of `export_state`; `d`,
+    /// `prev_flat_grad` and the history vectors are 1-D arrays of this core's
+    /// dtype and length). Checks everything first: raises `StateDictError` and
+    /// changes nothing if anything is wrong.
+    fn import_state(&mut self, py: Python<'_>, state: &Bound<'_, PyDict>, history_size: usize) -> PyResult<()> {
+        with_core!(self, opt, T => {
+            let saved = parse_state::<T>(state, opt.dim()).map_err(|m| state_error(py, m))?;
+            opt.restore(&saved, history_size).map_err(|e| state_error(py, e.to_string()))
+        })
+    }
+}
+
+fn export<'py, F: NumpyElement + Element>(py: Python<'py>, opt: &Lbfgs<F>) -> PyResult<Bound<'py, PyDict>> {
+    let state = PyDict::new(py);
+    state.set_item("func_evals", opt.func_evals())?;
+    state.set_item("n_iter", opt.n_iter())?;
+    let Some(scalars) = opt.scalars() else {
+        return Ok(state);
+    };
+    let history = opt.history();
+    let k = history.len();
+    state.set_item("d", PyArray1::from_slice(py, opt.direction()))?;
+    state.set_item("t", scalars.t)?;
+    let dirs = PyList::empty(py);
+    let steps = PyList::empty(py);
+    let rho = PyList::empty(py);
+    for i in 0..k {
+        dirs.append(PyArray1::from_slice(py, history.dir(i)))?;
+        steps.append(PyArray1::from_slice(py, history.step(i)))?;
+        rho.append(history.rho(i).to_f64())?;
+    }
+    state.set_item("old_dirs", dirs)?;
+    state.set_item("old_stps", steps)?;
+    state.set_item("ro", rho)?;
+    state.set_item("H_diag", scalars.h_diag.to_f64())?;
+    state.set_item("prev_flat_grad", PyArray1::from_slice(py, opt.prev_flat_grad()))?;
+    state.set_item("prev_loss", scalars.prev_loss)?;
+    if let Some(alpha) = opt.alpha() {
+        let al = PyList::empty(py);
+        for i in 0..opt.history_capacity() {
+            match alpha.get(i) {
+                Some(value) => al.append(value.to_f64())?,
+                None => al.append(py.None())?,
+            }
+        }
+        state.set_item("al", al)?;
+    }
+    Ok(state)
+}
+
+fn parse_state<F: NumpyElement + Element>(state: &Bound<'_, PyDict>, dim: usize) -> Result<SavedState<F>, String> {
+    let item =
+        |key: &str| -> Result<Option<Bound<'_, PyAny>>, String> { state.get_item(key).map_err(|e| e.to_string()) };
+    let required = |key: &str| -> Result<Bound<'_, PyAny>, String> {
+        item(key)?.ok_or_else(|| format!("missing state key {key:?}"))
+    };
+    let count = |key: &str| -> Result<u64, String> {
+        required(key)?.extract::<u64>().map_err(|_| format!("{key:?} must be a non-negative int"))
+    };
+    let number = |object: &Bound<'_, PyAny>, what: &str| -> Result<f64, String> {
+        object.extract::<f64>().map_err(|_| format!("{what} must be a number"))
+    };
+    let vector = |object: &Bound<'_, PyAny>, what: &str| -> Result<Vec<F>, String> {
+        let array = typed::<F>(object, what).map_err(|e| format!("{e:?}"))?;
+        if array.ndim() != 1 || array.len() != dim {
+            return Err(format!("{what} must be a 1-D array of {dim} elements, got shape {:?}", array.shape()));
+        }
+        let mut values = vec![F::ZERO; dim];
+        gather(&array, &mut values);
+        Ok(values)
+    };
+    let list = |key: &str| -> Result<Vec<Bound<'_, PyAny>>, String> {
+        let object = required(key)?;
+        let list = object.cast::<PyList>().map_err(|_| format!("{key:?} must be a list"))?;
+        Ok(list.iter().collect())
+    };
+
+    let func_evals = count("func_evals")?;
+    let n_iter = count("n_iter")?;
+    if item("d")?.is_none() {
+        return Ok(SavedState { func_evals, n_iter, iterated: None });
+    }
+    let dirs = list("old_dirs")?;
+    let steps = list("old_stps")?;
+    let rho = list("ro")?;
+    if dirs.len() != steps.len() || dirs.len() != rho.len() {
+        return Err(format!(
+            "old_dirs, old_stps and ro must have the same length, got {}, {} and {}",
+            dirs.len(),
+            steps.len(),
+            rho.len()
+        ));
+    }
+    let mut history = Vec::with_capacity(dirs.len());
+    for (i, ((y, s), r)) in dirs.iter().zip(&steps).zip(&rho).enumerate() {
+        history.push((
+            vector(y, &format!("old_dirs[{i}]"))?,
+            vector(s, &format!("old_stps[{i}]"))?,
+            F::from_f64(number(r, &format!("ro[{i}]"))?),
+        ));
+    }
+    let alpha = match item("al")? {
+        None => None,
+        Some(al) => {
+            let al = al.cast::<PyList>().map_err(|_| "\"al\" must be a list".to_string())?;
+            let mut values = Vec::with_capacity(al.len());
+            for (i, entry) in al.iter().enumerate() {
+                if entry.is_none() {
+                    break;
+                }
+                values.push(F::from_f64(number(&entry, &format!("al[{i}]"))?));
+            }
+            Some(values)
+        }
+    };
+    Ok(SavedState {
+        func_evals,
+        n_iter,
+        iterated: Some(SavedIteration {
+            d: vector(&required("d")?, "d")?,
+            t: number(&required("t")?, "t")?,
+            h_diag: F::from_f64(number(&required("H_diag")?, "H_diag")?),
+            prev_flat_grad: vector(&required("prev_flat_grad")?, "prev_flat_grad")?,
+            prev_loss: number(&required("prev_loss")?, "prev_loss")?,
+            history,
+            alpha,
+        }),
+    })
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<LbfgsCore>()?;
+    Ok(())
+}
