@@ -9,7 +9,7 @@ each naming the tensor index and the array's role; ``ValueError`` for lists of
 mismatched lengths and invalid settings.
 """
 
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -76,3 +76,52 @@ def get_num_threads() -> int: ...
 def simd_levels() -> List[str]: ...
 def get_simd_level() -> str: ...
 def set_simd_level(level: Optional[str] = None) -> None: ...
+
+# ---------------------------------------------------------------------- LBFGS
+
+class LbfgsCore:
+    """The numeric state of one ``rustoptim.LBFGS`` and the machinery of its
+    steps. Python runs the loop: ``begin``, then call the closure and pass its
+    result to ``resume`` until it returns True. The params (any shapes and
+    layouts, one dtype) are flattened in C order and concatenated."""
+
+    def __init__(self, dtype: str, dim: int, history_size: int) -> None:
+        """A fresh state for ``dim`` params of ``dtype`` ("float32"/"float64")."""
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def func_evals(self) -> int: ...
+    @property
+    def n_iter(self) -> int: ...
+    @property
+    def in_step(self) -> bool: ...
+    def begin(
+        self,
+        params: Sequence[np.ndarray],
+        *,
+        lr: float,
+        max_iter: int,
+        max_eval: int,
+        tolerance_grad: float,
+        tolerance_change: float,
+        history_size: int,
+        line_search_fn: Optional[str],
+    ) -> None:
+        """Start a step at the params' current values (checked: dtype, writeable,
+        no overlaps, ``dim`` elements in all); evaluate the closure next."""
+    def resume(self, loss: float, grads: Sequence[Optional[np.ndarray]], params: Sequence[np.ndarray]) -> bool:
+        """Continue with the closure's loss and grads (one per param, None for
+        zeros). Writes the next point into ``params`` and returns False, or ends
+        the step with the params at the accepted iterate and returns True. On
+        error the step is abandoned as by ``abort``."""
+    def abort(self, params: Sequence[np.ndarray]) -> None:
+        """End the step after a failed closure; params go back to the last accepted iterate."""
+    def export_state(self) -> Dict[str, Any]:
+        """A copy of the state with torch's keys (``func_evals``, ``n_iter``, ``d``,
+        ``t``, ``old_dirs``, ``old_stps``, ``ro``, ``H_diag``, ``prev_flat_grad``,
+        ``prev_loss``, ``al``)."""
+    def import_state(self, state: Dict[str, Any], history_size: int) -> None:
+        """Replace the state (``export_state``'s layout, 1-D arrays of this dtype);
+        ``StateDictError`` and no change if anything is wrong."""
