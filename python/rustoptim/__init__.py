@@ -27,9 +27,16 @@ from .errors import (
     ShapeError,
     StateDictError,
 )
+from .lbfgs import LBFGS
 from .optimizer import Optimizer
 from .parameter import Parameter
-from .runtime import get_num_threads, get_simd_level, set_num_threads, set_simd_level, simd_levels
+from .runtime import (
+    get_num_threads,
+    get_simd_level,
+    set_num_threads,
+    set_simd_level,
+    simd_levels,
+)
 from .serialization import load, save
 from .sgd import SGD
 
@@ -39,6 +46,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "SGD",
+    "LBFGS",
     "save",
     "load",
     "set_num_threads",
@@ -56,14 +64,5 @@ __all__ = [
     "StateDictError",
     "FileFormatError",
 ]
-
-# LBFGS is being added; import it once its module exists.
-try:
-    from .lbfgs import LBFGS
-except ModuleNotFoundError as _missing:
-    if _missing.name != f"{__name__}.lbfgs":
-        raise
-else:
-    __all__.append("LBFGS")
 
 __version__ = "0.1.0"
