@@ -667,37 +667,40 @@ def small_step_runs(spec: OptimizerSpec, p0, grads, flat: bool):
         m = [s["exp_avg"] for s in states]
         v = [s["exp_avg_sq"] for s in states]
         steps = [10.0] * len(arrays)
+        # Positional, in the signature's order, as the optimizers call it.
+        hyper = tuple(kwargs.values())
         adam = _core.adam_step
 
         def native():
-            adam(arrays, glist, m, v, None, steps, **kwargs)
+            adam(arrays, glist, m, v, None, steps, *hyper)
 
         def empty():
-            adam([], [], [], [], None, [], **kwargs)
+            adam([], [], [], [], None, [], *hyper)
 
         one = [np.concatenate([a.reshape(-1) for a in x]) for x in (arrays, glist, m, v)]
 
         def native_flat():
-            adam([one[0]], [one[1]], [one[2]], [one[3]], None, [10.0], **kwargs)
+            adam([one[0]], [one[1]], [one[2]], [one[3]], None, [10.0], *hyper)
     else:
         momentum = float(group["momentum"])
         buffers = [opt.state[p]["momentum_buffer"] for p in params] if momentum else None
         new = [False] * len(arrays)
         kwargs = dict(lr=float(group["lr"]), momentum=momentum, dampening=float(group["dampening"]),
                       weight_decay=float(group["weight_decay"]), nesterov=False, maximize=False)
+        hyper = tuple(kwargs.values())
         sgd = _core.sgd_step
 
         def native():
-            sgd(arrays, glist, buffers, new, **kwargs)
+            sgd(arrays, glist, buffers, new, *hyper)
 
         def empty():
-            sgd([], [], [] if momentum else None, [], **kwargs)
+            sgd([], [], [] if momentum else None, [], *hyper)
 
         one = [np.concatenate([a.reshape(-1) for a in x]) for x in (arrays, glist)]
         one_buf = [np.concatenate([b.reshape(-1) for b in buffers])] if momentum else None
 
         def native_flat():
-            sgd([one[0]], [one[1]], one_buf, [False], **kwargs)
+            sgd([one[0]], [one[1]], one_buf, [False], *hyper)
 
     step = opt.step
     runs = {

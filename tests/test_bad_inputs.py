@@ -65,6 +65,12 @@ def _overlapping_params(params, optimizer):
     return good_grads(params)
 
 
+def _self_overlapping_param(params, optimizer):
+    # A writeable view whose four elements are one memory location.
+    params[-1].data = np.lib.stride_tricks.as_strided(params[-1].data, (4,), (0,), writeable=True)
+    return good_grads(params)
+
+
 def _state_in_wrong_layout(params, optimizer):
     key = next(iter(optimizer.state[params[1]]))
     if key == "step":
@@ -87,6 +93,8 @@ CASES = [
     ("read-only param", _readonly_param, ReadOnlyError, r"param 2 is read-only"),
     ("integer param", _integer_param, DTypeError, r"int64"),
     ("overlapping params", _overlapping_params, AliasError, r"param 2 .*share.* memory"),
+    ("param overlapping itself", _self_overlapping_param, AliasError,
+     r"param 2 has elements that share memory with each other"),
     ("state in the wrong layout", _state_in_wrong_layout, LayoutError,
      r"of tensor 1 is not contiguous in its param's C order"),
 ]
@@ -202,3 +210,13 @@ def test_plain_array_grads_of_the_wrong_length(cls, kwargs):
     for a, b in zip(arrays, before):
         np.testing.assert_array_equal(a, b)
     assert len(optimizer.state) == 0
+
+
+def test_core_call_without_tensors_still_checks_list_lengths():
+    from rustoptim import _core
+
+    grad = np.zeros(3)
+    with pytest.raises(ValueError, match=r"grads has 1 entries, expected one per param \(0\)"):
+        _core.adam_step([], [grad], [], [], None, [], 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, False)
+    with pytest.raises(ValueError, match=r"grads has 1 entries, expected one per param \(0\)"):
+        _core.sgd_step([], [grad], None, [], 1e-3, 0.0, 0.0, 0.0, False, False)

@@ -168,6 +168,8 @@ class Adam(Optimizer):
                 max_exp_avg_sqs[i] = state_zeros(arrays[i])
         steps = [entry["step"] + 1.0 for entry in entries]
         beta1, beta2 = group["betas"]
+        # Positional arguments: the extension parses them faster than keywords,
+        # which matters for steps over a few small tensors.
         _core.adam_step(
             arrays,
             grads,
@@ -175,14 +177,14 @@ class Adam(Optimizer):
             [entry["exp_avg_sq"] for entry in entries],
             max_exp_avg_sqs,
             steps,
-            lr=float(group["lr"]),
-            beta1=float(beta1),
-            beta2=float(beta2),
-            eps=float(group["eps"]),
-            weight_decay=float(group["weight_decay"]),
-            amsgrad=bool(amsgrad),
-            maximize=bool(group["maximize"]),
-            decoupled_weight_decay=bool(group["decoupled_weight_decay"]),
+            float(group["lr"]),
+            float(beta1),
+            float(beta2),
+            float(group["eps"]),
+            float(group["weight_decay"]),
+            bool(amsgrad),
+            bool(group["maximize"]),
+            bool(group["decoupled_weight_decay"]),
         )
         for entry, step in zip(entries, steps):
             entry["step"] = step

@@ -134,6 +134,7 @@ impl<'py, F: NumpyElement + Copy> ParamArray<'py, F> {
         } else {
             (ElementOrder::C, false)
         };
+        check_no_self_overlap(array.as_untyped(), std::mem::size_of::<F>(), "param", index)?;
         aliases.add(&array, Access::Write, "param", index);
         // SAFETY: read-only view of a live array, dropped before any write.
         let gathered = (!contiguous).then(|| unsafe { array.as_array() }.iter().copied().collect());
@@ -257,6 +258,45 @@ fn shape_string(shape: &[usize]) -> String {
         [single] => format!("({single},)"),
         _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
     }
+}
+
+/// Refuses a written array whose elements overlap each other (a zero stride, or
+/// strides that make distinct indices land on the same memory): updating it in
+/// place would depend on the order of the writes.
+///
+/// The test is sufficient, not exact: visiting the axes from the smallest stride
+/// up, each stride must step past everything the smaller axes reach. Arrays NumPy
+/// allocates, and their slices, transposes and reshapes, always pass it.
+fn check_no_self_overlap(
+    array: &Bound<'_, PyUntypedArray>,
+    item_size: usize,
+    role: &str,
+    index: usize,
+) -> Result<(), InputError> {
+    if array.is_contiguous() {
+        return Ok(());
+    }
+    let mut axes: Vec<(usize, usize)> = array
+        .shape()
+        .iter()
+        .zip(array.strides())
+        .filter(|(n, _)| **n > 1)
+        .map(|(&n, &s)| (n, s.unsigned_abs()))
+        .collect();
+    axes.sort_unstable_by_key(|&(_, stride)| stride);
+    // The largest byte offset the axes visited so far reach.
+    let mut reach = 0usize;
+    for (n, stride) in axes {
+        if stride < reach + item_size {
+            return Err(InputError::Alias(format!(
+                "{role} {index} has elements that share memory with each other (strides {:?}); \
+                 it cannot be updated in place",
+                array.strides()
+            )));
+        }
+        reach += stride * (n - 1);
+    }
+    Ok(())
 }
 
 /// Checks that a per-tensor list has one entry per param.

@@ -2,6 +2,7 @@
 
 use super::arrays::{AliasCheck, DType, GradArray, ParamArray, StateArray, step_dtype};
 use super::errors::InputError;
+use super::gil::run_kernel;
 use crate::bandwidth::{StreamTensor, stream_update as stream_kernel};
 use numpy::Element as NumpyElement;
 use pyo3::prelude::*;
@@ -63,7 +64,8 @@ where
             StreamTensor { read: read.values(), updated }
         })
         .collect();
-    py.detach(|| stream_kernel(&mut tensors)).map_err(InputError::from)?;
+    let elements = tensors.iter().map(|t| t.read.len()).sum();
+    run_kernel(py, elements, || stream_kernel(&mut tensors)).map_err(InputError::from)?;
     drop(tensors);
     firsts.into_iter().for_each(ParamArray::scatter_back);
     Ok(())

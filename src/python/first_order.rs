@@ -4,6 +4,7 @@
 
 use super::arrays::{AliasCheck, DType, GradArray, ParamArray, StateArray, check_list_length, step_dtype};
 use super::errors::InputError;
+use super::gil::run_kernel;
 use crate::adam::{AdamConfig, AdamTensor, adam_step as adam_kernel};
 use crate::sgd::{MomentumBuffer, SgdConfig, SgdTensor, sgd_step as sgd_kernel};
 use numpy::Element as NumpyElement;
@@ -12,7 +13,7 @@ use pyo3::prelude::*;
 /// Applies one Adam/AdamW step to every param of a group, in place.
 #[pyfunction]
 #[pyo3(signature = (
-    params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *,
+    params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps,
     lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -36,7 +37,8 @@ fn adam_step<'py>(
     let config = AdamConfig { lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay };
     let arrays = AdamArrays { params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps };
     let result = match step_dtype(&arrays.params) {
-        Ok(None) => return Ok(()),
+        // No tensors: only the list lengths can be wrong.
+        Ok(None) => run_adam::<f64>(py, &arrays, &config),
         Ok(Some(DType::Float32)) => run_adam::<f32>(py, &arrays, &config),
         Ok(Some(DType::Float64)) => run_adam::<f64>(py, &arrays, &config),
         Err(e) => Err(e),
@@ -111,7 +113,8 @@ where
             }
         })
         .collect();
-    py.detach(|| adam_kernel(&mut tensors, config)).map_err(InputError::from)?;
+    let elements = tensors.iter().map(|t| t.param.len()).sum();
+    run_kernel(py, elements, || adam_kernel(&mut tensors, config)).map_err(InputError::from)?;
     drop(tensors);
     params.into_iter().for_each(ParamArray::scatter_back);
     Ok(())
@@ -120,7 +123,7 @@ where
 /// Applies one SGD step to every param of a group, in place.
 #[pyfunction]
 #[pyo3(signature = (
-    params, grads, momentum_buffers, new_buffers, *,
+    params, grads, momentum_buffers, new_buffers,
     lr, momentum, dampening, weight_decay, nesterov, maximize
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -140,7 +143,8 @@ fn sgd_step<'py>(
     let config = SgdConfig { lr, momentum, dampening, weight_decay, nesterov, maximize };
     let arrays = SgdArrays { params, grads, momentum_buffers, new_buffers };
     let result = match step_dtype(&arrays.params) {
-        Ok(None) => return Ok(()),
+        // No tensors: only the list lengths can be wrong.
+        Ok(None) => run_sgd::<f64>(py, &arrays, &config),
         Ok(Some(DType::Float32)) => run_sgd::<f32>(py, &arrays, &config),
         Ok(Some(DType::Float64)) => run_sgd::<f64>(py, &arrays, &config),
         Err(e) => Err(e),
@@ -202,7 +206,8 @@ where
             }
         })
         .collect();
-    py.detach(|| sgd_kernel(&mut tensors, config)).map_err(InputError::from)?;
+    let elements = tensors.iter().map(|t| t.param.len()).sum();
+    run_kernel(py, elements, || sgd_kernel(&mut tensors, config)).map_err(InputError::from)?;
     drop(tensors);
     params.into_iter().for_each(ParamArray::scatter_back);
     Ok(())

@@ -5,6 +5,7 @@ mod arrays;
 mod bandwidth;
 mod errors;
 mod first_order;
+mod gil;
 mod lbfgs;
 mod runtime;
 
