@@ -48,7 +48,7 @@ class Adam(Optimizer):
       weight_decay: λ >= 0.
       amsgrad: use the maximum of past second moments (AMSGrad).
       foreach: accepted for compatibility; every step is one fused multi-tensor
-        call per param group and dtype, whatever the value.
+        call per param group, whatever the value.
       maximize: maximize the objective instead of minimizing it.
       capturable: must be False (CUDA graph capture does not apply to NumPy).
       differentiable: must be False (NumPy arrays have no autograd graph).
@@ -169,7 +169,8 @@ class Adam(Optimizer):
         steps = [entry["step"] + 1.0 for entry in entries]
         beta1, beta2 = group["betas"]
         # Positional arguments: the extension parses them faster than keywords,
-        # which matters for steps over a few small tensors.
+        # which matters for steps over a few small tensors. It converts the
+        # hyperparameters itself (ints and NumPy scalars included).
         _core.adam_step(
             arrays,
             grads,
@@ -177,14 +178,14 @@ class Adam(Optimizer):
             [entry["exp_avg_sq"] for entry in entries],
             max_exp_avg_sqs,
             steps,
-            float(group["lr"]),
-            float(beta1),
-            float(beta2),
-            float(group["eps"]),
-            float(group["weight_decay"]),
-            bool(amsgrad),
-            bool(group["maximize"]),
-            bool(group["decoupled_weight_decay"]),
+            group["lr"],
+            beta1,
+            beta2,
+            group["eps"],
+            group["weight_decay"],
+            amsgrad,
+            group["maximize"],
+            group["decoupled_weight_decay"],
         )
         for entry, step in zip(entries, steps):
             entry["step"] = step

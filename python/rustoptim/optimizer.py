@@ -3,7 +3,7 @@
 Param groups, lazily created per-param state, ``zero_grad``, ``state_dict`` /
 ``load_state_dict`` and pickling follow ``torch.optim.Optimizer``. The
 arithmetic runs in the Rust extension (``rustoptim._core``), one call per param
-group and dtype. Where torch is unsafe rustoptim does better:
+group. Where torch is unsafe rustoptim does better:
 
 - ``state_dict()`` returns copies of the state arrays, and ``load_state_dict``
   copies the arrays it is given, so an optimizer never shares memory with a
@@ -343,54 +343,50 @@ class Optimizer:
                 params = [p for p in group["params"] if p.grad is not None]
                 split.append((params, [p.grad for p in params]))
             return split
-        if isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):
+        # Lists and tuples first: the abstract Sequence check is slow.
+        if not isinstance(grads, (list, tuple)) and (isinstance(grads, np.ndarray) or not isinstance(grads, Sequence)):
             raise TypeError(
                 f"grads must be a list with one array (or None) per param, got {_typename(grads)}"
             )
-        flat = [p for group in groups for p in group["params"]]
-        unique = list(dict.fromkeys(flat))
-        if len(grads) != len(unique):
+        flat = groups[0]["params"] if len(groups) == 1 else [p for group in groups for p in group["params"]]
+        distinct = len(set(flat))
+        if len(grads) != distinct:
             raise ValueError(
-                f"grads has {len(grads)} entries, but the optimizer has {len(unique)} params "
+                f"grads has {len(grads)} entries, but the optimizer has {distinct} params "
                 "(one entry per param, in the order of opt.params; None skips a param)"
             )
-        if len(unique) == len(flat):
+        if distinct == len(flat):
             per_group, start = [], 0
             for group in groups:
                 stop = start + len(group["params"])
                 per_group.append(grads[start:stop])
                 start = stop
         else:
-            by_param = dict(zip(unique, grads))
+            by_param = dict(zip(dict.fromkeys(flat), grads))
             per_group = [[by_param[p] for p in group["params"]] for group in groups]
         split = []
         for group, group_grads in zip(groups, per_group):
-            params = [p for p, g in zip(group["params"], group_grads) if g is not None]
-            split.append((params, [g for g in group_grads if g is not None]))
+            present = [g for g in group_grads if g is not None]
+            params = group["params"]
+            if len(present) != len(params):
+                params = [p for p, g in zip(params, group_grads) if g is not None]
+            split.append((params, present))
         return split
 
     def _batches(self, with_grads: List[Tuple[List[Parameter], List[Any]]]) -> List[_Batch]:
-        """Split the step into core calls: one per group and dtype, each param once."""
+        """Split the step into core calls: one per group (float32 and float64
+        params share it), each param once."""
         batches: List[_Batch] = []
         for group, (params, grads) in zip(self.param_groups, with_grads):
             if not params:
                 continue
+            if len(set(params)) == len(params):
+                batches.append((group, params, [p.data for p in params], grads))
+                continue
             # A param listed twice in a group is updated twice (torch): the k-th
             # occurrences of the group's params go to the k-th call.
-            rounds = [(params, grads)] if len(set(params)) == len(params) else _occurrence_rounds(params, grads)
-            for round_params, round_grads in rounds:
-                arrays = [p.data for p in round_params]
-                if len({a.dtype for a in arrays}) == 1:
-                    batches.append((group, round_params, arrays, round_grads))
-                    continue
-                for dtype in dict.fromkeys(a.dtype for a in arrays):
-                    keep = [a.dtype == dtype for a in arrays]
-                    batches.append((
-                        group,
-                        [p for p, k in zip(round_params, keep) if k],
-                        [a for a, k in zip(arrays, keep) if k],
-                        [g for g, k in zip(round_grads, keep) if k],
-                    ))
+            for round_params, round_grads in _occurrence_rounds(params, grads):
+                batches.append((group, round_params, [p.data for p in round_params], round_grads))
         if len(batches) > 1:
             # Each core call is all-or-nothing; checking the later calls up front
             # keeps a step that fails in a later call from half-applying.
@@ -554,8 +550,11 @@ def _precheck(
     """Raise what the core would raise for these params and grads (dtype, shape,
     read-only), checked cheaply; aliasing is left to the core."""
     try:
-        fine = arrays[0].dtype in FLOAT_DTYPES and all([
-            g.shape == a.shape and (g.dtype is a.dtype or g.dtype == a.dtype) and a.flags.writeable
+        fine = all([
+            a.dtype in FLOAT_DTYPES
+            and g.shape == a.shape
+            and (g.dtype is a.dtype or g.dtype == a.dtype)
+            and a.flags.writeable
             for a, g in zip(arrays, grads)
         ])
     except AttributeError:  # something that is not an array

@@ -43,7 +43,7 @@ class SGD(Optimizer):
       nesterov: use Nesterov momentum; requires μ > 0 and τ = 0.
       maximize: maximize the objective instead of minimizing it.
       foreach, fused: accepted for compatibility; every step is one fused
-        multi-tensor call per param group and dtype, whatever the value.
+        multi-tensor call per param group, whatever the value.
       differentiable: must be False (NumPy arrays have no autograd graph).
 
     State per param: ``momentum_buffer`` (an array shaped like the param), only
@@ -126,17 +126,18 @@ class SGD(Optimizer):
                 # kept only once the call has succeeded.
                 buffers = [state_zeros(a) if b is None else b for a, b in zip(arrays, buffers)]
         # Positional arguments: the extension parses them faster than keywords.
+        # It converts the hyperparameters itself (ints and NumPy scalars included).
         _core.sgd_step(
             arrays,
             grads,
             buffers,
             is_new,
-            float(group["lr"]),
-            float(momentum),
-            float(group["dampening"]),
-            float(group["weight_decay"]),
-            bool(group["nesterov"]),
-            bool(group["maximize"]),
+            group["lr"],
+            momentum,
+            group["dampening"],
+            group["weight_decay"],
+            group["nesterov"],
+            group["maximize"],
         )
         if buffers is not None and True in is_new:
             for p, buffer, new in zip(params, buffers, is_new):

@@ -18,9 +18,7 @@
 use super::errors::InputError;
 use numpy::ndarray::{ArrayViewD, IxDyn};
 use numpy::npyffi::{NPY_ARRAY_WRITEABLE, NPY_TYPES, objects::_PyArray_GET_ITEM_DATA};
-use numpy::{
-    Element as NumpyElement, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
-};
+use numpy::{Element as NumpyElement, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 /// The two element types a step can run on.
@@ -30,20 +28,23 @@ pub enum DType {
     Float64,
 }
 
-/// The dtype of the first parameter, which every array of the call must share.
-pub fn step_dtype(params: &[Bound<'_, PyAny>]) -> Result<Option<DType>, InputError> {
-    let Some(first) = params.first() else {
-        return Ok(None);
-    };
-    let array = as_untyped(first, "param", 0)?;
-    let dtype = array.dtype();
-    if dtype.num() == f32::get_dtype(first.py()).num() {
-        Ok(Some(DType::Float32))
-    } else if dtype.num() == f64::get_dtype(first.py()).num() {
-        Ok(Some(DType::Float64))
-    } else {
-        Err(InputError::DType(format!("param 0 has dtype {dtype}; rustoptim optimizes float32 and float64 arrays")))
+/// The dtype of a parameter: float32 or float64, or a dtype error naming it.
+pub fn param_dtype(object: &Bound<'_, PyAny>, index: usize) -> Result<DType, InputError> {
+    let array = as_untyped(object, "param", index)?;
+    // SAFETY: `descr` of a live ndarray is a valid dtype object.
+    let descr = unsafe { &(*(*_PyArray_GET_ITEM_DATA(array.as_array_ptr())).descr).fields };
+    if descr.byteorder != b'>' as std::ffi::c_char {
+        if descr.type_num == type_number::<f32>() {
+            return Ok(DType::Float32);
+        }
+        if descr.type_num == type_number::<f64>() {
+            return Ok(DType::Float64);
+        }
     }
+    Err(InputError::DType(format!(
+        "param {index} has dtype {}; rustoptim optimizes float32 and float64 arrays",
+        array.dtype()
+    )))
 }
 
 fn as_untyped<'a, 'py>(
@@ -69,10 +70,9 @@ fn typed<'py, F: NumpyElement>(
     // Comparing type numbers is much cheaper than a full dtype equivalence test;
     // the byte-order check keeps big-endian arrays of the same kind out.
     if descr.type_num != type_number::<F>() || descr.byteorder == b'>' as std::ffi::c_char {
-        let like = if role == "param" { "like param 0" } else { "like its param" };
         let expected = F::get_dtype(object.py());
         return Err(InputError::DType(format!(
-            "{role} {index} has dtype {}, expected {expected} {like}",
+            "{role} {index} has dtype {}, expected {expected} like its param",
             untyped.dtype()
         )));
     }

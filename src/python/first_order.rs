@@ -1,8 +1,9 @@
 //! Bindings of the Adam/AdamW and SGD kernels: one call per param group carries
-//! all its tensors. Every array is validated and borrowed before any is touched,
-//! so a call that raises has changed nothing; the update runs with the GIL released.
+//! all its tensors, float32 and float64 alike. Every array of the call is
+//! validated (and checked for shared memory) before any is touched, so a call
+//! that raises has changed nothing; large updates run with the GIL released.
 
-use super::arrays::{AliasCheck, DType, GradArray, ParamArray, StateArray, check_list_length, step_dtype};
+use super::arrays::{AliasCheck, DType, GradArray, ParamArray, StateArray, check_list_length, param_dtype};
 use super::errors::InputError;
 use super::gil::run_kernel;
 use crate::adam::{AdamConfig, AdamTensor, adam_step as adam_kernel};
@@ -36,14 +37,7 @@ fn adam_step<'py>(
 ) -> PyResult<()> {
     let config = AdamConfig { lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay };
     let arrays = AdamArrays { params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps };
-    let result = match step_dtype(&arrays.params) {
-        // No tensors: only the list lengths can be wrong.
-        Ok(None) => run_adam::<f64>(py, &arrays, &config),
-        Ok(Some(DType::Float32)) => run_adam::<f32>(py, &arrays, &config),
-        Ok(Some(DType::Float64)) => run_adam::<f64>(py, &arrays, &config),
-        Err(e) => Err(e),
-    };
-    result.map_err(|e| e.into_pyerr(py))
+    run_adam(py, &arrays, &config).map_err(|e| e.into_pyerr(py))
 }
 
 struct AdamArrays<'py> {
@@ -55,10 +49,7 @@ struct AdamArrays<'py> {
     steps: Vec<f64>,
 }
 
-fn run_adam<'py, F>(py: Python<'py>, arrays: &AdamArrays<'py>, config: &AdamConfig) -> Result<(), InputError>
-where
-    F: NumpyElement + crate::Element,
-{
+fn run_adam(py: Python<'_>, arrays: &AdamArrays<'_>, config: &AdamConfig) -> Result<(), InputError> {
     let n = arrays.params.len();
     check_list_length("grads", arrays.grads.len(), n)?;
     check_list_length("exp_avgs", arrays.exp_avgs.len(), n)?;
@@ -67,57 +58,95 @@ where
     match (&arrays.max_exp_avg_sqs, config.amsgrad) {
         (Some(max), true) => check_list_length("max_exp_avg_sqs", max.len(), n)?,
         (None, false) => {}
-        _ => {
-            return Err(InputError::Value("max_exp_avg_sqs must be given exactly when amsgrad is on".into()));
-        }
+        _ => return Err(InputError::Value("max_exp_avg_sqs must be given exactly when amsgrad is on".into())),
     }
     if let Some(step) = arrays.steps.iter().find(|s| !(s.is_finite() && **s >= 1.0)) {
         return Err(InputError::Value(format!("step counts must be finite and at least 1, got {step}")));
     }
-
-    let arrays_per_tensor = if config.amsgrad { 4 } else { 3 };
-    let mut aliases = AliasCheck::with_capacity(arrays_per_tensor * n, n);
-    let mut params = Vec::with_capacity(n);
-    let mut exp_avgs = Vec::with_capacity(n);
-    let mut exp_avg_sqs = Vec::with_capacity(n);
-    let mut max_exp_avg_sqs = Vec::with_capacity(if config.amsgrad { n } else { 0 });
-    let mut grads = Vec::with_capacity(n);
+    let per_tensor = if config.amsgrad { 4 } else { 3 };
+    let mut aliases = AliasCheck::with_capacity(per_tensor * n, n);
+    let mut tensors32 = AdamTensors::<f32>::default();
+    let mut tensors64 = AdamTensors::<f64>::default();
     for i in 0..n {
-        let param = ParamArray::<F>::new(&arrays.params[i], i, &mut aliases)?;
-        exp_avgs.push(StateArray::new(&arrays.exp_avgs[i], "exp_avg", i, &param, &mut aliases)?);
-        exp_avg_sqs.push(StateArray::new(&arrays.exp_avg_sqs[i], "exp_avg_sq", i, &param, &mut aliases)?);
-        if let Some(max) = &arrays.max_exp_avg_sqs {
-            max_exp_avg_sqs.push(StateArray::new(&max[i], "max_exp_avg_sq", i, &param, &mut aliases)?);
+        match param_dtype(&arrays.params[i], i)? {
+            DType::Float32 => tensors32.add(arrays, i, &mut aliases)?,
+            DType::Float64 => tensors64.add(arrays, i, &mut aliases)?,
         }
-        grads.push(GradArray::new(&arrays.grads[i], i, &param, &mut aliases)?);
-        params.push(param);
     }
     aliases.verify()?;
+    tensors32.update(py, config)?;
+    tensors64.update(py, config)
+}
 
-    // SAFETY (all `values`/`values_mut` below): the alias check passed, and each
-    // array's slice is taken once.
-    let mut max_iter = max_exp_avg_sqs.iter_mut();
-    let mut tensors: Vec<AdamTensor<'_, F>> = params
-        .iter_mut()
-        .zip(&grads)
-        .zip(exp_avgs.iter_mut().zip(exp_avg_sqs.iter_mut()))
-        .zip(&arrays.steps)
-        .map(|(((param, grad), (exp_avg, exp_avg_sq)), &step)| unsafe {
-            AdamTensor {
-                param: param.values_mut(),
-                grad: grad.values(),
-                exp_avg: exp_avg.values_mut(),
-                exp_avg_sq: exp_avg_sq.values_mut(),
-                max_exp_avg_sq: max_iter.next().map(|m| m.values_mut()),
-                step,
-            }
-        })
-        .collect();
-    let elements = tensors.iter().map(|t| t.param.len()).sum();
-    run_kernel(py, elements, || adam_kernel(&mut tensors, config)).map_err(InputError::from)?;
-    drop(tensors);
-    params.into_iter().for_each(ParamArray::scatter_back);
-    Ok(())
+/// The validated arrays of a call's tensors of one dtype.
+struct AdamTensors<'py, F: NumpyElement> {
+    params: Vec<ParamArray<'py, F>>,
+    grads: Vec<GradArray<'py, F>>,
+    exp_avgs: Vec<StateArray<'py, F>>,
+    exp_avg_sqs: Vec<StateArray<'py, F>>,
+    max_exp_avg_sqs: Vec<StateArray<'py, F>>,
+    steps: Vec<f64>,
+}
+
+impl<F: NumpyElement> Default for AdamTensors<'_, F> {
+    fn default() -> Self {
+        AdamTensors {
+            params: Vec::new(),
+            grads: Vec::new(),
+            exp_avgs: Vec::new(),
+            exp_avg_sqs: Vec::new(),
+            max_exp_avg_sqs: Vec::new(),
+            steps: Vec::new(),
+        }
+    }
+}
+
+impl<'py, F: NumpyElement + crate::Element> AdamTensors<'py, F> {
+    /// Validates tensor `i` of the call and records its arrays for the alias check.
+    fn add(&mut self, arrays: &AdamArrays<'py>, i: usize, aliases: &mut AliasCheck<'py>) -> Result<(), InputError> {
+        let param = ParamArray::<F>::new(&arrays.params[i], i, aliases)?;
+        self.exp_avgs.push(StateArray::new(&arrays.exp_avgs[i], "exp_avg", i, &param, aliases)?);
+        self.exp_avg_sqs.push(StateArray::new(&arrays.exp_avg_sqs[i], "exp_avg_sq", i, &param, aliases)?);
+        if let Some(max) = &arrays.max_exp_avg_sqs {
+            self.max_exp_avg_sqs.push(StateArray::new(&max[i], "max_exp_avg_sq", i, &param, aliases)?);
+        }
+        self.grads.push(GradArray::new(&arrays.grads[i], i, &param, aliases)?);
+        self.params.push(param);
+        self.steps.push(arrays.steps[i]);
+        Ok(())
+    }
+
+    /// Runs the kernel. Call only after the alias check of the whole call passed.
+    fn update(mut self, py: Python<'_>, config: &AdamConfig) -> Result<(), InputError> {
+        if self.params.is_empty() {
+            return Ok(());
+        }
+        let mut max_iter = self.max_exp_avg_sqs.iter_mut();
+        // SAFETY (all `values`/`values_mut` below): the alias check passed, and
+        // each array's slice is taken once.
+        let mut tensors: Vec<AdamTensor<'_, F>> = self
+            .params
+            .iter_mut()
+            .zip(&self.grads)
+            .zip(self.exp_avgs.iter_mut().zip(self.exp_avg_sqs.iter_mut()))
+            .zip(&self.steps)
+            .map(|(((param, grad), (exp_avg, exp_avg_sq)), &step)| unsafe {
+                AdamTensor {
+                    param: param.values_mut(),
+                    grad: grad.values(),
+                    exp_avg: exp_avg.values_mut(),
+                    exp_avg_sq: exp_avg_sq.values_mut(),
+                    max_exp_avg_sq: max_iter.next().map(|m| m.values_mut()),
+                    step,
+                }
+            })
+            .collect();
+        let elements = tensors.iter().map(|t| t.param.len()).sum();
+        run_kernel(py, elements, || adam_kernel(&mut tensors, config)).map_err(InputError::from)?;
+        drop(tensors);
+        self.params.into_iter().for_each(ParamArray::scatter_back);
+        Ok(())
+    }
 }
 
 /// Applies one SGD step to every param of a group, in place.
@@ -142,14 +171,7 @@ fn sgd_step<'py>(
 ) -> PyResult<()> {
     let config = SgdConfig { lr, momentum, dampening, weight_decay, nesterov, maximize };
     let arrays = SgdArrays { params, grads, momentum_buffers, new_buffers };
-    let result = match step_dtype(&arrays.params) {
-        // No tensors: only the list lengths can be wrong.
-        Ok(None) => run_sgd::<f64>(py, &arrays, &config),
-        Ok(Some(DType::Float32)) => run_sgd::<f32>(py, &arrays, &config),
-        Ok(Some(DType::Float64)) => run_sgd::<f64>(py, &arrays, &config),
-        Err(e) => Err(e),
-    };
-    result.map_err(|e| e.into_pyerr(py))
+    run_sgd(py, &arrays, &config).map_err(|e| e.into_pyerr(py))
 }
 
 struct SgdArrays<'py> {
@@ -159,10 +181,7 @@ struct SgdArrays<'py> {
     new_buffers: Vec<bool>,
 }
 
-fn run_sgd<'py, F>(py: Python<'py>, arrays: &SgdArrays<'py>, config: &SgdConfig) -> Result<(), InputError>
-where
-    F: NumpyElement + crate::Element,
-{
+fn run_sgd(py: Python<'_>, arrays: &SgdArrays<'_>, config: &SgdConfig) -> Result<(), InputError> {
     let n = arrays.params.len();
     check_list_length("grads", arrays.grads.len(), n)?;
     match (&arrays.momentum_buffers, config.momentum != 0.0) {
@@ -171,46 +190,76 @@ where
             check_list_length("new_buffers", arrays.new_buffers.len(), n)?;
         }
         (None, false) => {}
-        _ => {
-            return Err(InputError::Value("momentum_buffers must be given exactly when momentum is not 0".into()));
-        }
+        _ => return Err(InputError::Value("momentum_buffers must be given exactly when momentum is not 0".into())),
     }
-
     let mut aliases = AliasCheck::with_capacity(2 * n, n);
-    let mut params = Vec::with_capacity(n);
-    let mut buffers = Vec::with_capacity(n);
-    let mut grads = Vec::with_capacity(n);
+    let mut tensors32 = SgdTensors::<f32>::default();
+    let mut tensors64 = SgdTensors::<f64>::default();
     for i in 0..n {
-        let param = ParamArray::<F>::new(&arrays.params[i], i, &mut aliases)?;
-        if let Some(list) = &arrays.momentum_buffers {
-            buffers.push(StateArray::new(&list[i], "momentum_buffer", i, &param, &mut aliases)?);
+        match param_dtype(&arrays.params[i], i)? {
+            DType::Float32 => tensors32.add(arrays, i, &mut aliases)?,
+            DType::Float64 => tensors64.add(arrays, i, &mut aliases)?,
         }
-        grads.push(GradArray::new(&arrays.grads[i], i, &param, &mut aliases)?);
-        params.push(param);
     }
     aliases.verify()?;
+    tensors32.update(py, config)?;
+    tensors64.update(py, config)
+}
 
-    // SAFETY (all `values`/`values_mut` below): the alias check passed, and each
-    // array's slice is taken once.
-    let mut buffer_iter = buffers.iter_mut().zip(&arrays.new_buffers);
-    let mut tensors: Vec<SgdTensor<'_, F>> = params
-        .iter_mut()
-        .zip(&grads)
-        .map(|(param, grad)| unsafe {
-            SgdTensor {
-                param: param.values_mut(),
-                grad: grad.values(),
-                momentum_buffer: buffer_iter
-                    .next()
-                    .map(|(buffer, &is_new)| MomentumBuffer { values: buffer.values_mut(), is_new }),
-            }
-        })
-        .collect();
-    let elements = tensors.iter().map(|t| t.param.len()).sum();
-    run_kernel(py, elements, || sgd_kernel(&mut tensors, config)).map_err(InputError::from)?;
-    drop(tensors);
-    params.into_iter().for_each(ParamArray::scatter_back);
-    Ok(())
+/// The validated arrays of a call's tensors of one dtype.
+struct SgdTensors<'py, F: NumpyElement> {
+    params: Vec<ParamArray<'py, F>>,
+    grads: Vec<GradArray<'py, F>>,
+    buffers: Vec<(StateArray<'py, F>, bool)>,
+}
+
+impl<F: NumpyElement> Default for SgdTensors<'_, F> {
+    fn default() -> Self {
+        SgdTensors { params: Vec::new(), grads: Vec::new(), buffers: Vec::new() }
+    }
+}
+
+impl<'py, F: NumpyElement + crate::Element> SgdTensors<'py, F> {
+    /// Validates tensor `i` of the call and records its arrays for the alias check.
+    fn add(&mut self, arrays: &SgdArrays<'py>, i: usize, aliases: &mut AliasCheck<'py>) -> Result<(), InputError> {
+        let param = ParamArray::<F>::new(&arrays.params[i], i, aliases)?;
+        if let Some(list) = &arrays.momentum_buffers {
+            let buffer = StateArray::new(&list[i], "momentum_buffer", i, &param, aliases)?;
+            self.buffers.push((buffer, arrays.new_buffers[i]));
+        }
+        self.grads.push(GradArray::new(&arrays.grads[i], i, &param, aliases)?);
+        self.params.push(param);
+        Ok(())
+    }
+
+    /// Runs the kernel. Call only after the alias check of the whole call passed.
+    fn update(mut self, py: Python<'_>, config: &SgdConfig) -> Result<(), InputError> {
+        if self.params.is_empty() {
+            return Ok(());
+        }
+        let mut buffer_iter = self.buffers.iter_mut();
+        // SAFETY (all `values`/`values_mut` below): the alias check passed, and
+        // each array's slice is taken once.
+        let mut tensors: Vec<SgdTensor<'_, F>> = self
+            .params
+            .iter_mut()
+            .zip(&self.grads)
+            .map(|(param, grad)| unsafe {
+                SgdTensor {
+                    param: param.values_mut(),
+                    grad: grad.values(),
+                    momentum_buffer: buffer_iter
+                        .next()
+                        .map(|(buffer, is_new)| MomentumBuffer { values: buffer.values_mut(), is_new: *is_new }),
+                }
+            })
+            .collect();
+        let elements = tensors.iter().map(|t| t.param.len()).sum();
+        run_kernel(py, elements, || sgd_kernel(&mut tensors, config)).map_err(InputError::from)?;
+        drop(tensors);
+        self.params.into_iter().for_each(ParamArray::scatter_back);
+        Ok(())
+    }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
