@@ -31,7 +31,7 @@
 use super::history::History;
 use super::line_search::{GRADIENT_SLOTS, Search, StrongWolfe, WolfeConditions};
 use super::two_loop::two_loop;
-use super::vector_ops::{axpy, axpy_into, curvature_pair, dot, max_abs, max_abs_scaled, neg_into, sum_abs};
+use super::vector_ops::{axpy_into, axpy_max_abs, curvature_pair, dot, max_abs, neg_into, sum_abs};
 use crate::element::Element;
 use crate::error::OptimError;
 
@@ -144,7 +144,10 @@ pub struct Lbfgs<F> {
     d: Vec<F>,
     t: f64,
     h_diag: F,
-    prev_flat_grad: Vec<F>,
+    /// The gradient buffer holding torch's `prev_flat_grad` (the gradient at
+    /// the start of the last iteration): a slot of `grads`, so that keeping it
+    /// is a change of index, not a copy.
+    prev_slot: usize,
     prev_loss: f64,
     history: History<F>,
     /// torch's `al`: the `α_i` of the last two-loop recursion.
@@ -161,10 +164,14 @@ pub struct Lbfgs<F> {
     x: Vec<F>,
     /// A line-search trial point.
     trial: Vec<F>,
-    /// [`GRADIENT_SLOTS`] gradient buffers; `grad_slot` holds the gradient at `x`.
+    /// [`GRADIENT_SLOTS`] gradient buffers; `grad_slot` holds the gradient at
+    /// `x`. An evaluation never writes `prev_slot` (during a line search it is
+    /// the search's origin, which the search only reads).
     grads: Vec<F>,
     grad_slot: usize,
     pending_slot: usize,
+    /// `max |d·t|` of the last move, for the stopping test.
+    step_max: F,
     loss: f64,
     current_evals: usize,
     iter_in_step: usize,
@@ -187,7 +194,7 @@ impl<F: Element> Lbfgs<F> {
             d: vec![F::ZERO; n],
             t: 0.0,
             h_diag: F::ONE,
-            prev_flat_grad: vec![F::ZERO; n],
+            prev_slot: 0,
             prev_loss: 0.0,
             history: History::new(n, history_size),
             alpha: vec![F::ZERO; history_size],
@@ -198,8 +205,9 @@ impl<F: Element> Lbfgs<F> {
             x: vec![F::ZERO; n],
             trial: vec![F::ZERO; n],
             grads: vec![F::ZERO; GRADIENT_SLOTS * n],
-            grad_slot: 0,
-            pending_slot: 0,
+            grad_slot: 1,
+            pending_slot: 1,
+            step_max: F::ZERO,
             loss: 0.0,
             current_evals: 0,
             iter_in_step: 0,
@@ -251,6 +259,7 @@ impl<F: Element> Lbfgs<F> {
         self.phase = Phase::Initial;
         self.current_evals = 0;
         self.iter_in_step = 0;
+        self.grad_slot = self.free_slot();
         self.pending_slot = self.grad_slot;
         self.params_hold_x = true;
         Ok(())
@@ -272,6 +281,11 @@ impl<F: Element> Lbfgs<F> {
     pub fn gradient_mut(&mut self) -> &mut [F] {
         let slot = self.pending_slot;
         &mut self.grads[slot * self.n..(slot + 1) * self.n]
+    }
+
+    /// A gradient slot that does not hold `prev_flat_grad`.
+    fn free_slot(&self) -> usize {
+        (self.prev_slot + 1) % GRADIENT_SLOTS
     }
 
     fn grad(&self, slot: usize) -> &[F] {
@@ -307,7 +321,7 @@ impl<F: Element> Lbfgs<F> {
                         self.loss = accepted.loss;
                         self.grad_slot = accepted.slot;
                         self.t = accepted.t;
-                        axpy(F::from_f64(self.t), &self.d, &mut self.x);
+                        self.step_max = axpy_max_abs(F::from_f64(self.t), &self.d, &mut self.x);
                         self.params_hold_x = false;
                         self.phase = Phase::Idle;
                         let opt_cond = max_abs(self.grad(self.grad_slot)) <= F::from_f64(self.config.tolerance_grad);
@@ -346,7 +360,7 @@ impl<F: Element> Lbfgs<F> {
         if self.iter_in_step == c.max_iter
             || self.current_evals >= c.max_eval
             || opt_cond
-            || max_abs_scaled(&self.d, F::from_f64(self.t)) <= F::from_f64(c.tolerance_change)
+            || self.step_max <= F::from_f64(c.tolerance_change)
             || (self.loss - self.prev_loss).abs() < c.tolerance_change
         {
             return self.finish();
@@ -364,40 +378,43 @@ impl<F: Element> Lbfgs<F> {
         self.iter_in_step += 1;
         self.n_iter += 1;
         let first_ever = self.n_iter == 1;
-        let g_range = self.grad_slot * self.n..(self.grad_slot + 1) * self.n;
+        let n = self.n;
+        let g_range = self.grad_slot * n..(self.grad_slot + 1) * n;
 
-        // Direction.
-        if first_ever {
+        // Direction, and gᵀd.
+        let gtd = if first_ever {
             neg_into(&mut self.d, &self.grads[g_range.clone()]);
             self.history.clear();
             self.h_diag = F::ONE;
+            dot(&self.grads[g_range.clone()], &self.d)
         } else {
             let g = &self.grads[g_range.clone()];
+            let prev = &self.grads[self.prev_slot * n..(self.prev_slot + 1) * n];
             let (y, s) = self.history.staging();
-            let (ys, yy) = curvature_pair(y, s, g, &self.prev_flat_grad, &self.d, F::from_f64(self.t));
+            let (ys, yy) = curvature_pair(y, s, g, prev, &self.d, F::from_f64(self.t));
             if ys > F::from_f64(CURVATURE_THRESHOLD) {
                 self.history.commit(F::ONE / ys);
                 self.h_diag = ys / yy;
             }
             self.alpha_present = true;
-            two_loop(g, &self.history, self.h_diag, &mut self.alpha, &mut self.d);
+            let gtd = two_loop(g, &self.history, self.h_diag, &mut self.alpha, &mut self.d);
             self.alpha_written = self.alpha_written.max(self.history.len());
-        }
-        let g = &self.grads[g_range];
-        self.prev_flat_grad.copy_from_slice(g);
+            gtd
+        };
+        // torch's `prev_flat_grad ← g`, `prev_loss ← loss`.
+        self.prev_slot = self.grad_slot;
         self.prev_loss = self.loss;
         self.has_iterated = true;
 
         // Step length.
         self.t = if first_ever {
             // Python's `min(1.0, 1/‖g‖₁)` keeps 1.0 unless the tensor is smaller.
-            let inverse = F::ONE / sum_abs(g);
+            let inverse = F::ONE / sum_abs(&self.grads[g_range]);
             if inverse < F::ONE { (inverse * F::from_f64(c.lr)).to_f64() } else { c.lr }
         } else {
             c.lr
         };
 
-        let gtd = dot(g, &self.d);
         if gtd > F::from_f64(-c.tolerance_change) {
             return self.finish();
         }
@@ -414,8 +431,9 @@ impl<F: Element> Lbfgs<F> {
                 }
             }
             LineSearch::Fixed => {
-                axpy(F::from_f64(self.t), &self.d, &mut self.x);
+                self.step_max = axpy_max_abs(F::from_f64(self.t), &self.d, &mut self.x);
                 if self.iter_in_step != c.max_iter {
+                    self.grad_slot = self.free_slot();
                     self.pending_slot = self.grad_slot;
                     self.phase = Phase::Reevaluate;
                     self.params_hold_x = false;
@@ -464,7 +482,7 @@ impl<F: Element> Lbfgs<F> {
     }
 
     pub fn prev_flat_grad(&self) -> &[F] {
-        &self.prev_flat_grad
+        self.grad(self.prev_slot)
     }
 
     pub fn history(&self) -> &History<F> {
@@ -490,7 +508,7 @@ impl<F: Element> Lbfgs<F> {
                 d: self.d.clone(),
                 t: s.t,
                 h_diag: s.h_diag,
-                prev_flat_grad: self.prev_flat_grad.clone(),
+                prev_flat_grad: self.prev_flat_grad().to_vec(),
                 prev_loss: s.prev_loss,
                 history: (0..self.history.len())
                     .map(|i| (self.history.dir(i).to_vec(), self.history.step(i).to_vec(), self.history.rho(i)))
@@ -556,7 +574,8 @@ impl<F: Element> Lbfgs<F> {
                 self.d.copy_from_slice(&it.d);
                 self.t = it.t;
                 self.h_diag = it.h_diag;
-                self.prev_flat_grad.copy_from_slice(&it.prev_flat_grad);
+                let prev = self.prev_slot * self.n..(self.prev_slot + 1) * self.n;
+                self.grads[prev].copy_from_slice(&it.prev_flat_grad);
                 self.prev_loss = it.prev_loss;
                 for (y, s, rho) in &it.history {
                     self.history.push(y, s, *rho);

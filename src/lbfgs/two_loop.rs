@@ -13,74 +13,201 @@
 //!
 //! Each update is fused with the dot product that follows it, so every history
 //! vector is read once per loop and `q`/`r` (which is `d` itself) stays in cache.
+//! The whole recursion is one call compiled for the SIMD level (one
+//! [`dispatch`]), which keeps the `2k` steps cheap when `n` is small.
 //!
-//! Long vectors are split across a [`team`](super::team) of pool threads, each
-//! owning a run of the vectors' parts ([`Parts`]); after every step the members
-//! add the parts' dot products in part order, exactly as the single-thread
-//! kernels do, so the direction is bitwise the same for any thread count.
+//! Long vectors may be split across a [`team`](super::team) of pool threads,
+//! each owning a run of the vectors' parts ([`Parts`]); after every step the
+//! members add the parts' dot products in part order, exactly as one thread
+//! does (and as the whole-vector kernels of [`vector_ops`](super::vector_ops)
+//! do), so the direction is bitwise the same for any thread count.
 
 use super::history::History;
-use super::team;
-use super::vector_ops::{
-    MAX_PARTS, Parts, axpy, axpy_dot, neg_dot, neg_into, part_axpy, part_axpy_dot, part_neg_dot, part_scale_dot, scale,
-    scale_dot,
-};
+use super::team::{self, Barrier};
+use super::vector_ops::{MAX_PARTS, Parts, dot, part_axpy, part_axpy_dot, part_neg_dot, part_scale_dot};
 use crate::element::Element;
 use crate::partition::SharedMut;
 use crate::simd::dispatch;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Team or not, learned separately for each size of the recursion (by the
+/// binary order of magnitude of `n·k`): a team's fixed cost (waking its
+/// threads, a barrier per step) pays off only above some size, which depends
+/// on the machine and on what else runs on it.
+static TEAM_CHOICES: [team::Choice; 64] = [const { team::Choice::new() }; 64];
 
 /// Each team member gets at least this many elements: below it, the barrier
 /// after every step costs more than the member saves.
 const MIN_ELEMENTS_PER_MEMBER: usize = 4096;
+/// A team is considered only from this much work (`n·k`, about 5 ms on one
+/// thread): waking threads that went to sleep while the closure ran can take
+/// milliseconds (on a virtual machine, the host has to schedule the idle vCPU
+/// again), which only a recursion this long pays back.
+const MIN_TEAM_WORK: usize = 1 << 22;
 
 fn team_size(n: usize, pairs: usize) -> usize {
-    if pairs == 0 || n < 2 * MIN_ELEMENTS_PER_MEMBER {
+    if pairs == 0 || n < 2 * MIN_ELEMENTS_PER_MEMBER || n * pairs < MIN_TEAM_WORK {
         return 1;
     }
     team::available_members().min(n / MIN_ELEMENTS_PER_MEMBER).min(Parts::of(n).count)
 }
 
-/// Writes `−H·g` into `d`. `alpha` receives the `α_i` (torch's `al`); it must
-/// hold at least `history.len()` entries.
-pub fn two_loop<F: Element>(g: &[F], history: &History<F>, h_diag: F, alpha: &mut [F], d: &mut [F]) {
+/// Writes `−H·g` into `d` and returns `gᵀd` (computed in the pass that
+/// finishes `d`, bitwise equal to `dot(g, d)`). `alpha` receives the `α_i`
+/// (torch's `al`); it must hold at least `history.len()` entries.
+pub fn two_loop<F: Element>(g: &[F], history: &History<F>, h_diag: F, alpha: &mut [F], d: &mut [F]) -> F {
     let k = history.len();
     assert!(alpha.len() >= k, "alpha buffer shorter than the history");
     assert!(g.len() == d.len() && g.len() == history.dim(), "two_loop vectors of different lengths");
-    if k == 0 {
-        neg_into(d, g);
-        scale(d, h_diag);
-        return;
-    }
     let members = team_size(g.len(), k);
-    if members > 1 && two_loop_team(g, history, h_diag, alpha, d, members) {
-        return;
+    if members == 1 {
+        return two_loop_solo(g, history, h_diag, alpha, d);
     }
+    let work = g.len() * k;
+    let choice = &TEAM_CHOICES[work.ilog2() as usize];
+    let start = Instant::now();
+    if choice.prefer_team() {
+        if let Some(gtd) = two_loop_team(g, history, h_diag, alpha, d, members) {
+            choice.record(true, start.elapsed().as_secs_f64() / work as f64);
+            return gtd;
+        }
+    }
+    let gtd = two_loop_solo(g, history, h_diag, alpha, d);
+    choice.record(false, start.elapsed().as_secs_f64() / work as f64);
+    gtd
+}
 
-    let mut s_dot_q = neg_dot(d, g, history.step(k - 1));
-    for i in (0..k).rev() {
-        alpha[i] = s_dot_q * history.rho(i);
-        if i > 0 {
-            s_dot_q = axpy_dot(-alpha[i], history.dir(i), d, history.step(i - 1));
-        } else {
-            axpy(-alpha[i], history.dir(i), d);
+/// One step's update of this member's parts of `d`, whose dot product with a
+/// history vector the next step needs.
+#[derive(Clone, Copy)]
+enum Update<'a, F> {
+    /// `d ← −g`, then `z·d`.
+    Negate { z: &'a [F] },
+    /// `d ← d + α·x`, then `z·d`.
+    Axpy { alpha: F, x: &'a [F], z: &'a [F] },
+    /// `d ← d·α`, then `z·d`.
+    Scale { alpha: F, z: &'a [F] },
+}
+
+/// What the members share: `d`, `α`, and (in a team) the per-part results and
+/// the barrier.
+struct Shared<'a, 'b, F> {
+    d: &'a SharedMut<'b, F>,
+    alpha: &'a SharedMut<'b, F>,
+    team: Option<(&'a [[AtomicU64; MAX_PARTS]; 2], &'a Barrier)>,
+}
+
+/// One member's view: its parts, and the round of per-part results it is on.
+struct Member<'a, F> {
+    index: usize,
+    parts: Parts,
+    mine: Range<usize>,
+    round: usize,
+    g: &'a [F],
+}
+
+impl<F: Element> Member<'_, F> {
+    /// Applies `update` to part `p` and returns the part's dot product.
+    #[inline(always)]
+    fn part(&self, update: Update<'_, F>, p: usize, shared: &Shared<'_, '_, F>) -> F {
+        let r = self.parts.range(p);
+        // SAFETY: each member writes only its own parts of `d`.
+        let d = unsafe { shared.d.piece(r.clone()) };
+        match update {
+            Update::Negate { z } => part_neg_dot(d, &self.g[r.clone()], &z[r]),
+            Update::Axpy { alpha, x, z } => part_axpy_dot(alpha, &x[r.clone()], d, &z[r]),
+            Update::Scale { alpha, z } => part_scale_dot(d, alpha, &z[r]),
         }
     }
 
-    let mut y_dot_r = scale_dot(d, h_diag, history.dir(0));
-    for (i, &alpha_i) in alpha[..k].iter().enumerate() {
-        let beta = y_dot_r * history.rho(i);
-        let coefficient = alpha_i - beta;
-        if i + 1 < k {
-            y_dot_r = axpy_dot(coefficient, history.step(i), d, history.dir(i + 1));
-        } else {
-            axpy(coefficient, history.step(i), d);
+    /// Applies `update` to this member's parts and returns the dot product over
+    /// the whole vector (parts added in order).
+    #[inline(always)]
+    fn step(&mut self, update: Update<'_, F>, shared: &Shared<'_, '_, F>) -> F {
+        let mut total = F::ZERO;
+        match shared.team {
+            None => {
+                for p in 0..self.parts.count {
+                    total = total + self.part(update, p, shared);
+                }
+            }
+            Some((partials, barrier)) => {
+                let slots = &partials[self.round % 2];
+                self.round += 1;
+                for p in self.mine.clone() {
+                    slots[p].store(self.part(update, p, shared).to_f64().to_bits(), Ordering::Relaxed);
+                }
+                barrier.wait();
+                for slot in &slots[..self.parts.count] {
+                    total = total + F::from_f64(f64::from_bits(slot.load(Ordering::Relaxed)));
+                }
+            }
         }
+        total
+    }
+
+    /// `d ← d + α·x` on this member's parts (the last update of the first loop).
+    #[inline(always)]
+    fn axpy(&self, alpha: F, x: &[F], shared: &Shared<'_, '_, F>) {
+        let r = self.parts.span(self.mine.clone());
+        // SAFETY: this member's own parts.
+        part_axpy(alpha, &x[r.clone()], unsafe { shared.d.piece(r) });
+    }
+
+    /// The whole recursion, as seen by one member; returns `gᵀd`.
+    #[inline(always)]
+    fn run(&mut self, history: &History<F>, h_diag: F, shared: &Shared<'_, '_, F>) -> F {
+        let k = history.len();
+        let mut s_dot_q = self.step(Update::Negate { z: history.step(k - 1) }, shared);
+        for i in (0..k).rev() {
+            let a = s_dot_q * history.rho(i);
+            if self.index == 0 {
+                // SAFETY: only member 0 writes `alpha`; the others read entry i
+                // after at least one later barrier.
+                unsafe { shared.alpha.piece(i..i + 1)[0] = a };
+            }
+            if i > 0 {
+                let update = Update::Axpy { alpha: -a, x: history.dir(i), z: history.step(i - 1) };
+                s_dot_q = self.step(update, shared);
+            } else {
+                self.axpy(-a, history.dir(0), shared);
+            }
+        }
+        let mut y_dot_r = self.step(Update::Scale { alpha: h_diag, z: history.dir(0) }, shared);
+        for i in 0..k {
+            let beta = y_dot_r * history.rho(i);
+            // SAFETY: written by member 0 before a barrier this member has passed.
+            let coefficient = unsafe { shared.alpha.piece(i..i + 1)[0] } - beta;
+            // The last update is followed by `gᵀd` for the caller.
+            let z = if i + 1 < k { history.dir(i + 1) } else { self.g };
+            y_dot_r = self.step(Update::Axpy { alpha: coefficient, x: history.step(i), z }, shared);
+        }
+        y_dot_r
     }
 }
 
-/// The recursion on a team of `members` threads; `false` if no team was available.
+/// The recursion on the calling thread.
+fn two_loop_solo<F: Element>(g: &[F], history: &History<F>, h_diag: F, alpha: &mut [F], d: &mut [F]) -> F {
+    if history.is_empty() {
+        // q = −g, r = q·h.
+        for (di, &gi) in d.iter_mut().zip(g) {
+            *di = -gi * h_diag;
+        }
+        return dot(g, d);
+    }
+    let parts = Parts::of(g.len());
+    let (d, alpha) = (SharedMut::new(d), SharedMut::new(alpha));
+    let shared = Shared { d: &d, alpha: &alpha, team: None };
+    let mut member = Member { index: 0, parts, mine: 0..parts.count, round: 0, g };
+    dispatch(
+        #[inline(always)]
+        || member.run(history, h_diag, &shared),
+    )
+}
+
+/// The recursion on a team of `members` threads; `None` if no team was available.
 fn two_loop_team<F: Element>(
     g: &[F],
     history: &History<F>,
@@ -88,99 +215,33 @@ fn two_loop_team<F: Element>(
     alpha: &mut [F],
     d: &mut [F],
     members: usize,
-) -> bool {
+) -> Option<F> {
     let parts = Parts::of(g.len());
     // Two rounds of per-part results, used alternately: a member may start
     // writing round r + 1 while a slower one still reads round r, never r + 2.
     let partials: [[AtomicU64; MAX_PARTS]; 2] = [const { [const { AtomicU64::new(0) }; MAX_PARTS] }; 2];
     let d = SharedMut::new(d);
     let alpha = SharedMut::new(alpha);
-    team::run(members, |member, members, barrier| {
-        let mine = member * parts.count / members..(member + 1) * parts.count / members;
-        let mut round = 0usize;
-        // Computes `part_value` on this member's parts, meets the others, and
-        // returns the sum of all parts in part order.
-        let mut step = |part_value: &dyn Fn(Range<usize>) -> F| -> F {
-            let slots = &partials[round % 2];
-            for p in mine.clone() {
-                let value = part_value(parts.range(p));
-                slots[p].store(value.to_f64().to_bits(), Ordering::Relaxed);
-            }
-            barrier.wait();
-            round += 1;
-            slots[..parts.count]
-                .iter()
-                .fold(F::ZERO, |total, slot| total + F::from_f64(f64::from_bits(slot.load(Ordering::Relaxed))))
-        };
-        // SAFETY (every `piece` below): members touch only their own parts of
-        // `d`; `alpha` is written by member 0 alone and read by the others only
-        // after a barrier that follows the write.
-        let own = |r: Range<usize>| unsafe { d.piece(r) };
-        let k = history.len();
-        let mut s_dot_q = step(&|r| {
-            dispatch(
-                #[inline(always)]
-                || part_neg_dot(own(r.clone()), &g[r.clone()], &history.step(k - 1)[r]),
-            )
-        });
-        for i in (0..k).rev() {
-            let a = s_dot_q * history.rho(i);
-            if member == 0 {
-                unsafe { alpha.piece(i..i + 1)[0] = a };
-            }
-            if i > 0 {
-                s_dot_q = step(&|r| {
-                    dispatch(
-                        #[inline(always)]
-                        || part_axpy_dot(-a, &history.dir(i)[r.clone()], own(r.clone()), &history.step(i - 1)[r]),
-                    )
-                });
-            } else {
-                let r = parts.span(mine.clone());
-                dispatch(
-                    #[inline(always)]
-                    || part_axpy(-a, &history.dir(0)[r.clone()], own(r)),
-                );
-            }
+    let gtd = AtomicU64::new(0);
+    let ran = team::run(members, |index, members, barrier| {
+        let shared = Shared { d: &d, alpha: &alpha, team: Some((&partials, barrier)) };
+        let mine = index * parts.count / members..(index + 1) * parts.count / members;
+        let mut member = Member { index, parts, mine, round: 0, g };
+        let value = dispatch(
+            #[inline(always)]
+            || member.run(history, h_diag, &shared),
+        );
+        if index == 0 {
+            gtd.store(value.to_f64().to_bits(), Ordering::Relaxed);
         }
-        let mut y_dot_r = step(&|r| {
-            dispatch(
-                #[inline(always)]
-                || part_scale_dot(own(r.clone()), h_diag, &history.dir(0)[r]),
-            )
-        });
-        for i in 0..k {
-            let beta = y_dot_r * history.rho(i);
-            let coefficient = unsafe { alpha.piece(i..i + 1)[0] } - beta;
-            if i + 1 < k {
-                y_dot_r = step(&|r| {
-                    dispatch(
-                        #[inline(always)]
-                        || {
-                            part_axpy_dot(
-                                coefficient,
-                                &history.step(i)[r.clone()],
-                                own(r.clone()),
-                                &history.dir(i + 1)[r],
-                            )
-                        },
-                    )
-                });
-            } else {
-                let r = parts.span(mine.clone());
-                dispatch(
-                    #[inline(always)]
-                    || part_axpy(coefficient, &history.step(i)[r.clone()], own(r)),
-                );
-            }
-        }
-    })
+    });
+    ran.then(|| F::from_f64(f64::from_bits(gtd.load(Ordering::Relaxed))))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lbfgs::vector_ops::dot;
+    use crate::lbfgs::vector_ops::axpy;
 
     /// The recursion exactly as torch writes it, one operation at a time.
     fn unfused<F: Element>(g: &[F], h: &History<F>, h_diag: F) -> Vec<F> {
@@ -214,9 +275,10 @@ mod tests {
             for members in 2..=threads {
                 let mut d = vec![0.0; n];
                 let mut al_team = vec![0.0; 9];
-                if two_loop_team(&g, &h, 0.9, &mut al_team, &mut d, members) {
+                if let Some(gtd) = two_loop_team(&g, &h, 0.9, &mut al_team, &mut d, members) {
                     assert_eq!(d, expected, "{members} members");
                     assert_eq!(al_team, al);
+                    assert_eq!(gtd.to_bits(), dot(&g, &expected).to_bits());
                 }
             }
         }
@@ -241,8 +303,9 @@ mod tests {
             let g: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
             let mut d = vec![0.0; n];
             let mut al = vec![0.0; capacity];
-            two_loop(&g, &h, 0.7, &mut al, &mut d);
+            let gtd = two_loop(&g, &h, 0.7, &mut al, &mut d);
             assert_eq!(d, unfused(&g, &h, 0.7), "n = {n}");
+            assert_eq!(gtd.to_bits(), dot(&g, &d).to_bits());
         }
     }
 

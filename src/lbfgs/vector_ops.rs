@@ -207,7 +207,11 @@ fn max_abs_chunk<F: Element, const SCALED: bool>(a: &[F], scale: F) -> F {
         let v = if SCALED { (x * scale).abs() } else { x.abs() };
         acc[j] = if v > acc[j] || v.is_nan() { v } else { acc[j] };
     }
-    acc.iter().fold(F::ZERO, |m, &v| nan_max(m, v))
+    let mut max = F::ZERO;
+    for v in acc {
+        max = nan_max(max, v);
+    }
+    max
 }
 
 #[inline(always)]
@@ -231,12 +235,20 @@ pub(crate) fn part_dot<F: Element>(a: &[F], b: &[F]) -> F {
 
 #[inline(always)]
 fn part_sum_abs<F: Element>(a: &[F]) -> F {
-    a.chunks(CHUNK).fold(F::ZERO, |acc, c| acc + sum_abs_chunk(c))
+    let mut acc = F::ZERO;
+    for c in a.chunks(CHUNK) {
+        acc = acc + sum_abs_chunk(c);
+    }
+    acc
 }
 
 #[inline(always)]
 fn part_max_abs<F: Element, const SCALED: bool>(a: &[F], scale: F) -> F {
-    a.chunks(CHUNK).fold(F::ZERO, |acc, c| nan_max(acc, max_abs_chunk::<F, SCALED>(c, scale)))
+    let mut acc = F::ZERO;
+    for c in a.chunks(CHUNK) {
+        acc = nan_max(acc, max_abs_chunk::<F, SCALED>(c, scale));
+    }
+    acc
 }
 
 /// `q ← −g`, then `z·q`.
@@ -360,6 +372,27 @@ pub fn axpy<F: Element>(alpha: F, x: &[F], y: &mut [F]) {
             axpy_piece(alpha, &x[r], y);
         },
     );
+}
+
+/// `y ← y + α·x` (one FMA per element), then returns `max |x_i·α|` (each
+/// product rounded, NaN if any is NaN): a move and torch's test of its size.
+pub fn axpy_max_abs<F: Element>(alpha: F, x: &[F], y: &mut [F]) -> F {
+    assert_eq!(x.len(), y.len(), "axpy_max_abs of vectors of different lengths");
+    let n = y.len();
+    let y = SharedMut::new(y);
+    reduce(
+        n,
+        F::ZERO,
+        nan_max,
+        #[inline(always)]
+        |r| {
+            // SAFETY: disjoint parts.
+            let y = unsafe { y.piece(r.clone()) };
+            let x = &x[r];
+            axpy_piece(alpha, x, y);
+            part_max_abs::<F, true>(x, alpha)
+        },
+    )
 }
 
 /// `out ← y + α·x` (a trial point `x + t·d` without touching `x`).
@@ -614,6 +647,17 @@ mod tests {
             assert_eq!((y.clone(), s.clone()), (y2.clone(), s2.clone()));
             assert_eq!((ys.to_bits(), yy.to_bits()), (dot(&y2, &s2).to_bits(), dot(&y2, &y2).to_bits()));
         }
+    }
+
+    #[test]
+    fn axpy_max_abs_moves_and_measures_the_move() {
+        let (x, y) = (wild::<f64>(3000, 17), wild::<f64>(3000, 18));
+        let mut moved = y.clone();
+        let largest = axpy_max_abs(0.3, &x, &mut moved);
+        let mut expected = y.clone();
+        axpy(0.3, &x, &mut expected);
+        assert_eq!(moved, expected);
+        assert_eq!(largest, max_abs_scaled(&x, 0.3));
     }
 
     #[test]
