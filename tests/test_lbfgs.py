@@ -412,6 +412,25 @@ def test_wrong_grads_raise_and_leave_the_params_alone():
     opt.step(Counted(rosenbrock, [x]))  # still usable
 
 
+def test_a_param_made_read_only_by_the_closure_ends_the_step_cleanly():
+    x, y = np.array([-1.2, 1.0]), np.array([0.5])
+    calls = [0]
+
+    def closure():
+        calls[0] += 1
+        if calls[0] == 3:
+            y.flags.writeable = False
+        loss, grad = rosenbrock(x)
+        return loss + float(y[0] ** 2), [grad, 2 * y]
+
+    opt = LBFGS([x, y], lr=0.01)
+    with pytest.raises(ReadOnlyError, match="read-only"):
+        opt.step(closure)
+    # x (still writeable) holds the last accepted iterate: the one evaluated last.
+    y.flags.writeable = True
+    opt.step(closure)
+
+
 def test_a_bad_grad_during_a_line_search_restores_the_accepted_iterate():
     x = np.array([-1.2, 1.0])
     calls = [0]

@@ -60,19 +60,25 @@ fn state_error(py: Python<'_>, message: String) -> PyErr {
     }
 }
 
-/// `object` as an array of `F`, or a `DTypeError` naming its role.
+/// `object` as an array of `F`, or a `DTypeError` naming its role (and index).
 fn typed<'py, F: NumpyElement>(
     object: &Bound<'py, PyAny>,
     role: &str,
+    index: Option<usize>,
 ) -> Result<Bound<'py, PyArrayDyn<F>>, InputError> {
+    let name = || match index {
+        Some(i) => format!("{role} {i}"),
+        None => role.to_string(),
+    };
     let Ok(untyped) = object.cast::<PyUntypedArray>() else {
         let type_name = object.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
-        return Err(InputError::DType(format!("{role} is a {type_name}, not a NumPy array")));
+        return Err(InputError::DType(format!("{} is a {type_name}, not a NumPy array", name())));
     };
     match untyped.cast::<PyArrayDyn<F>>() {
         Ok(array) => Ok(array.clone()),
         Err(_) => Err(InputError::DType(format!(
-            "{role} has dtype {}, expected {} (an LBFGS optimizer runs on one dtype)",
+            "{} has dtype {}, expected {} (an LBFGS optimizer runs on one dtype)",
+            name(),
             untyped.dtype(),
             F::get_dtype(object.py())
         ))),
@@ -114,7 +120,7 @@ fn checked_params<'py, F: NumpyElement>(
     let mut aliases = AliasCheck::with_capacity(params.len(), 0);
     let mut total = 0usize;
     for (i, param) in params.iter().enumerate() {
-        let array = typed::<F>(param, &format!("param {i}"))?;
+        let array = typed::<F>(param, "param", Some(i))?;
         if !is_writeable(&array) {
             return Err(InputError::ReadOnly(format!("param {i} is read-only; rustoptim updates params in place")));
         }
@@ -133,11 +139,28 @@ fn checked_params<'py, F: NumpyElement>(
     Ok(arrays)
 }
 
-/// Params passed back unchanged after `begin`: only their count and dtype are re-checked.
+/// The params `begin` was given, passed again: dtype, size and writeability
+/// are re-checked (the closure may have changed a flag), overlaps are not.
 fn same_params<'py, F: NumpyElement>(
     params: &[Bound<'py, PyAny>],
+    dim: usize,
 ) -> Result<Vec<Bound<'py, PyArrayDyn<F>>>, InputError> {
-    params.iter().enumerate().map(|(i, p)| typed::<F>(p, &format!("param {i}"))).collect()
+    let mut arrays = Vec::with_capacity(params.len());
+    let mut total = 0;
+    for (i, param) in params.iter().enumerate() {
+        let array = typed::<F>(param, "param", Some(i))?;
+        if !is_writeable(&array) {
+            return Err(InputError::ReadOnly(format!("param {i} became read-only during the step")));
+        }
+        total += array.len();
+        arrays.push(array);
+    }
+    if total != dim {
+        return Err(InputError::Shape(format!(
+            "the params have {total} elements in all, but this optimizer's state is for {dim}"
+        )));
+    }
+    Ok(arrays)
 }
 
 fn write_point<F: NumpyElement + Copy>(arrays: &[Bound<'_, PyArrayDyn<F>>], point: &[F]) {
@@ -168,7 +191,7 @@ fn gather_grads<'py, F: NumpyElement + Copy + Element>(
             typed_grads.push(None);
             continue;
         };
-        let array = typed::<F>(grad, &format!("the grad of param {i}"))?;
+        let array = typed::<F>(grad, "the grad of param", Some(i))?;
         if array.shape() != param.shape() {
             return Err(InputError::Shape(format!(
                 "the grad of param {i} has shape {:?}, but its param has shape {:?}",
@@ -226,6 +249,30 @@ fn abandon<F: NumpyElement + Copy + Element>(opt: &mut Lbfgs<F>, params: &[Bound
     opt.abort();
     if !opt.params_hold_point() {
         write_point(params, opt.point());
+    }
+}
+
+/// Ends the step and puts back the accepted iterate into every param that
+/// can still take it (for when the params themselves failed a check).
+fn abandon_loosely<F: NumpyElement + Copy + Element>(opt: &mut Lbfgs<F>, params: &[Bound<'_, PyAny>]) {
+    opt.abort();
+    if opt.params_hold_point() {
+        return;
+    }
+    let point = opt.point();
+    let mut offset = 0;
+    for param in params {
+        let Ok(array) = typed::<F>(param, "param", None) else {
+            return;
+        };
+        let len = array.len();
+        if offset + len > point.len() {
+            return;
+        }
+        if is_writeable(&array) {
+            scatter(&array, &point[offset..offset + len]);
+        }
+        offset += len;
     }
 }
 
@@ -333,10 +380,16 @@ impl LbfgsCore {
     ) -> PyResult<bool> {
         let detach = self.work() >= DETACH_MIN_WORK;
         with_core!(self, opt, T => {
-            let arrays = same_params::<T>(&params).map_err(|e| e.into_pyerr(py))?;
-            if arrays.len() != params.len() || !opt.in_step() {
+            if !opt.in_step() {
                 return Err(InputError::Value("resume without a step in progress".into()).into_pyerr(py));
             }
+            let arrays = match same_params::<T>(&params, opt.dim()) {
+                Ok(arrays) => arrays,
+                Err(e) => {
+                    abandon_loosely(opt, &params);
+                    return Err(e.into_pyerr(py));
+                }
+            };
             if let Err(e) = gather_grads(&grads, &arrays, opt.gradient_mut()) {
                 abandon(opt, &arrays);
                 return Err(e.into_pyerr(py));
@@ -363,15 +416,12 @@ impl LbfgsCore {
 
     /// Ends the step in progress after a failed closure: the params go back to
     /// the last accepted iterate. Does nothing between steps.
-    fn abort(&mut self, py: Python<'_>, params: Vec<Bound<'_, PyAny>>) -> PyResult<()> {
-        with_core!(self, opt, T => {
-            if !opt.in_step() {
-                return Ok(());
-            }
-            let arrays = same_params::<T>(&params).map_err(|e| e.into_pyerr(py))?;
-            abandon(opt, &arrays);
-            Ok(())
-        })
+    fn abort(&mut self, params: Vec<Bound<'_, PyAny>>) {
+        match &mut self.core {
+            Core::F32(opt) if opt.in_step() => abandon_loosely(opt, &params),
+            Core::F64(opt) if opt.in_step() => abandon_loosely(opt, &params),
+            _ => {}
+        }
     }
 
     /// A copy of the state in torch's layout: `func_evals`, `n_iter` and, once
@@ -448,7 +498,7 @@ fn parse_state<F: NumpyElement + Element>(state: &Bound<'_, PyDict>, dim: usize)
         object.extract::<f64>().map_err(|_| format!("{what} must be a number"))
     };
     let vector = |object: &Bound<'_, PyAny>, what: &str| -> Result<Vec<F>, String> {
-        let array = typed::<F>(object, what).map_err(|e| format!("{e:?}"))?;
+        let array = typed::<F>(object, what, None).map_err(|e| format!("{e:?}"))?;
         if array.ndim() != 1 || array.len() != dim {
             return Err(format!("{what} must be a 1-D array of {dim} elements, got shape {:?}", array.shape()));
         }
