@@ -111,7 +111,9 @@ class LBFGS(Optimizer):
     If the closure raises, the exception propagates unchanged and the params are
     left at the last iterate the optimizer had accepted (never at a line-search
     trial point); the state is what a step ending at that iterate leaves, so the
-    next ``step()`` continues from it.
+    next ``step()`` continues from it (``func_evals`` counts the calls that
+    returned). Gradients of the wrong shape or dtype end the step the same way,
+    with ``ShapeError`` or ``DTypeError``.
 
     State: ``state_dict()['state'][0]`` holds torch's keys: ``func_evals`` and
     ``n_iter`` (ints) and, once an iteration has run, ``d``, ``t``,

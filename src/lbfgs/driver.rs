@@ -10,8 +10,8 @@
 //! then evaluate again) or [`Request::Done`] (write [`Lbfgs::point`] into the
 //! parameters if [`Lbfgs::params_hold_point`] is false, and stop).
 //!
-//! The arithmetic, the counters and the stopping rules are torch's (see the
-//! crate's `TORCH_SEMANTICS` notes, section 4): `func_evals` and `n_iter` are
+//! The arithmetic, the counters and the stopping rules are those of
+//! `torch.optim.LBFGS.step`: `func_evals` and `n_iter` are
 //! cumulative, the steepest-descent first step and `t = min(1, 1/‖g‖₁)·lr`
 //! happen only on the first iteration ever, a pair enters the history only if
 //! `yᵀs > 1e-10`, the line search gets `max_eval − evaluations so far` trials
@@ -266,7 +266,8 @@ impl<F: Element> Lbfgs<F> {
     }
 
     /// Where the caller's parameters must be: the trial point during a line
-    /// search, the iterate otherwise.
+    /// search, the iterate otherwise. The caller writes it after every
+    /// [`Request::Evaluate`].
     pub fn point(&self) -> &[F] {
         if self.phase == Phase::LineSearch { &self.trial } else { &self.x }
     }
@@ -436,7 +437,8 @@ impl<F: Element> Lbfgs<F> {
                     self.grad_slot = self.free_slot();
                     self.pending_slot = self.grad_slot;
                     self.phase = Phase::Reevaluate;
-                    self.params_hold_x = false;
+                    // The caller writes the new iterate to evaluate it.
+                    self.params_hold_x = true;
                     Request::Evaluate
                 } else {
                     // torch does not evaluate after the last iteration.
