@@ -10,11 +10,10 @@
 //!
 //! Arrays are accessed without rust-numpy's per-array borrow registry (it costs
 //! more than a small tensor's update). Instead [`AliasCheck`] looks at the
-//! memory of all arrays of the call at once and refuses any overlap between an
-//! array that is written and any other array: a gradient that is its own
-//! parameter, overlapping parameters, or a state array shared by two params.
-//! Only after that check are mutable slices created.
+//! memory of all arrays of the call at once (see `alias.rs`); only after that
+//! check are mutable slices created.
 
+pub use super::alias::{Access, AliasCheck};
 use super::errors::InputError;
 use numpy::ndarray::{ArrayViewD, IxDyn};
 use numpy::npyffi::{NPY_ARRAY_WRITEABLE, NPY_TYPES, objects::_PyArray_GET_ITEM_DATA};
@@ -306,135 +305,4 @@ pub fn check_list_length(what: &str, got: usize, expected: usize) -> Result<(), 
     } else {
         Err(InputError::Value(format!("{what} has {got} entries, expected one per param ({expected})")))
     }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Read,
-    Write,
-}
-
-/// The bytes one array spans in memory, `[start, end)`.
-struct Extent<'py> {
-    start: usize,
-    end: usize,
-    contiguous: bool,
-    array: Bound<'py, PyUntypedArray>,
-    role: &'static str,
-    index: usize,
-}
-
-/// Collects the memory extents of every array of a call and refuses overlaps
-/// between an array that is written and any other.
-///
-/// Extents that overlap are confirmed with `numpy.shares_memory` unless both
-/// arrays are contiguous, so interleaved strided views of one buffer (such as
-/// `x[0::2]` and `x[1::2]`) are accepted.
-#[derive(Default)]
-pub struct AliasCheck<'py> {
-    written: Vec<Extent<'py>>,
-    read: Vec<Extent<'py>>,
-}
-
-impl<'py> AliasCheck<'py> {
-    pub fn with_capacity(written: usize, read: usize) -> Self {
-        AliasCheck { written: Vec::with_capacity(written), read: Vec::with_capacity(read) }
-    }
-
-    pub fn add<F: NumpyElement>(
-        &mut self,
-        array: &Bound<'py, PyArrayDyn<F>>,
-        access: Access,
-        role: &'static str,
-        index: usize,
-    ) {
-        let array = array.as_untyped();
-        let Some((start, end)) = byte_extent(array, std::mem::size_of::<F>()) else {
-            return;
-        };
-        let extent = Extent { start, end, contiguous: array.is_contiguous(), array: array.clone(), role, index };
-        match access {
-            Access::Write => self.written.push(extent),
-            Access::Read => self.read.push(extent),
-        }
-    }
-
-    pub fn verify(mut self) -> Result<(), InputError> {
-        self.written.sort_unstable_by_key(|e| e.start);
-        // reach[i]: the largest end among written[..=i], so scans can stop early.
-        let mut reach = Vec::with_capacity(self.written.len());
-        let mut furthest = 0usize;
-        for (i, extent) in self.written.iter().enumerate() {
-            if extent.start < furthest {
-                self.confirm_against_written(i, extent)?;
-            }
-            furthest = furthest.max(extent.end);
-            reach.push(furthest);
-        }
-        for extent in &self.read {
-            // Written extents that start before this one ends, scanned from the last.
-            let candidates = self.written.partition_point(|w| w.start < extent.end);
-            for j in (0..candidates).rev() {
-                if reach[j] <= extent.start {
-                    break;
-                }
-                if self.written[j].end > extent.start && shares_memory(&self.written[j], extent) {
-                    return Err(alias_error(&self.written[j], extent));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn confirm_against_written(&self, i: usize, extent: &Extent<'py>) -> Result<(), InputError> {
-        for earlier in &self.written[..i] {
-            if earlier.end > extent.start && shares_memory(earlier, extent) {
-                return Err(alias_error(earlier, extent));
-            }
-        }
-        Ok(())
-    }
-}
-
-fn alias_error(a: &Extent<'_>, b: &Extent<'_>) -> InputError {
-    let (first, second) = if (a.index, a.role) <= (b.index, b.role) { (a, b) } else { (b, a) };
-    InputError::Alias(format!(
-        "{} {} and {} {} share memory; every array a step writes must have memory of its own",
-        first.role, first.index, second.role, second.index
-    ))
-}
-
-/// Whether two arrays whose extents overlap really share an element.
-fn shares_memory(a: &Extent<'_>, b: &Extent<'_>) -> bool {
-    if a.contiguous && b.contiguous {
-        return true;
-    }
-    let py = a.array.py();
-    let result = py
-        .import("numpy")
-        .and_then(|numpy| numpy.getattr("shares_memory"))
-        .and_then(|f| f.call1((&a.array, &b.array)))
-        .and_then(|r| r.is_truthy());
-    // If NumPy cannot decide, treat the arrays as overlapping.
-    result.unwrap_or(true)
-}
-
-/// `[lowest byte, one past the highest byte]` an array touches; None when empty.
-fn byte_extent(array: &Bound<'_, PyUntypedArray>, item_size: usize) -> Option<(usize, usize)> {
-    let shape = array.shape();
-    if shape.contains(&0) {
-        return None;
-    }
-    // SAFETY: reading the data pointer of a live array.
-    let data = unsafe { (*_PyArray_GET_ITEM_DATA(array.as_array_ptr())).data } as isize;
-    let (mut low, mut high) = (data, data);
-    for (&n, &stride) in shape.iter().zip(array.strides()) {
-        let span = (n as isize - 1) * stride;
-        if span < 0 {
-            low += span;
-        } else {
-            high += span;
-        }
-    }
-    Some((low as usize, high as usize + item_size))
 }

@@ -36,7 +36,7 @@ where
 {
     super::arrays::check_list_length("updates", updates.len(), reads.len())?;
     // The first updated array of each tensor plays the param (it fixes shape and order).
-    let mut aliases = AliasCheck::default();
+    let mut aliases = AliasCheck::with_capacity(4 * reads.len(), reads.len());
     let mut firsts = Vec::with_capacity(reads.len());
     let mut rests = Vec::with_capacity(reads.len());
     let mut read_arrays = Vec::with_capacity(reads.len());

@@ -10,6 +10,7 @@ use crate::adam::{AdamConfig, AdamTensor, adam_step as adam_kernel};
 use crate::sgd::{MomentumBuffer, SgdConfig, SgdTensor, sgd_step as sgd_kernel};
 use numpy::Element as NumpyElement;
 use pyo3::prelude::*;
+use pyo3::types::PyList;
 
 /// Applies one Adam/AdamW step to every param of a group, in place.
 #[pyfunction]
@@ -20,12 +21,12 @@ use pyo3::prelude::*;
 #[allow(clippy::too_many_arguments)]
 fn adam_step<'py>(
     py: Python<'py>,
-    params: Vec<Bound<'py, PyAny>>,
-    grads: Vec<Bound<'py, PyAny>>,
-    exp_avgs: Vec<Bound<'py, PyAny>>,
-    exp_avg_sqs: Vec<Bound<'py, PyAny>>,
-    max_exp_avg_sqs: Option<Vec<Bound<'py, PyAny>>>,
-    steps: Vec<f64>,
+    params: Bound<'py, PyList>,
+    grads: Bound<'py, PyList>,
+    exp_avgs: Bound<'py, PyList>,
+    exp_avg_sqs: Bound<'py, PyList>,
+    max_exp_avg_sqs: Option<Bound<'py, PyList>>,
+    steps: Bound<'py, PyList>,
     lr: f64,
     beta1: f64,
     beta2: f64,
@@ -40,13 +41,16 @@ fn adam_step<'py>(
     run_adam(py, &arrays, &config).map_err(|e| e.into_pyerr(py))
 }
 
+/// The per-tensor argument lists of one call. They are Python lists, read by
+/// index: extracting them into vectors through the iterator protocol costs more
+/// than validating the arrays.
 struct AdamArrays<'py> {
-    params: Vec<Bound<'py, PyAny>>,
-    grads: Vec<Bound<'py, PyAny>>,
-    exp_avgs: Vec<Bound<'py, PyAny>>,
-    exp_avg_sqs: Vec<Bound<'py, PyAny>>,
-    max_exp_avg_sqs: Option<Vec<Bound<'py, PyAny>>>,
-    steps: Vec<f64>,
+    params: Bound<'py, PyList>,
+    grads: Bound<'py, PyList>,
+    exp_avgs: Bound<'py, PyList>,
+    exp_avg_sqs: Bound<'py, PyList>,
+    max_exp_avg_sqs: Option<Bound<'py, PyList>>,
+    steps: Bound<'py, PyList>,
 }
 
 fn run_adam(py: Python<'_>, arrays: &AdamArrays<'_>, config: &AdamConfig) -> Result<(), InputError> {
@@ -60,15 +64,12 @@ fn run_adam(py: Python<'_>, arrays: &AdamArrays<'_>, config: &AdamConfig) -> Res
         (None, false) => {}
         _ => return Err(InputError::Value("max_exp_avg_sqs must be given exactly when amsgrad is on".into())),
     }
-    if let Some(step) = arrays.steps.iter().find(|s| !(s.is_finite() && **s >= 1.0)) {
-        return Err(InputError::Value(format!("step counts must be finite and at least 1, got {step}")));
-    }
     let per_tensor = if config.amsgrad { 4 } else { 3 };
     let mut aliases = AliasCheck::with_capacity(per_tensor * n, n);
     let mut tensors32 = AdamTensors::<f32>::default();
     let mut tensors64 = AdamTensors::<f64>::default();
     for i in 0..n {
-        match param_dtype(&arrays.params[i], i)? {
+        match param_dtype(&item(&arrays.params, i)?, i)? {
             DType::Float32 => tensors32.add(arrays, i, &mut aliases)?,
             DType::Float64 => tensors64.add(arrays, i, &mut aliases)?,
         }
@@ -104,15 +105,19 @@ impl<F: NumpyElement> Default for AdamTensors<'_, F> {
 impl<'py, F: NumpyElement + crate::Element> AdamTensors<'py, F> {
     /// Validates tensor `i` of the call and records its arrays for the alias check.
     fn add(&mut self, arrays: &AdamArrays<'py>, i: usize, aliases: &mut AliasCheck<'py>) -> Result<(), InputError> {
-        let param = ParamArray::<F>::new(&arrays.params[i], i, aliases)?;
-        self.exp_avgs.push(StateArray::new(&arrays.exp_avgs[i], "exp_avg", i, &param, aliases)?);
-        self.exp_avg_sqs.push(StateArray::new(&arrays.exp_avg_sqs[i], "exp_avg_sq", i, &param, aliases)?);
-        if let Some(max) = &arrays.max_exp_avg_sqs {
-            self.max_exp_avg_sqs.push(StateArray::new(&max[i], "max_exp_avg_sq", i, &param, aliases)?);
+        let step: f64 = item(&arrays.steps, i)?.extract().map_err(|_| invalid_step(&arrays.steps, i))?;
+        if !(step.is_finite() && step >= 1.0) {
+            return Err(invalid_step(&arrays.steps, i));
         }
-        self.grads.push(GradArray::new(&arrays.grads[i], i, &param, aliases)?);
+        let param = ParamArray::<F>::new(&item(&arrays.params, i)?, i, aliases)?;
+        self.exp_avgs.push(StateArray::new(&item(&arrays.exp_avgs, i)?, "exp_avg", i, &param, aliases)?);
+        self.exp_avg_sqs.push(StateArray::new(&item(&arrays.exp_avg_sqs, i)?, "exp_avg_sq", i, &param, aliases)?);
+        if let Some(max) = &arrays.max_exp_avg_sqs {
+            self.max_exp_avg_sqs.push(StateArray::new(&item(max, i)?, "max_exp_avg_sq", i, &param, aliases)?);
+        }
+        self.grads.push(GradArray::new(&item(&arrays.grads, i)?, i, &param, aliases)?);
         self.params.push(param);
-        self.steps.push(arrays.steps[i]);
+        self.steps.push(step);
         Ok(())
     }
 
@@ -158,10 +163,10 @@ impl<'py, F: NumpyElement + crate::Element> AdamTensors<'py, F> {
 #[allow(clippy::too_many_arguments)]
 fn sgd_step<'py>(
     py: Python<'py>,
-    params: Vec<Bound<'py, PyAny>>,
-    grads: Vec<Bound<'py, PyAny>>,
-    momentum_buffers: Option<Vec<Bound<'py, PyAny>>>,
-    new_buffers: Vec<bool>,
+    params: Bound<'py, PyList>,
+    grads: Bound<'py, PyList>,
+    momentum_buffers: Option<Bound<'py, PyList>>,
+    new_buffers: Bound<'py, PyList>,
     lr: f64,
     momentum: f64,
     dampening: f64,
@@ -174,11 +179,12 @@ fn sgd_step<'py>(
     run_sgd(py, &arrays, &config).map_err(|e| e.into_pyerr(py))
 }
 
+/// The per-tensor argument lists of one call (see [`AdamArrays`]).
 struct SgdArrays<'py> {
-    params: Vec<Bound<'py, PyAny>>,
-    grads: Vec<Bound<'py, PyAny>>,
-    momentum_buffers: Option<Vec<Bound<'py, PyAny>>>,
-    new_buffers: Vec<bool>,
+    params: Bound<'py, PyList>,
+    grads: Bound<'py, PyList>,
+    momentum_buffers: Option<Bound<'py, PyList>>,
+    new_buffers: Bound<'py, PyList>,
 }
 
 fn run_sgd(py: Python<'_>, arrays: &SgdArrays<'_>, config: &SgdConfig) -> Result<(), InputError> {
@@ -196,7 +202,7 @@ fn run_sgd(py: Python<'_>, arrays: &SgdArrays<'_>, config: &SgdConfig) -> Result
     let mut tensors32 = SgdTensors::<f32>::default();
     let mut tensors64 = SgdTensors::<f64>::default();
     for i in 0..n {
-        match param_dtype(&arrays.params[i], i)? {
+        match param_dtype(&item(&arrays.params, i)?, i)? {
             DType::Float32 => tensors32.add(arrays, i, &mut aliases)?,
             DType::Float64 => tensors64.add(arrays, i, &mut aliases)?,
         }
@@ -222,12 +228,15 @@ impl<F: NumpyElement> Default for SgdTensors<'_, F> {
 impl<'py, F: NumpyElement + crate::Element> SgdTensors<'py, F> {
     /// Validates tensor `i` of the call and records its arrays for the alias check.
     fn add(&mut self, arrays: &SgdArrays<'py>, i: usize, aliases: &mut AliasCheck<'py>) -> Result<(), InputError> {
-        let param = ParamArray::<F>::new(&arrays.params[i], i, aliases)?;
+        let param = ParamArray::<F>::new(&item(&arrays.params, i)?, i, aliases)?;
         if let Some(list) = &arrays.momentum_buffers {
-            let buffer = StateArray::new(&list[i], "momentum_buffer", i, &param, aliases)?;
-            self.buffers.push((buffer, arrays.new_buffers[i]));
+            let buffer = StateArray::new(&item(list, i)?, "momentum_buffer", i, &param, aliases)?;
+            let is_new: bool = item(&arrays.new_buffers, i)?
+                .extract()
+                .map_err(|_| InputError::Value(format!("new_buffers[{i}] must be a bool")))?;
+            self.buffers.push((buffer, is_new));
         }
-        self.grads.push(GradArray::new(&arrays.grads[i], i, &param, aliases)?);
+        self.grads.push(GradArray::new(&item(&arrays.grads, i)?, i, &param, aliases)?);
         self.params.push(param);
         Ok(())
     }
@@ -260,6 +269,16 @@ impl<'py, F: NumpyElement + crate::Element> SgdTensors<'py, F> {
         self.params.into_iter().for_each(ParamArray::scatter_back);
         Ok(())
     }
+}
+
+/// Entry `i` of a per-tensor list whose length was checked.
+fn item<'py>(list: &Bound<'py, PyList>, i: usize) -> Result<Bound<'py, PyAny>, InputError> {
+    list.get_item(i).map_err(|e| InputError::Value(format!("cannot read entry {i} of a tensor list: {e}")))
+}
+
+fn invalid_step(steps: &Bound<'_, PyList>, i: usize) -> InputError {
+    let value = steps.get_item(i).map(|v| v.to_string()).unwrap_or_default();
+    InputError::Value(format!("step counts must be finite numbers of at least 1, got {value} for tensor {i}"))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -1,6 +1,7 @@
 //! The `rustoptim._core` extension module: converts NumPy arrays, validates
 //! them, releases the GIL and runs the core kernels. No arithmetic lives here.
 
+mod alias;
 mod arrays;
 mod bandwidth;
 mod errors;
