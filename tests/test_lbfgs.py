@@ -506,6 +506,7 @@ def test_read_only_and_overlapping_params_are_refused_at_step():
     x.flags.writeable = False
     with pytest.raises(ReadOnlyError):
         opt.step(lambda: (0.0, [np.ones(2)]))
+    assert dict(opt.state) == {} and opt.state_dict()["state"] == {}
     buffer = np.zeros(4)
     opt = LBFGS([buffer[:3], buffer[1:]])
     with pytest.raises(AliasError):

@@ -214,7 +214,6 @@ class LBFGS(Optimizer):
         if self._core is None:
             self._core = self._new_core(group["history_size"])
         core = self._core
-        state = self.state[params[0]]
         core.begin(
             arrays,
             lr=float(group["lr"]),
@@ -225,6 +224,7 @@ class LBFGS(Optimizer):
             history_size=group["history_size"],
             line_search_fn=group["line_search_fn"],
         )
+        state = self.state[params[0]]
         resume = core.resume
         first = True
         orig_loss = None
