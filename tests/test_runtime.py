@@ -1,6 +1,7 @@
 """The Rust core's run-time behaviour: bitwise determinism across thread counts
 and SIMD levels, and the GIL released while a step runs."""
 
+import os
 import threading
 import time
 
@@ -98,3 +99,30 @@ def test_gil_is_released_during_a_large_step(restore_runtime):
     during = [t for t in ticks if start < t < end]
     # With the GIL held for the whole step, the counter could not run inside it.
     assert len(during) > 10, f"{len(during)} ticks during a {1e3 * (end - start):.1f} ms step"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_parallel_step_works_in_a_forked_child(restore_runtime):
+    """The pool's threads do not survive fork(); the child builds its own pool."""
+    rustoptim.set_num_threads(2)
+    params, grads = [np.ones(200_000, np.float32)], [np.full(200_000, 0.5, np.float32)]
+    rustoptim.SGD(params, lr=0.1).step(grads=grads)  # start the pool in the parent
+    expected = params[0] - np.float32(0.1) * grads[0]
+    pid = os.fork()
+    if pid == 0:  # child: exit code 0 only if the parallel step ran and was right
+        try:
+            rustoptim.SGD(params, lr=0.1).step(grads=grads)
+            os._exit(0 if np.array_equal(params[0], expected) else 1)
+        except BaseException:
+            os._exit(2)
+    deadline = time.monotonic() + 60
+    while True:  # a child deadlocked on the parent's pool would never exit
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung in its step")
+        time.sleep(0.01)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
