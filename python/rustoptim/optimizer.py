@@ -18,6 +18,7 @@ group. Where torch is unsafe rustoptim does better:
 from __future__ import annotations
 
 import copy
+import operator
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping
@@ -49,6 +50,10 @@ _DUPLICATE_PARAMS_WARNING = (
 
 # One core call: the group whose hyperparameters apply, its params (each once,
 # all of one dtype), their arrays and their grads.
+# C-level getters: mapping them over a group is faster than a comprehension.
+_GRAD = operator.attrgetter("grad")
+_DATA = operator.attrgetter("data")
+
 _Batch = Tuple[Dict[str, Any], List[Parameter], List[np.ndarray], List[Any]]
 
 
@@ -340,8 +345,11 @@ class Optimizer:
         if grads is None:
             split = []
             for group in groups:
-                params = [p for p in group["params"] if p.grad is not None]
-                split.append((params, [p.grad for p in params]))
+                params = group["params"]
+                present = [g for g in map(_GRAD, params) if g is not None]
+                if len(present) != len(params):
+                    params = [p for p in params if p.grad is not None]
+                split.append((params, present))
             return split
         # Lists and tuples first: the abstract Sequence check is slow.
         if not isinstance(grads, (list, tuple)) and (isinstance(grads, np.ndarray) or not isinstance(grads, Sequence)):
@@ -381,7 +389,7 @@ class Optimizer:
             if not params:
                 continue
             if len(set(params)) == len(params):
-                batches.append((group, params, [p.data for p in params], grads))
+                batches.append((group, params, list(map(_DATA, params)), grads))
                 continue
             # A param listed twice in a group is updated twice (torch): the k-th
             # occurrences of the group's params go to the k-th call.
