@@ -64,19 +64,53 @@ fn run_adam(py: Python<'_>, arrays: &AdamArrays<'_>, config: &AdamConfig) -> Res
         (None, false) => {}
         _ => return Err(InputError::Value("max_exp_avg_sqs must be given exactly when amsgrad is on".into())),
     }
-    let per_tensor = if config.amsgrad { 4 } else { 3 };
-    let mut aliases = AliasCheck::with_capacity(per_tensor * n, n);
-    let mut tensors32 = AdamTensors::<f32>::default();
-    let mut tensors64 = AdamTensors::<f64>::default();
+    let written_per_tensor = if config.amsgrad { 4 } else { 3 };
+    validate_then_update::<AdamTensors<'_, f32>, AdamTensors<'_, f64>>(
+        py,
+        &arrays.params,
+        arrays,
+        config,
+        written_per_tensor,
+    )
+}
+
+/// The tensors of one call that have one dtype, validated and waiting for the kernel.
+trait Batch<'py>: Default {
+    /// The call's argument lists.
+    type Arrays;
+    type Config;
+    /// Validates tensor `i` of the call and records its arrays for the alias check.
+    fn add(&mut self, arrays: &Self::Arrays, i: usize, aliases: &mut AliasCheck<'py>) -> Result<(), InputError>;
+    /// Runs the kernel. Call only after the alias check of the whole call passed.
+    fn update(self, py: Python<'_>, config: &Self::Config) -> Result<(), InputError>;
+}
+
+/// Validates every tensor of a call (float32 ones into `B32`, float64 ones into
+/// `B64`) and checks all their arrays for shared memory before either kernel runs,
+/// so a call that fails has changed nothing.
+fn validate_then_update<'py, B32, B64>(
+    py: Python<'py>,
+    params: &Bound<'py, PyList>,
+    arrays: &B32::Arrays,
+    config: &B32::Config,
+    written_per_tensor: usize,
+) -> Result<(), InputError>
+where
+    B32: Batch<'py>,
+    B64: Batch<'py, Arrays = B32::Arrays, Config = B32::Config>,
+{
+    let n = params.len();
+    let mut aliases = AliasCheck::with_capacity(written_per_tensor * n, n);
+    let (mut batch32, mut batch64) = (B32::default(), B64::default());
     for i in 0..n {
-        match param_dtype(&item(&arrays.params, i)?, i)? {
-            DType::Float32 => tensors32.add(arrays, i, &mut aliases)?,
-            DType::Float64 => tensors64.add(arrays, i, &mut aliases)?,
+        match param_dtype(&item(params, i)?, i)? {
+            DType::Float32 => batch32.add(arrays, i, &mut aliases)?,
+            DType::Float64 => batch64.add(arrays, i, &mut aliases)?,
         }
     }
     aliases.verify()?;
-    tensors32.update(py, config)?;
-    tensors64.update(py, config)
+    batch32.update(py, config)?;
+    batch64.update(py, config)
 }
 
 /// The validated arrays of a call's tensors of one dtype.
@@ -102,8 +136,10 @@ impl<F: NumpyElement> Default for AdamTensors<'_, F> {
     }
 }
 
-impl<'py, F: NumpyElement + crate::Element> AdamTensors<'py, F> {
-    /// Validates tensor `i` of the call and records its arrays for the alias check.
+impl<'py, F: NumpyElement + crate::Element> Batch<'py> for AdamTensors<'py, F> {
+    type Arrays = AdamArrays<'py>;
+    type Config = AdamConfig;
+
     fn add(&mut self, arrays: &AdamArrays<'py>, i: usize, aliases: &mut AliasCheck<'py>) -> Result<(), InputError> {
         let step: f64 = item(&arrays.steps, i)?.extract().map_err(|_| invalid_step(&arrays.steps, i))?;
         if !(step.is_finite() && step >= 1.0) {
@@ -121,7 +157,6 @@ impl<'py, F: NumpyElement + crate::Element> AdamTensors<'py, F> {
         Ok(())
     }
 
-    /// Runs the kernel. Call only after the alias check of the whole call passed.
     fn update(mut self, py: Python<'_>, config: &AdamConfig) -> Result<(), InputError> {
         if self.params.is_empty() {
             return Ok(());
@@ -198,18 +233,7 @@ fn run_sgd(py: Python<'_>, arrays: &SgdArrays<'_>, config: &SgdConfig) -> Result
         (None, false) => {}
         _ => return Err(InputError::Value("momentum_buffers must be given exactly when momentum is not 0".into())),
     }
-    let mut aliases = AliasCheck::with_capacity(2 * n, n);
-    let mut tensors32 = SgdTensors::<f32>::default();
-    let mut tensors64 = SgdTensors::<f64>::default();
-    for i in 0..n {
-        match param_dtype(&item(&arrays.params, i)?, i)? {
-            DType::Float32 => tensors32.add(arrays, i, &mut aliases)?,
-            DType::Float64 => tensors64.add(arrays, i, &mut aliases)?,
-        }
-    }
-    aliases.verify()?;
-    tensors32.update(py, config)?;
-    tensors64.update(py, config)
+    validate_then_update::<SgdTensors<'_, f32>, SgdTensors<'_, f64>>(py, &arrays.params, arrays, config, 2)
 }
 
 /// The validated arrays of a call's tensors of one dtype.
@@ -225,8 +249,10 @@ impl<F: NumpyElement> Default for SgdTensors<'_, F> {
     }
 }
 
-impl<'py, F: NumpyElement + crate::Element> SgdTensors<'py, F> {
-    /// Validates tensor `i` of the call and records its arrays for the alias check.
+impl<'py, F: NumpyElement + crate::Element> Batch<'py> for SgdTensors<'py, F> {
+    type Arrays = SgdArrays<'py>;
+    type Config = SgdConfig;
+
     fn add(&mut self, arrays: &SgdArrays<'py>, i: usize, aliases: &mut AliasCheck<'py>) -> Result<(), InputError> {
         let param = ParamArray::<F>::new(&item(&arrays.params, i)?, i, aliases)?;
         if let Some(list) = &arrays.momentum_buffers {
@@ -241,7 +267,6 @@ impl<'py, F: NumpyElement + crate::Element> SgdTensors<'py, F> {
         Ok(())
     }
 
-    /// Runs the kernel. Call only after the alias check of the whole call passed.
     fn update(mut self, py: Python<'_>, config: &SgdConfig) -> Result<(), InputError> {
         if self.params.is_empty() {
             return Ok(());
