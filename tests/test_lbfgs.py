@@ -546,8 +546,9 @@ def test_every_layout_gives_the_same_trajectory(dtype, place, untouched):
 
 
 def test_threads_and_simd_levels_do_not_change_the_trajectory():
-    """Long vectors take the threaded kernels; results stay bitwise."""
-    n = 150_000
+    """Every SIMD level and thread count gives bitwise the same trajectory (the
+    threaded paths themselves are checked bitwise by the Rust tests)."""
+    n = 20_000
     start = np.random.default_rng(0).uniform(-1, 1, n)
     runs = []
     before = rustoptim.get_num_threads()

@@ -31,6 +31,7 @@ use crate::pool;
 use crate::simd::dispatch;
 use rayon::prelude::*;
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Elements per reduction chunk.
 pub const CHUNK: usize = 512;
@@ -39,9 +40,19 @@ pub const CHUNK: usize = 512;
 pub const LANES: usize = 16;
 /// A vector is split into at most this many parts.
 pub const MAX_PARTS: usize = 64;
-/// Below this many elements a single kernel runs on the calling thread: waking
-/// the pool costs more than streaming the data.
-const PARALLEL_MIN: usize = 1 << 17;
+/// Below this many elements a single kernel runs on the calling thread. The
+/// pool's threads sleep while the closure runs, and waking them for one pass
+/// over a vector costs more than it saves up to millions of elements (measured:
+/// at 2·10⁵ and 10⁶ elements two threads were slower than one, at 4·10⁶ even).
+pub const PARALLEL_MIN: usize = 1 << 22;
+
+/// [`PARALLEL_MIN`], lowered by tests to exercise the threaded path on small vectors.
+static PARALLEL_FROM: AtomicUsize = AtomicUsize::new(PARALLEL_MIN);
+
+#[cfg(test)]
+pub(crate) fn set_parallel_min(n: usize) {
+    PARALLEL_FROM.store(n, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// How a vector of `n` elements is cut into parts: `count` runs of `len`
 /// elements (the last one shorter), `len` a multiple of [`CHUNK`]. A function
@@ -73,7 +84,7 @@ impl Parts {
 }
 
 fn use_threads(n: usize) -> bool {
-    n >= PARALLEL_MIN && pool::num_threads() > 1
+    n >= PARALLEL_FROM.load(Ordering::Relaxed) && pool::num_threads() > 1
 }
 
 /// Folds `part(range)` over the parts of `0..n` with `combine`, in order.
@@ -677,7 +688,8 @@ mod tests {
     /// including sizes that take the parallel path.
     #[test]
     fn results_do_not_depend_on_simd_level_or_threads() {
-        let n = 3 * PARALLEL_MIN + 123;
+        set_parallel_min(1 << 14);
+        let n = 3 * (1 << 14) + 123;
         let (a, b) = (wild::<f64>(n, 13), wild::<f64>(n, 14));
         let (af, bf) = (wild::<f32>(n, 15), wild::<f32>(n, 16));
         let run = || {
@@ -702,6 +714,7 @@ mod tests {
         }
         set_forced_level(None).unwrap();
         pool::set_num_threads(std::thread::available_parallelism().map_or(1, |n| n.get())).unwrap();
+        set_parallel_min(PARALLEL_MIN);
         assert_eq!(reference_dot(&a, &b).to_bits(), expected.0);
     }
 }
