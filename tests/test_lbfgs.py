@@ -305,6 +305,29 @@ def test_first_iteration_rules_apply_only_once_and_history_carries_over():
     assert sa["t"] == sb["t"] == 0.05
 
 
+def test_the_line_search_gets_what_is_left_of_max_eval():
+    """max_ls = max_eval − calls so far: with max_eval=1 the search may make only
+    its first trial, even where the minimum is far and it would extrapolate."""
+    def far(v):
+        d = v.astype(np.float64) - 100.0
+        return float(0.0005 * d @ d), 0.001 * d
+
+    x = np.zeros(3)
+    closure = Counted(far, [x])
+    opt = LBFGS([x], line_search_fn="strong_wolfe", max_iter=1)
+    assert opt.param_groups[0]["max_eval"] == 1
+    y = np.zeros(3)
+    reference = ReferenceLBFGS(y, line_search_fn="strong_wolfe", max_iter=1)
+    # The first search stops after one trial (t = 1 is far too short; with
+    # torch's default max_ls of 25 it would extrapolate); the second reaches the
+    # minimum, where the third step returns after its first evaluation.
+    for expected_calls in (2, 4, 5):
+        opt.step(closure)
+        reference.step(far)
+        assert closure.calls == reference.state["func_evals"] == expected_calls
+        np.testing.assert_allclose(x, y, rtol=1e-12)
+
+
 def test_none_grads_count_as_zeros():
     p, q = Parameter(np.array([-1.2, 1.0])), Parameter(np.array([3.0]))
 
