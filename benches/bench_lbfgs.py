@@ -20,8 +20,10 @@ and 100. The objective is the chained Rosenbrock function
 
 Contenders are measured in interleaved rounds; the table shows medians.
 BLAS runs single-threaded (the environment is set before NumPy is imported:
-numpy's and scipy's thread pools fight each other at 2 threads). rustoptim uses
-its own pool (``RUSTOPTIM_NUM_THREADS``, default all cores).
+numpy's and scipy's thread pools fight each other at 2 threads; torch reads
+the same variables). rustoptim uses its own pool (``RUSTOPTIM_NUM_THREADS``,
+default all cores), which at these sizes it leaves idle: the kernels thread
+only from 4M elements and the two-loop recursion from n·history = 4M.
 
 The last column relates rustoptim's overhead at n = 10,000 to the memory
 traffic the two-loop recursion cannot avoid: reading the 2·history vectors of
@@ -40,6 +42,7 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VEC
     os.environ[_name] = "1"
 
 import argparse  # noqa: E402
+import copy  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -148,7 +151,6 @@ class Torch:
     def sample(self, steps):
         with torch.no_grad():
             self.view[...] = self.warm_x
-        import copy
         self.opt.load_state_dict(copy.deepcopy(self.warm_state))
         self.f.reset()
         step, closure = self.opt.step, self.closure
@@ -208,7 +210,6 @@ def main():
 
     contenders = [Rustoptim]
     if torch is not None:
-        torch.set_num_threads(torch.get_num_threads())
         contenders.append(Torch)
     if optimize is not None:
         contenders.append(Scipy)
