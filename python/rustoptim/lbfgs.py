@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _core
 from .errors import DTypeError, StateDictError
-from .optimizer import Optimizer
+from .optimizer import Optimizer, check_non_negative
 from .parameter import Parameter
 
 __all__ = ["LBFGS"]
@@ -20,16 +20,6 @@ _LINE_SEARCHES = (None, "strong_wolfe")
 # torch's state keys, in the order ``state_dict()`` lists them.
 _COUNTERS = ("func_evals", "n_iter")
 _ITERATION_KEYS = ("d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", "prev_loss")
-
-
-def _check_non_negative(name: str, value: object, message: str) -> None:
-    """A real number >= 0 (NaN rejected); ndarrays are refused (no array hyperparameters)."""
-    if isinstance(value, np.ndarray):
-        raise TypeError(f"{name} must be a real number, not a numpy.ndarray (pass float({name}))")
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if not 0.0 <= value:
-        raise ValueError(message.format(value))
 
 
 def _check_count(value: object, name: str) -> None:
@@ -48,11 +38,11 @@ def _check_hyperparameters(
     history_size: object,
     line_search_fn: object,
 ) -> None:
-    _check_non_negative("lr", lr, "Invalid learning rate: {}")
+    check_non_negative("lr", lr, "Invalid learning rate: {}")
     _check_count(max_iter, "max_iter")
     _check_count(max_eval, "max_eval")
-    _check_non_negative("tolerance_grad", tolerance_grad, "Invalid tolerance_grad value: {}")
-    _check_non_negative("tolerance_change", tolerance_change, "Invalid tolerance_change value: {}")
+    check_non_negative("tolerance_grad", tolerance_grad, "Invalid tolerance_grad value: {}")
+    check_non_negative("tolerance_change", tolerance_change, "Invalid tolerance_change value: {}")
     _check_count(history_size, "history_size")
     if not any(line_search_fn is choice or line_search_fn == choice for choice in _LINE_SEARCHES):
         raise ValueError(f"only 'strong_wolfe' is supported as line_search_fn (or None), got {line_search_fn!r}")
@@ -154,7 +144,7 @@ class LBFGS(Optimizer):
         history_size: int = 100,
         line_search_fn: Optional[str] = None,
     ) -> None:
-        _check_non_negative("lr", lr, "Invalid learning rate: {}")
+        check_non_negative("lr", lr, "Invalid learning rate: {}")
         if max_eval is None:
             _check_count(max_iter, "max_iter")
             max_eval = max_iter * 5 // 4

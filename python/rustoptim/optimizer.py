@@ -18,6 +18,7 @@ group. Where torch is unsafe rustoptim does better:
 from __future__ import annotations
 
 import copy
+import numbers
 import operator
 import warnings
 from collections import defaultdict
@@ -80,6 +81,8 @@ def check_non_negative(name: str, value: object, message: str) -> None:
             f"{name} must be a real number, not a numpy.ndarray of shape {value.shape}; "
             f"rustoptim has no array hyperparameters (pass float({name}))"
         )
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
     if not 0.0 <= value:
         raise ValueError(message.format(value))
 
