@@ -1,7 +1,7 @@
 """Type stub of ``rustoptim._core``, the Rust extension module.
 
 Every step function validates all its arrays before touching any, so a call
-that raises has changed nothing; the update runs with the GIL released.
+that raises has changed nothing; large updates run with the GIL released.
 Errors: ``rustoptim.errors.ShapeError``, ``DTypeError``, ``ReadOnlyError``,
 ``AliasError`` (a grad sharing memory with a param, overlapping params, shared
 state), ``LayoutError`` (a state array not contiguous in its param's order),
@@ -16,12 +16,12 @@ import numpy as np
 # ---------------------------------------------------------------- first order
 
 def adam_step(
-    params: Sequence[np.ndarray],
-    grads: Sequence[np.ndarray],
-    exp_avgs: Sequence[np.ndarray],
-    exp_avg_sqs: Sequence[np.ndarray],
-    max_exp_avg_sqs: Optional[Sequence[np.ndarray]],
-    steps: Sequence[float],
+    params: List[np.ndarray],
+    grads: List[np.ndarray],
+    exp_avgs: List[np.ndarray],
+    exp_avg_sqs: List[np.ndarray],
+    max_exp_avg_sqs: Optional[List[np.ndarray]],
+    steps: List[float],
     lr: float,
     beta1: float,
     beta2: float,
@@ -33,8 +33,9 @@ def adam_step(
 ) -> None:
     """One Adam/AdamW step over a param group, in place.
 
-    ``params``: writeable arrays, all float32 or all float64, any layout.
-    ``grads``: same shapes and dtype, any layout. State arrays: same shape and
+    Every argument list is a ``list`` with one entry per param.
+    ``params``: writeable float32 or float64 arrays (both may appear in one
+    call), any layout. ``grads``: each with its param's shape and dtype, any layout. State arrays: same shape and
     dtype as their param, contiguous in the param's order (see
     ``rustoptim._arrays.state_zeros``). ``max_exp_avg_sqs`` is given exactly
     when ``amsgrad``. ``steps``: each param's step count after this step's
@@ -42,10 +43,10 @@ def adam_step(
     """
 
 def sgd_step(
-    params: Sequence[np.ndarray],
-    grads: Sequence[np.ndarray],
-    momentum_buffers: Optional[Sequence[np.ndarray]],
-    new_buffers: Sequence[bool],
+    params: List[np.ndarray],
+    grads: List[np.ndarray],
+    momentum_buffers: Optional[List[np.ndarray]],
+    new_buffers: List[bool],
     lr: float,
     momentum: float,
     dampening: float,
@@ -53,7 +54,7 @@ def sgd_step(
     nesterov: bool,
     maximize: bool,
 ) -> None:
-    """One SGD step over a param group, in place.
+    """One SGD step over a param group, in place (arguments as for ``adam_step``).
 
     ``momentum_buffers`` is given exactly when ``momentum != 0``;
     ``new_buffers[i]`` is True where buffer ``i`` was just created: the kernel
