@@ -142,9 +142,9 @@ fn adam_f64_matches_scalar_reference() {
                 reference_adam(&mut theta, &grad, &mut m, &mut v, &mut vmax, step as f64, &config);
             }
             let scale = max_abs(&theta);
-            for i in 0..n {
-                let err = relative_error(got.params[t][i], theta[i], scale);
-                assert!(err < 1e-12, "{config:?}: tensor {t}[{i}] {} vs {}", got.params[t][i], theta[i]);
+            for (i, (&got, &expected)) in got.params[t].iter().zip(&theta).enumerate() {
+                let err = relative_error(got, expected, scale);
+                assert!(err < 1e-12, "{config:?}: tensor {t}[{i}] {got} vs {expected}");
             }
         }
     }
@@ -172,7 +172,7 @@ fn sgd_f64_matches_scalar_reference() {
             for step in 1..=4 {
                 let grad: Vec<f64> = values(n, (100 * step + t) as u64);
                 let momentum_buffer = (config.momentum != 0.0)
-                    .then(|| MomentumBuffer { values: buffer.as_mut_slice(), is_new: step == 1 });
+                    .then_some(MomentumBuffer { values: buffer.as_mut_slice(), is_new: step == 1 });
                 let mut tensors = [SgdTensor { param: &mut theta, grad: &grad, momentum_buffer }];
                 sgd_step(&mut tensors, &config).unwrap();
                 reference_sgd(&mut expected, &grad, &mut expected_buffer, step == 1, &config);
