@@ -221,3 +221,29 @@ def test_core_call_without_tensors_still_checks_list_lengths():
         _core.adam_step([], [grad], [], [], None, [], 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, False)
     with pytest.raises(ValueError, match=r"grads has 1 entries, expected one per param \(0\)"):
         _core.sgd_step([], [grad], None, [], 1e-3, 0.0, 0.0, 0.0, False, False)
+
+
+@pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
+def test_hyperparameter_changed_to_a_non_number_is_named(cls, kwargs):
+    params = make_params()
+    optimizer = cls(params, **kwargs)
+    optimizer.param_groups[0]["lr"] = "0.1"
+    for p, g in zip(params, good_grads(params)):
+        p.grad = g
+    before = snapshot(params, optimizer)
+    with pytest.raises(TypeError, match=r"lr must be a real number, got '0.1'"):
+        optimizer.step()
+    assert_unchanged(params, optimizer, before)
+
+
+@pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
+def test_non_number_hyperparameter_in_a_later_group_changes_nothing(cls, kwargs):
+    params = make_params()
+    optimizer = cls([{"params": params[:1]}, {"params": params[1:]}], **kwargs)
+    optimizer.param_groups[1]["lr"] = None
+    for p, g in zip(params, good_grads(params)):
+        p.grad = g
+    before = snapshot(params, optimizer)
+    with pytest.raises(TypeError, match=r"lr must be a real number, got None"):
+        optimizer.step()
+    assert_unchanged(params, optimizer, before)

@@ -338,7 +338,13 @@ class Optimizer:
         if with_grads is None:
             with_grads = self._split_grads(None)
         for group, params, arrays, group_grads in self._batches(with_grads):
-            self._update(group, params, arrays, group_grads)
+            try:
+                self._update(group, params, arrays, group_grads)
+            except TypeError:
+                # A hyperparameter set to something that is not a number since the
+                # last check: name it (the core's message cannot), else re-raise.
+                self._check_group(group)
+                raise
         return loss
 
     def _split_grads(self, grads: Optional[Sequence[Optional[np.ndarray]]]) -> List[Tuple[List[Parameter], List[Any]]]:
@@ -402,6 +408,7 @@ class Optimizer:
             # Each core call is all-or-nothing; checking the later calls up front
             # keeps a step that fails in a later call from half-applying.
             for batch in batches[1:]:
+                _check_hyperparameter_types(batch[0], self.defaults)
                 _precheck(self.param_groups, *batch)
         return batches
 
@@ -553,6 +560,23 @@ def _occurrence_rounds(params: List[Parameter], grads: List[Any]) -> List[Tuple[
         rounds[k][0].append(p)
         rounds[k][1].append(g)
     return rounds
+
+
+def _check_hyperparameter_types(group: Dict[str, Any], defaults: Dict[str, Any]) -> None:
+    """Raise the ``TypeError`` the core would raise for this group's hyperparameters:
+    a number where the default is a number, a bool where it is a bool. Values are
+    not re-validated (as in torch, a changed ``lr`` is used as it is)."""
+    for key, default in defaults.items():
+        value = group.get(key)
+        if isinstance(default, bool):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{key} must be a bool, got {value!r}")
+        elif isinstance(default, numbers.Real):
+            if isinstance(value, (bool, np.bool_, np.ndarray)) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{key} must be a real number, got {value!r}")
+        elif isinstance(default, tuple):
+            if not all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in value):
+                raise TypeError(f"{key} must hold real numbers, got {value!r}")
 
 
 def _precheck(
