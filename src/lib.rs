@@ -5,8 +5,11 @@
 //!
 //! - [`adam`], [`sgd`]: one fused pass per tensor for Adam/AdamW and SGD,
 //!   run over all tensors of a param group at once.
+//! - [`lbfgs`]: torch's L-BFGS step as a state machine that asks its caller
+//!   for closure evaluations, with a strong-Wolfe line search.
 //! - [`partition`], [`pool`]: how a step is split across threads.
 //! - [`simd`]: run-time choice of AVX2/AVX-512 in a baseline build.
+//! - [`bandwidth`]: the memory-traffic ceiling the benchmarks compare against.
 
 pub mod adam;
 pub mod bandwidth;
