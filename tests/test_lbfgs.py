@@ -743,3 +743,53 @@ def test_torch_shaped_state_dicts_load():
     run(opt, x, 2)
     run(twin, y, 2)
     np.testing.assert_array_equal(x, y)
+
+
+def test_gil_is_released_while_the_core_works():
+    """Outside the closure, a large LBFGS step spends its time in Rust with the
+    GIL released: another Python thread runs meanwhile."""
+    import sys
+    import threading
+    import time
+
+    n = 2_000_000
+    x = np.linspace(-1.0, 1.0, n)
+    scale = np.linspace(0.5, 2.0, n)
+    closure_spans = []
+
+    def closure():
+        start = time.perf_counter()
+        grad = scale * x
+        loss = float(0.5 * (x @ grad))
+        closure_spans.append((start, time.perf_counter()))
+        return loss, [grad]
+
+    ticks = []
+    stop = threading.Event()
+
+    def count():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0)
+
+    optimizer = LBFGS([x], history_size=20, max_iter=15, line_search_fn="strong_wolfe")
+    old_interval = sys.getswitchinterval()
+    # With a long switch interval, Python code keeps the GIL: the counter can only
+    # run while the main thread is blocked or has released the GIL.
+    sys.setswitchinterval(5.0)
+    counter = threading.Thread(target=count)
+    try:
+        counter.start()
+        time.sleep(0.01)
+        begin = time.perf_counter()
+        optimizer.step(closure)
+        end = time.perf_counter()
+    finally:
+        stop.set()
+        sys.setswitchinterval(old_interval)
+        counter.join()
+    outside_closure = [
+        t for t in ticks
+        if begin < t < end and not any(a <= t <= b for a, b in closure_spans)
+    ]
+    assert len(outside_closure) > 10, f"{len(outside_closure)} ticks outside the closure in {end - begin:.3f} s"
