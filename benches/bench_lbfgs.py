@@ -30,7 +30,7 @@ traffic the two-loop recursion cannot avoid: reading the 2·history vectors of
 the history twice, at the read bandwidth NumPy reaches on arrays of the same
 total size (single-threaded dot product).
 
-Usage: ``python benches/bench_lbfgs.py [--quick] [--rounds N]``.
+Usage: ``python benches/bench_lbfgs.py [--quick] [--rounds N] [--n N ...] [--history H ...]``.
 """
 
 from __future__ import annotations
@@ -205,6 +205,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--n", type=int, nargs="+", default=[2, 100, 10_000], help="sizes to run")
+    parser.add_argument("--history", type=int, nargs="+", default=[10, 100], help="history sizes to run")
     args = parser.parse_args()
     rounds = args.rounds or (5 if args.quick else 11)
 
@@ -225,8 +227,8 @@ def main():
     header += ["vs torch", "vs scipy", "traffic floor", "rustoptim / floor"]
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join(["---:"] * len(header)) + "|")
-    for n in (2, 100, 10_000):
-        for history in (10, 100):
+    for n in args.n:
+        for history in args.history:
             steps = 2 if n == 10_000 else 10
             runners = [c(n, history) for c in contenders]
             samples = {r.name: [] for r in runners}

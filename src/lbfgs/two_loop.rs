@@ -24,7 +24,7 @@
 
 use super::history::History;
 use super::team::{self, Barrier};
-use super::vector_ops::{MAX_PARTS, Parts, dot, part_axpy, part_axpy_dot, part_neg_dot, part_scale_dot};
+use super::vector_ops::{MAX_PARTS, Parts, dot, part_axpy_dot, part_axpy_scale_dot, part_neg_dot};
 use crate::element::Element;
 use crate::partition::SharedMut;
 use crate::simd::dispatch;
@@ -87,8 +87,9 @@ enum Update<'a, F> {
     Negate { z: &'a [F] },
     /// `d ← d + α·x`, then `z·d`.
     Axpy { alpha: F, x: &'a [F], z: &'a [F] },
-    /// `d ← d·α`, then `z·d`.
-    Scale { alpha: F, z: &'a [F] },
+    /// `d ← (d + α·x)·scale`, then `z·d`: the first loop's last update and
+    /// `r = q·h` in one pass over `d` (the same two roundings per element).
+    AxpyScale { alpha: F, x: &'a [F], scale: F, z: &'a [F] },
 }
 
 /// What the members share: `d`, `α`, and (in a team) the per-part results and
@@ -118,7 +119,7 @@ impl<F: Element> Member<'_, F> {
         match update {
             Update::Negate { z } => part_neg_dot(d, &self.g[r.clone()], &z[r]),
             Update::Axpy { alpha, x, z } => part_axpy_dot(alpha, &x[r.clone()], d, &z[r]),
-            Update::Scale { alpha, z } => part_scale_dot(d, alpha, &z[r]),
+            Update::AxpyScale { alpha, x, scale, z } => part_axpy_scale_dot(alpha, &x[r.clone()], d, scale, &z[r]),
         }
     }
 
@@ -148,19 +149,12 @@ impl<F: Element> Member<'_, F> {
         total
     }
 
-    /// `d ← d + α·x` on this member's parts (the last update of the first loop).
-    #[inline(always)]
-    fn axpy(&self, alpha: F, x: &[F], shared: &Shared<'_, '_, F>) {
-        let r = self.parts.span(self.mine.clone());
-        // SAFETY: this member's own parts.
-        part_axpy(alpha, &x[r.clone()], unsafe { shared.d.piece(r) });
-    }
-
     /// The whole recursion, as seen by one member; returns `gᵀd`.
     #[inline(always)]
     fn run(&mut self, history: &History<F>, h_diag: F, shared: &Shared<'_, '_, F>) -> F {
         let k = history.len();
         let mut s_dot_q = self.step(Update::Negate { z: history.step(k - 1) }, shared);
+        let mut y_dot_r = F::ZERO;
         for i in (0..k).rev() {
             let a = s_dot_q * history.rho(i);
             if self.index == 0 {
@@ -172,10 +166,10 @@ impl<F: Element> Member<'_, F> {
                 let update = Update::Axpy { alpha: -a, x: history.dir(i), z: history.step(i - 1) };
                 s_dot_q = self.step(update, shared);
             } else {
-                self.axpy(-a, history.dir(0), shared);
+                let update = Update::AxpyScale { alpha: -a, x: history.dir(0), scale: h_diag, z: history.dir(0) };
+                y_dot_r = self.step(update, shared);
             }
         }
-        let mut y_dot_r = self.step(Update::Scale { alpha: h_diag, z: history.dir(0) }, shared);
         for i in 0..k {
             let beta = y_dot_r * history.rho(i);
             // SAFETY: written by member 0 before a barrier this member has passed.

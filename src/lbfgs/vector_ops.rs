@@ -28,7 +28,7 @@
 use crate::element::{Element, nan_max};
 use crate::partition::SharedMut;
 use crate::pool;
-use crate::simd::dispatch;
+use crate::simd::{SimdLevel, active_level, dispatch};
 use rayon::prelude::*;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -172,6 +172,18 @@ fn sum_lanes<F: Element>(mut acc: [F; LANES]) -> F {
 
 #[inline(always)]
 fn dot_chunk<F: Element>(a: &[F], b: &[F]) -> F {
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<F>() == std::any::TypeId::of::<f64>() && active_level() >= SimdLevel::Avx2 {
+        // SAFETY: `F` is `f64`, so the casts only rename the type; the level is
+        // one the CPU was detected to support.
+        let r = unsafe {
+            wide::dot_chunk_f64(
+                std::slice::from_raw_parts(a.as_ptr().cast::<f64>(), a.len()),
+                std::slice::from_raw_parts(b.as_ptr().cast::<f64>(), a.len().min(b.len())),
+            )
+        };
+        return F::from_f64(r);
+    }
     let mut acc = [F::ZERO; LANES];
     let (a_body, a_tail) = a.split_at(a.len() / LANES * LANES);
     let (b_body, b_tail) = b.split_at(a_body.len());
@@ -184,6 +196,135 @@ fn dot_chunk<F: Element>(a: &[F], b: &[F]) -> F {
         acc[j] = acc[j] + x * y;
     }
     sum_lanes(acc)
+}
+
+/// The `f64` chunk kernels written with AVX2/FMA intrinsics, used at the AVX2
+/// and AVX-512 levels. LLVM vectorizes the portable forms' 16 accumulators in
+/// 128-bit registers only; here they are four 256-bit registers (lanes 0–3,
+/// 4–7, 8–11, 12–15), with the same products, the same additions per lane in
+/// the same order, and the same pairwise lane sum. A chunk's tail (fewer than
+/// 16 elements, only in a vector's last chunk) runs the portable code on the
+/// stored lanes.
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    use super::LANES;
+    use crate::element::nan_max;
+    use std::arch::x86_64::*;
+
+    const _: () = assert!(LANES == 16, "the wide kernels keep 16 f64 lanes in four registers");
+
+    /// The four lane registers stored in lane order.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn lanes(acc: [__m256d; 4]) -> [f64; LANES] {
+        let mut out = [0.0; LANES];
+        for (k, v) in acc.into_iter().enumerate() {
+            // SAFETY: `out` holds 16 elements, `4k + 4 <= 16`.
+            unsafe { _mm256_storeu_pd(out.as_mut_ptr().add(4 * k), v) };
+        }
+        out
+    }
+
+    /// `dot_chunk`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) unsafe fn dot_chunk_f64(a: &[f64], b: &[f64]) -> f64 {
+        let n = a.len().min(b.len());
+        let body = n / LANES * LANES;
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        // SAFETY (all loads): `i + 16 <= body <= n`.
+        let acc = unsafe {
+            let mut acc = [_mm256_setzero_pd(); 4];
+            let mut i = 0;
+            while i < body {
+                for (k, lane) in acc.iter_mut().enumerate() {
+                    let product = _mm256_mul_pd(_mm256_loadu_pd(pa.add(i + 4 * k)), _mm256_loadu_pd(pb.add(i + 4 * k)));
+                    *lane = _mm256_add_pd(*lane, product);
+                }
+                i += LANES;
+            }
+            lanes(acc)
+        };
+        let mut acc = acc;
+        for (j, (&x, &y)) in a[body..n].iter().zip(&b[body..n]).enumerate() {
+            acc[j] += x * y;
+        }
+        super::sum_lanes(acc)
+    }
+
+    /// `y ← y + α·x` (one FMA per element), then `z·y`, in one pass over the
+    /// chunk: each element gets the FMA, then the product and the addition into
+    /// its lane of `dot_chunk_f64`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) unsafe fn axpy_dot_chunk_f64(alpha: f64, x: &[f64], y: &mut [f64], z: &[f64]) -> f64 {
+        let n = y.len();
+        assert!(x.len() == n && z.len() == n, "axpy_dot chunks of different lengths");
+        let body = n / LANES * LANES;
+        let (px, py, pz) = (x.as_ptr(), y.as_mut_ptr(), z.as_ptr());
+        // SAFETY (all accesses): `i + 16 <= body <= n`.
+        let acc = unsafe {
+            let a = _mm256_set1_pd(alpha);
+            let mut acc = [_mm256_setzero_pd(); 4];
+            let mut i = 0;
+            while i < body {
+                for (k, lane) in acc.iter_mut().enumerate() {
+                    let at = i + 4 * k;
+                    let updated = _mm256_fmadd_pd(a, _mm256_loadu_pd(px.add(at)), _mm256_loadu_pd(py.add(at)));
+                    _mm256_storeu_pd(py.add(at), updated);
+                    *lane = _mm256_add_pd(*lane, _mm256_mul_pd(_mm256_loadu_pd(pz.add(at)), updated));
+                }
+                i += LANES;
+            }
+            lanes(acc)
+        };
+        let mut acc = acc;
+        for (j, ((yi, &xi), &zi)) in y[body..].iter_mut().zip(&x[body..]).zip(&z[body..]).enumerate() {
+            *yi = alpha.mul_add(xi, *yi);
+            acc[j] += zi * *yi;
+        }
+        super::sum_lanes(acc)
+    }
+
+    /// `max_abs_chunk`: the same lanes, each keeping its largest `|a_i|` (or
+    /// `|a_i·scale|`) or its first NaN. `_mm256_max_pd(v, acc)` is
+    /// `v > acc ? v : acc` exactly, which keeps a NaN `acc`; the blend then
+    /// takes a NaN `v`, as the portable form does.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) unsafe fn max_abs_chunk_f64<const SCALED: bool>(a: &[f64], scale: f64) -> f64 {
+        let n = a.len();
+        let body = n / LANES * LANES;
+        let pa = a.as_ptr();
+        // SAFETY (all loads): `i + 16 <= body <= n`.
+        let acc = unsafe {
+            let s = _mm256_set1_pd(scale);
+            let sign = _mm256_set1_pd(-0.0);
+            let mut acc = [_mm256_setzero_pd(); 4];
+            let mut i = 0;
+            while i < body {
+                for (k, lane) in acc.iter_mut().enumerate() {
+                    let x = _mm256_loadu_pd(pa.add(i + 4 * k));
+                    // |v|: the sign bit cleared, as `f64::abs` does.
+                    let v = _mm256_andnot_pd(sign, if SCALED { _mm256_mul_pd(x, s) } else { x });
+                    let larger = _mm256_max_pd(v, *lane);
+                    *lane = _mm256_blendv_pd(larger, v, _mm256_cmp_pd::<_CMP_UNORD_Q>(v, v));
+                }
+                i += LANES;
+            }
+            lanes(acc)
+        };
+        let mut acc = acc;
+        for (j, &x) in a[body..].iter().enumerate() {
+            let v = if SCALED { (x * scale).abs() } else { x.abs() };
+            acc[j] = if v > acc[j] || v.is_nan() { v } else { acc[j] };
+        }
+        let mut max = 0.0;
+        for v in acc {
+            max = nan_max(max, v);
+        }
+        max
+    }
 }
 
 #[inline(always)]
@@ -205,6 +346,18 @@ fn sum_abs_chunk<F: Element>(a: &[F]) -> F {
 /// (like torch's `abs().max()`).
 #[inline(always)]
 fn max_abs_chunk<F: Element, const SCALED: bool>(a: &[F], scale: F) -> F {
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<F>() == std::any::TypeId::of::<f64>() && active_level() >= SimdLevel::Avx2 {
+        // SAFETY: `F` is `f64` (the cast only renames the type); the CPU
+        // supports the level.
+        let r = unsafe {
+            wide::max_abs_chunk_f64::<SCALED>(
+                std::slice::from_raw_parts(a.as_ptr().cast::<f64>(), a.len()),
+                scale.to_f64(),
+            )
+        };
+        return F::from_f64(r);
+    }
     let mut acc = [F::ZERO; LANES];
     let (body, tail) = a.split_at(a.len() / LANES * LANES);
     for xa in body.chunks_exact(LANES) {
@@ -279,6 +432,24 @@ pub(crate) fn part_neg_dot<F: Element>(q: &mut [F], g: &[F], z: &[F]) -> F {
 #[inline(always)]
 pub(crate) fn part_axpy_dot<F: Element>(alpha: F, x: &[F], y: &mut [F], z: &[F]) -> F {
     let mut acc = F::ZERO;
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<F>() == std::any::TypeId::of::<f64>() && active_level() >= SimdLevel::Avx2 {
+        let alpha = alpha.to_f64();
+        for ((cx, cy), cz) in x.chunks(CHUNK).zip(y.chunks_mut(CHUNK)).zip(z.chunks(CHUNK)) {
+            // SAFETY: `F` is `f64` (the casts only rename the type), and the
+            // CPU supports the level.
+            let r = unsafe {
+                wide::axpy_dot_chunk_f64(
+                    alpha,
+                    std::slice::from_raw_parts(cx.as_ptr().cast::<f64>(), cx.len()),
+                    std::slice::from_raw_parts_mut(cy.as_mut_ptr().cast::<f64>(), cy.len()),
+                    std::slice::from_raw_parts(cz.as_ptr().cast::<f64>(), cz.len()),
+                )
+            };
+            acc = acc + F::from_f64(r);
+        }
+        return acc;
+    }
     for ((cx, cy), cz) in x.chunks(CHUNK).zip(y.chunks_mut(CHUNK)).zip(z.chunks(CHUNK)) {
         axpy_piece(alpha, cx, cy);
         acc = acc + dot_chunk(cz, cy);
@@ -299,10 +470,17 @@ pub(crate) fn part_scale_dot<F: Element>(x: &mut [F], alpha: F, z: &[F]) -> F {
     acc
 }
 
-/// `y ← y + α·x`.
+/// `y ← (y + α·x)·scale` (an FMA, then a product), then `z·y`.
 #[inline(always)]
-pub(crate) fn part_axpy<F: Element>(alpha: F, x: &[F], y: &mut [F]) {
-    axpy_piece(alpha, x, y);
+pub(crate) fn part_axpy_scale_dot<F: Element>(alpha: F, x: &[F], y: &mut [F], scale: F, z: &[F]) -> F {
+    let mut acc = F::ZERO;
+    for ((cx, cy), cz) in x.chunks(CHUNK).zip(y.chunks_mut(CHUNK)).zip(z.chunks(CHUNK)) {
+        for (yi, &xi) in cy.iter_mut().zip(cx) {
+            *yi = alpha.mul_add(xi, *yi) * scale;
+        }
+        acc = acc + dot_chunk(cz, cy);
+    }
+    acc
 }
 
 /// `y ← g − g_prev`, `s ← d·t`, then `(y·s, y·y)`.
@@ -536,7 +714,7 @@ pub fn curvature_pair<F: Element>(y: &mut [F], s: &mut [F], g: &[F], g_prev: &[F
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simd::{available_levels, set_forced_level};
+    use crate::simd::{SimdLevel, available_levels, set_forced_level};
 
     /// A deterministic pseudo-random vector with magnitudes over many decades.
     pub(crate) fn wild<F: Element>(n: usize, seed: u64) -> Vec<F> {
@@ -681,6 +859,61 @@ mod tests {
         for i in 0..100 {
             assert_eq!(out[i].to_bits(), 0.1f32.mul_add(x[i], y[i]).to_bits());
             assert_eq!(y2[i].to_bits(), out[i].to_bits());
+        }
+    }
+
+    /// The levels agree bitwise on every tail length, on signed zeros (a sum
+    /// that stays −0 must not become +0) and on NaN (for a maximum, the first
+    /// one a lane sees).
+    #[test]
+    fn levels_agree_on_tails_and_special_values() {
+        for n in [1, 7, 8, 9, 15, 16, 17, 31, 511, 512, 513, 1037] {
+            let mut a = wild::<f64>(n, 20);
+            let mut b = wild::<f64>(n, 21);
+            let zeros_a = vec![-0.0f64; n];
+            let zeros_b = vec![0.0f64; n];
+            a[n / 2] = -0.0;
+            b[n - 1] = -b[n - 1];
+            let mut with_nan = a.clone();
+            with_nan[n - 1] = f64::from_bits(0x7ff8_0000_0000_0042);
+            // A sum of two NaNs may keep either payload, at any level.
+            let one_nan = with_nan.clone();
+            if n > 3 {
+                with_nan[1] = f64::from_bits(0xfff8_0000_0000_0017);
+            }
+            let run = || {
+                let mut y = b.clone();
+                let mut q = vec![0.0; n];
+                let mut r = a.clone();
+                (
+                    dot(&a, &b).to_bits(),
+                    dot(&zeros_a, &zeros_b).to_bits(),
+                    dot(&one_nan, &b).to_bits(),
+                    axpy_dot(-0.7, &a, &mut y, &b).to_bits(),
+                    y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    neg_dot(&mut q, &a, &b).to_bits(),
+                    part_axpy_scale_dot(0.3, &b, &mut r, 1.9, &a).to_bits(),
+                    r.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    max_abs(&a).to_bits(),
+                    max_abs(&with_nan).to_bits(),
+                    max_abs_scaled(&with_nan, -3.0).to_bits(),
+                    max_abs_scaled(&a, 1e300).to_bits(),
+                )
+            };
+            set_forced_level(Some(SimdLevel::Baseline)).unwrap();
+            let expected = run();
+            for level in available_levels() {
+                set_forced_level(Some(level)).unwrap();
+                assert_eq!(run(), expected, "n = {n}, level {level:?}");
+            }
+            set_forced_level(None).unwrap();
+            let mut r = a.clone();
+            let fused = part_axpy_scale_dot(0.3, &b, &mut r, 1.9, &a);
+            let mut r2 = a.clone();
+            axpy(0.3, &b, &mut r2);
+            scale(&mut r2, 1.9);
+            assert_eq!(r, r2);
+            assert_eq!(fused.to_bits(), dot(&a, &r2).to_bits());
         }
     }
 
