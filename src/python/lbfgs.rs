@@ -27,8 +27,15 @@ enum Core {
     F64(Lbfgs<f64>),
 }
 
-/// Runs `$body` with `$opt` bound to the typed core and `$t` to its element type.
+/// Runs `$body` with `$opt` bound to the typed core (and `$t` to its element
+/// type); the `ref` form borrows the core immutably.
 macro_rules! with_core {
+    (ref $self:expr, $opt:ident => $body:expr) => {
+        match &$self.core {
+            Core::F32($opt) => $body,
+            Core::F64($opt) => $body,
+        }
+    };
     ($self:expr, $opt:ident, $t:ident => $body:expr) => {
         match &mut $self.core {
             Core::F32($opt) => {
@@ -237,10 +244,7 @@ fn parse_config(
 
 impl LbfgsCore {
     fn work(&self) -> usize {
-        match &self.core {
-            Core::F32(opt) => opt.dim() * (opt.history_capacity() + 4),
-            Core::F64(opt) => opt.dim() * (opt.history_capacity() + 4),
-        }
+        with_core!(ref self, opt => opt.dim() * (opt.history_capacity() + 4))
     }
 }
 
@@ -302,35 +306,23 @@ impl LbfgsCore {
 
     #[getter]
     fn dim(&self) -> usize {
-        match &self.core {
-            Core::F32(opt) => opt.dim(),
-            Core::F64(opt) => opt.dim(),
-        }
+        with_core!(ref self, opt => opt.dim())
     }
 
     #[getter]
     fn func_evals(&self) -> u64 {
-        match &self.core {
-            Core::F32(opt) => opt.func_evals(),
-            Core::F64(opt) => opt.func_evals(),
-        }
+        with_core!(ref self, opt => opt.func_evals())
     }
 
     #[getter]
     fn n_iter(&self) -> u64 {
-        match &self.core {
-            Core::F32(opt) => opt.n_iter(),
-            Core::F64(opt) => opt.n_iter(),
-        }
+        with_core!(ref self, opt => opt.n_iter())
     }
 
     /// Whether a step is in progress (between `begin` and the call that ends it).
     #[getter]
     fn in_step(&self) -> bool {
-        match &self.core {
-            Core::F32(opt) => opt.in_step(),
-            Core::F64(opt) => opt.in_step(),
-        }
+        with_core!(ref self, opt => opt.in_step())
     }
 
     /// Starts a step at the current values of `params`; the caller evaluates
@@ -429,10 +421,7 @@ impl LbfgsCore {
     /// `prev_flat_grad`, `prev_loss` and (after the first quasi-Newton
     /// iteration) `al`, a list of `history_size` entries (None where unset).
     fn export_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        match &self.core {
-            Core::F32(opt) => export(py, opt),
-            Core::F64(opt) => export(py, opt),
-        }
+        with_core!(ref self, opt => export(py, opt))
     }
 
     /// Replaces the state with `state` (the layout of `export_state`; `d`,
