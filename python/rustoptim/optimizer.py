@@ -326,9 +326,10 @@ class Optimizer:
         Params whose gradient is ``None`` are skipped (no state, no decay, no step
         count); a zero gradient is processed. A step that raises (wrong grad
         shape or dtype, read-only param, a grad sharing memory with a param, ...)
-        changes no param and no state. The check that backs this for steps
-        spanning several groups or dtypes covers grads and params; memory shared
-        between params of *different* groups is not detected.
+        changes no param and no state. For steps spanning several groups, the
+        later groups' grads, params and hyperparameter types are checked before
+        the first group is updated; memory shared between params of *different*
+        groups is not detected.
         """
         # The length of ``grads`` is checked before the closure runs.
         with_grads = None if grads is None else self._split_grads(grads)
