@@ -21,6 +21,7 @@ from .errors import (
     AliasError,
     DTypeError,
     FileFormatError,
+    InternalError,
     LayoutError,
     ReadOnlyError,
     RustoptimError,
@@ -63,6 +64,7 @@ __all__ = [
     "LayoutError",
     "StateDictError",
     "FileFormatError",
+    "InternalError",
 ]
 
 __version__ = "0.1.0"

@@ -17,6 +17,7 @@ __all__ = [
     "LayoutError",
     "StateDictError",
     "FileFormatError",
+    "InternalError",
 ]
 
 
@@ -50,3 +51,11 @@ class StateDictError(RustoptimError, ValueError):
 
 class FileFormatError(StateDictError):
     """A file is not a rustoptim state file, or it is truncated or corrupted."""
+
+
+class InternalError(RustoptimError, RuntimeError):
+    """A bug in rustoptim itself (a Rust panic caught at the boundary); please report it.
+
+    Inputs are validated before anything is written, so this never leaves a
+    half-applied step behind from bad input.
+    """

@@ -5,9 +5,11 @@
 //! `ValueError` or `TypeError`.
 
 use crate::error::OptimError;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyMemoryError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
+use std::collections::TryReserveError;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// A rejected input, named after the `rustoptim.errors` class it raises.
 #[derive(Debug)]
@@ -69,4 +71,35 @@ impl From<OptimError> for InputError {
 /// Converts a core error to a Python exception (all core errors are `ValueError`s).
 pub fn optim_error(py: Python<'_>, error: OptimError) -> PyErr {
     InputError::from(error).into_pyerr(py)
+}
+
+/// Runs the body of a Python entry point and turns a Rust panic inside it into
+/// `rustoptim.errors.InternalError`, so no `PanicException` (a `BaseException`
+/// that `except Exception` misses) ever reaches the caller. Every
+/// `#[pyfunction]`/`#[pymethods]` entry point that can reach core code runs
+/// through this. A panic is a bug in rustoptim; the message says so.
+pub fn catch_panics<T>(py: Python<'_>, body: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    // AssertUnwindSafe: on a panic the entry point returns an error and drops
+    // everything the body borrowed; nothing half-updated is observed afterwards
+    // except the caller's arrays, which every entry point validates before its
+    // first write so that a panic can only come from a bug, not from input.
+    let payload = match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(result) => return result,
+        Err(payload) => payload,
+    };
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    let message = format!("internal error in rustoptim (please report it): {what}");
+    Err(match error_class(py, "InternalError") {
+        Ok(class) => PyErr::from_type(class, message),
+        Err(import_error) => import_error,
+    })
+}
+
+/// A `MemoryError` that says what could not be allocated and how large it was.
+pub fn allocation_error(what: &str, bytes: usize, _cause: TryReserveError) -> PyErr {
+    PyMemoryError::new_err(format!("cannot allocate {bytes} bytes for {what}"))
 }
