@@ -15,14 +15,16 @@ Bookkeeping (param groups, state, state dicts) follows ``torch.optim``; the
 arithmetic runs in ``rustoptim._core``.
 """
 
-from . import errors
+from . import errors, swa_utils
 from .adam import Adam, AdamW
+from .clip_grad import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
 from .errors import (
     AliasError,
     DTypeError,
     FileFormatError,
     InternalError,
     LayoutError,
+    NonFiniteNormError,
     ReadOnlyError,
     RustoptimError,
     ShapeError,
@@ -48,6 +50,11 @@ __all__ = [
     "AdamW",
     "SGD",
     "LBFGS",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "get_total_norm",
+    "clip_grads_with_norm_",
+    "swa_utils",
     "save",
     "load",
     "set_num_threads",
@@ -64,6 +71,7 @@ __all__ = [
     "LayoutError",
     "StateDictError",
     "FileFormatError",
+    "NonFiniteNormError",
     "InternalError",
 ]
 

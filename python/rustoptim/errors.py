@@ -17,6 +17,7 @@ __all__ = [
     "LayoutError",
     "StateDictError",
     "FileFormatError",
+    "NonFiniteNormError",
     "InternalError",
 ]
 
@@ -51,6 +52,11 @@ class StateDictError(RustoptimError, ValueError):
 
 class FileFormatError(StateDictError):
     """A file is not a rustoptim state file, or it is truncated or corrupted."""
+
+
+class NonFiniteNormError(RustoptimError, ValueError, RuntimeError):
+    """The total norm of the gradients is nan or inf and ``error_if_nonfinite=True``
+    was passed to a clipping function. Also a ``RuntimeError``, the class torch raises."""
 
 
 class InternalError(RustoptimError, RuntimeError):

@@ -3,9 +3,12 @@
 
 mod alias;
 mod arrays;
+mod average;
 mod bandwidth;
+mod clip;
 mod errors;
 mod first_order;
+mod float_arrays;
 mod gil;
 mod lbfgs;
 mod runtime;
@@ -18,5 +21,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     lbfgs::register(m)?;
     bandwidth::register(m)?;
     runtime::register(m)?;
+    clip::register(m)?;
+    average::register(m)?;
     Ok(())
 }
