@@ -147,10 +147,17 @@ pub fn tensor_norms<F: NormElement>(tensors: &[&[F]], order: NormOrder) -> Resul
     let units = work_units(tensors, order);
     let partials_of = |unit: &Unit| {
         let values = &tensors[unit.tensor][unit.elements.clone()];
-        dispatch(
-            #[inline(always)]
-            || unit_partials(values, unit.chunks, order),
-        )
+        if unit.chunks > 1 {
+            // Interleaved sequential sums are scalar code either way; compiled
+            // for AVX-512, LLVM turns their lockstep loads into gathers, which
+            // are several times slower than the baseline's independent chains.
+            unit_partials(values, unit.chunks, order)
+        } else {
+            dispatch(
+                #[inline(always)]
+                || unit_partials(values, unit.chunks, order),
+            )
+        }
     };
     let elements: usize = tensors.iter().map(|t| t.len()).sum();
     let per_unit: Vec<([F; INTERLEAVED_CHUNKS], usize)> =

@@ -62,6 +62,45 @@ def sgd_step(
     the momentum update.
     """
 
+# ---------------------------------------------------------- gradient clipping
+# Gradients: a list of float32/float64 arrays (both may appear), any layout, or
+# None (skipped; errors name the list index). Writing functions need writeable
+# grads that share no memory; everything is validated before anything is written.
+
+def total_norm(grads: List[Optional[np.ndarray]], norm_type: float) -> float:
+    """torch's total norm: the ``norm_type``-norm of the per-grad norms, float64
+    if any grad is, else float32 (returned as a float; 0.0 for no grads).
+    ``ValueError`` for a NaN ``norm_type``; ``ShapeError`` for an empty grad
+    under inf, -inf or a negative order. Nothing is written."""
+
+def clip_grad_norm(
+    grads: List[Optional[np.ndarray]], max_norm: float, norm_type: float, error_if_nonfinite: bool
+) -> float:
+    """``total_norm``, then every grad ``*= min(max_norm / (total + 1e-6), 1)``
+    (torch's rounding), in place; returns the total. With ``error_if_nonfinite``
+    a non-finite total leaves the grads untouched (the caller raises)."""
+
+def clip_grads_with_norm(grads: List[Optional[np.ndarray]], max_norm: float, total_norm: float) -> None:
+    """Every grad ``*= min(max_norm / (total_norm + 1e-6), 1)``, the coefficient
+    computed in float64 if any grad is float64, else in float32."""
+
+def clip_grad_value(grads: List[Optional[np.ndarray]], clip_value: float) -> None:
+    """Every element clamped into ``[-clip_value, clip_value]`` in place (NaN stays NaN)."""
+
+# ---------------------------------------------------------- weight averaging
+
+def update_averages(
+    averages: List[np.ndarray],
+    currents: List[np.ndarray],
+    rule: str,
+    weight: float = 0.0,
+    n_averaged: int = 0,
+) -> None:
+    """``averages[i]`` updated in place from ``currents[i]`` (same shape and
+    dtype, any layout; averages writeable, sharing no memory with anything):
+    ``"copy"``; ``"lerp"``: torch's ``lerp(a, x, weight)``; ``"weighted_sum"``:
+    ``weight·a + (1 − weight)·x``; ``"running_mean"``: ``a + (x − a) / (n_averaged + 1)``."""
+
 # ----------------------------------------------------------------- benchmarks
 
 def stream_update(reads: Sequence[np.ndarray], updates: Sequence[Sequence[np.ndarray]]) -> None:
