@@ -13,8 +13,10 @@
 //! (The exception is torch's type promotion: a 0-d gradient times the 0-d
 //! coefficient tensor computes in the wider dtype, then rounds back in place.)
 //!
-//! The coefficient is applied even when it is 1, as in torch (a total of inf
-//! turns finite gradients into zeros and infinite ones into NaN; NaN gives NaN).
+//! A total of inf turns finite gradients into zeros and infinite ones into
+//! NaN; NaN gives NaN. torch multiplies even by a coefficient of exactly 1 (to
+//! spare a GPU a synchronization); here that pass is skipped, as it changes no
+//! value, so a step that needs no clipping reads its gradients only once.
 //!
 //! torch's `clip_grad_value_`: `g = min(max(g, −c), c)`, NaN-propagating in
 //! the bound and leaving NaN elements NaN.
@@ -48,6 +50,9 @@ pub fn scale_by_coefficient(
     f64_grads: &mut [&mut [f64]],
     coefficient: TotalNorm,
 ) {
+    if coefficient.value() == 1.0 {
+        return;
+    }
     match coefficient {
         TotalNorm::F32(c) => {
             scale_in_place(f32_grads, c);
@@ -130,6 +135,13 @@ mod tests {
         assert_eq!(clip_coefficient(1.0, f64::INFINITY), 0.0);
         assert!(clip_coefficient(1.0, f64::NAN).is_nan());
         assert_eq!(clip_coefficient_for(2.0, TotalNorm::F64(4.0)), TotalNorm::F64((1.0 / (4.0 + 1e-6)) * 2.0));
+    }
+
+    #[test]
+    fn a_coefficient_of_one_changes_nothing() {
+        let mut grad = [1.5f32, -0.0, f32::INFINITY];
+        scale_by_coefficient(&mut [&mut grad[..]], &[false], &mut [], TotalNorm::F32(1.0));
+        assert_eq!(grad.map(f32::to_bits), [1.5f32, -0.0, f32::INFINITY].map(f32::to_bits));
     }
 
     #[test]

@@ -52,11 +52,12 @@ def clip_grad_norm_(
     ``total = ‖(‖g_1‖_p, …, ‖g_k‖_p)‖_p`` with ``p = norm_type`` (a float,
     ``inf`` or the string ``"inf"``); then every gradient ``g ← g · coef`` with
     ``coef = min(max_norm / (total + 1e-6), 1)``, computed in the total's dtype
-    and rounded as torch rounds it. The coefficient is applied even when it is
-    1, as in torch: a total of inf makes finite gradients 0 (and infinite ones
-    NaN), a NaN total makes every gradient NaN, unless ``error_if_nonfinite``
-    raises ``NonFiniteNormError`` (a ``RuntimeError``, as in torch) first, with
-    no gradient changed. ``foreach`` is accepted for torch compatibility; every
+    and rounded as torch rounds it (a coefficient of exactly 1 leaves the
+    gradients as they are without a pass over them). As in torch, a total of
+    inf makes finite gradients 0 (and infinite ones NaN) and a NaN total makes
+    every gradient NaN, unless ``error_if_nonfinite`` raises
+    ``NonFiniteNormError`` (a ``RuntimeError``, as in torch) first, with no
+    gradient changed. ``foreach`` is accepted for torch compatibility; every
     setting runs the same Rust pass.
 
     Returns the total norm as a Python float (0.0 when there is no gradient).
