@@ -18,8 +18,8 @@
 //! of operations fixed in the code (explicit lanes, not whatever the
 //! vectorizer picks), and a tensor's partials are combined in chunk order. How
 //! the chunks are spread over threads, and which SIMD level runs them, cannot
-//! change a bit of the result. (Sequential sums of 8 neighbouring chunks are
-//! computed side by side for speed; each chunk's own order is unchanged.)
+//! change a bit of the result. (Up to 8 neighbouring chunks are reduced side
+//! by side for speed; each chunk's own order of operations is unchanged.)
 //!
 //! **torch's rounding.** Within a chunk the operations are torch's own (CPU,
 //! measured on torch 2.15), so a tensor of at most [`CHUNK_ELEMENTS`] elements
@@ -144,23 +144,20 @@ pub fn tensor_norms<F: NormElement>(tensors: &[&[F]], order: NormOrder) -> Resul
             return Err(empty_tensor_error(index, order));
         }
     }
-    let units = work_units(tensors, order);
+    let units = work_units(tensors);
     let partials_of = |unit: &Unit| {
         let values = &tensors[unit.tensor][unit.elements.clone()];
-        if unit.chunks > 1 {
-            // Interleaved sequential sums are scalar code either way; compiled
-            // for AVX-512, LLVM turns their lockstep loads into gathers, which
-            // are several times slower than the baseline's independent chains.
-            unit_partials(values, unit.chunks, order)
-        } else {
+        if runs_vectorized(unit.chunks, order) {
             dispatch(
                 #[inline(always)]
                 || unit_partials(values, unit.chunks, order),
             )
+        } else {
+            unit_partials(values, unit.chunks, order)
         }
     };
     let elements: usize = tensors.iter().map(|t| t.len()).sum();
-    let per_unit: Vec<([F; INTERLEAVED_CHUNKS], usize)> =
+    let per_unit: Vec<([F; LOCKSTEP_CHUNKS], usize)> =
         if elements < 2 * MIN_ELEMENTS_PER_TASK || pool::num_threads() == 1 {
             units.iter().map(partials_of).collect()
         } else {
@@ -238,11 +235,11 @@ fn empty_tensor_error(index: usize, order: NormOrder) -> OptimError {
     ))
 }
 
-/// Sequential sums (p = 1, other p) of this many consecutive chunks of a tensor
-/// are computed side by side, one accumulator per chunk: the same operations
-/// in the same order as chunk by chunk, but with independent additions in
-/// flight instead of one chain of dependent ones.
-const INTERLEAVED_CHUNKS: usize = 8;
+/// Up to this many neighbouring whole chunks of a tensor are reduced side by
+/// side, each with its own accumulators: the same operations in the same order
+/// as chunk by chunk, but with several independent chains of additions in
+/// flight instead of one (a single chain is bound by the addition's latency).
+const LOCKSTEP_CHUNKS: usize = 8;
 
 /// One task of the parallel pass: `chunks` whole chunks (or a tensor's last,
 /// partial chunk) of tensor `tensor`, covering `elements`.
@@ -252,19 +249,20 @@ struct Unit {
     chunks: usize,
 }
 
-/// Every chunk of every tensor, in order, grouped into tasks.
-fn work_units<F>(tensors: &[&[F]], order: NormOrder) -> Vec<Unit> {
-    let interleave = matches!(order, NormOrder::One | NormOrder::Power(_));
+/// Every chunk of every tensor, in order, grouped into tasks of 8, 4, 2 or 1 chunks.
+fn work_units<F>(tensors: &[&[F]]) -> Vec<Unit> {
     let mut units = Vec::new();
     for (tensor, values) in tensors.iter().enumerate() {
         let mut start = 0;
         while start < values.len() {
-            let whole_chunks = (values.len() - start) / CHUNK_ELEMENTS;
-            let (chunks, len) = if interleave && whole_chunks >= INTERLEAVED_CHUNKS {
-                (INTERLEAVED_CHUNKS, INTERLEAVED_CHUNKS * CHUNK_ELEMENTS)
-            } else {
-                (1, CHUNK_ELEMENTS.min(values.len() - start))
+            let remaining = values.len() - start;
+            let chunks = match remaining / CHUNK_ELEMENTS {
+                whole if whole >= LOCKSTEP_CHUNKS => LOCKSTEP_CHUNKS,
+                whole if whole >= 4 => 4,
+                whole if whole >= 2 => 2,
+                _ => 1,
             };
+            let len = if chunks == 1 { CHUNK_ELEMENTS.min(remaining) } else { chunks * CHUNK_ELEMENTS };
             units.push(Unit { tensor, elements: start..start + len, chunks });
             start += len;
         }
@@ -272,35 +270,84 @@ fn work_units<F>(tensors: &[&[F]], order: NormOrder) -> Vec<Unit> {
     units
 }
 
+/// Whether a unit runs at the active SIMD level. Sequential sums of several
+/// chunks are scalar code either way; compiled for AVX-512, LLVM turns their
+/// lockstep loads into gathers, several times slower than the baseline's
+/// independent chains.
+fn runs_vectorized(chunks: usize, order: NormOrder) -> bool {
+    chunks == 1 || !matches!(order, NormOrder::One | NormOrder::Power(_))
+}
+
 /// The partial results of a unit's chunks (`chunks` of them, in order).
 #[inline(always)]
-#[allow(clippy::needless_range_loop)] // `i` walks the chunks in lockstep
-fn unit_partials<F: NormElement>(values: &[F], chunks: usize, order: NormOrder) -> ([F; INTERLEAVED_CHUNKS], usize) {
-    let mut partials = [F::ZERO; INTERLEAVED_CHUNKS];
-    if chunks == 1 {
-        partials[0] = chunk_partial(values, order);
-        return (partials, 1);
+fn unit_partials<F: NormElement>(values: &[F], chunks: usize, order: NormOrder) -> ([F; LOCKSTEP_CHUNKS], usize) {
+    let mut partials = [F::ZERO; LOCKSTEP_CHUNKS];
+    match chunks {
+        8 => partials.copy_from_slice(&lockstep::<F, 8>(values, order)),
+        4 => partials[..4].copy_from_slice(&lockstep::<F, 4>(values, order)),
+        2 => partials[..2].copy_from_slice(&lockstep::<F, 2>(values, order)),
+        _ => partials[0] = chunk_partial(values, order),
     }
-    let columns: [&[F]; INTERLEAVED_CHUNKS] =
-        std::array::from_fn(|c| &values[c * CHUNK_ELEMENTS..(c + 1) * CHUNK_ELEMENTS]);
+    (partials, chunks)
+}
+
+/// [`chunk_partial`] of `K` whole chunks, computed side by side.
+#[inline(always)]
+fn lockstep<F: NormElement, const K: usize>(values: &[F], order: NormOrder) -> [F; K] {
+    let chunks: [&[F]; K] = std::array::from_fn(|c| &values[c * CHUNK_ELEMENTS..(c + 1) * CHUNK_ELEMENTS]);
+    let add = |a: F, b: F| a + b;
     match order {
+        NormOrder::Two if F::LANES == 8 => lanes_lockstep::<F, K, 8>(chunks, F::ZERO, |s, x| s + x * x, add),
+        NormOrder::Two => lanes_lockstep::<F, K, 4>(chunks, F::ZERO, |s, x| s + x * x, add),
+        NormOrder::Inf => lanes_lockstep::<F, K, 16>(chunks, F::ZERO, |m, x| nan_max(m, x.abs()), nan_max),
+        NormOrder::NegInf => lanes_lockstep::<F, K, 16>(chunks, F::INFINITY, |m, x| nan_min(m, x.abs()), nan_min),
+        NormOrder::One => sequential_lockstep(chunks, |x| x.abs()),
         NormOrder::Power(p) => {
             let p = F::from_f64(p);
-            for i in 0..CHUNK_ELEMENTS {
-                for c in 0..INTERLEAVED_CHUNKS {
-                    partials[c] = partials[c] + columns[c][i].abs().powf(p);
-                }
+            sequential_lockstep(chunks, |x| x.abs().powf(p))
+        }
+        NormOrder::Zero => std::array::from_fn(|c| chunk_partial(chunks[c], order)),
+    }
+}
+
+/// For each whole chunk, `L` lane accumulators (element `i` to lane `i % L`)
+/// merged in order: [`fold_lanes`] (and, for p = 2, the lane part of
+/// [`sum_of_squares`], which is all of it for a whole chunk).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // `c` and `j` index chunks and lanes together
+fn lanes_lockstep<F: Element, const K: usize, const L: usize>(
+    chunks: [&[F]; K],
+    init: F,
+    step: impl Fn(F, F) -> F,
+    merge: impl Fn(F, F) -> F,
+) -> [F; K] {
+    // Plain index loops: iterator adaptors in the hot loop are left out of
+    // line (and so out of the SIMD level's copy) by builds without LTO.
+    let mut lanes = [[init; L]; K];
+    let mut start = 0;
+    while start < CHUNK_ELEMENTS {
+        for c in 0..K {
+            let block = &chunks[c][start..start + L];
+            for j in 0..L {
+                lanes[c][j] = step(lanes[c][j], block[j]);
             }
         }
-        _ => {
-            for i in 0..CHUNK_ELEMENTS {
-                for c in 0..INTERLEAVED_CHUNKS {
-                    partials[c] = partials[c] + columns[c][i].abs();
-                }
-            }
+        start += L;
+    }
+    lanes.map(|accumulators| accumulators.into_iter().reduce(&merge).unwrap_or(init))
+}
+
+/// For each whole chunk, the sequential sum of `term(x)` from 0.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // `i` walks the chunks in lockstep
+fn sequential_lockstep<F: Element, const K: usize>(chunks: [&[F]; K], term: impl Fn(F) -> F) -> [F; K] {
+    let mut sums = [F::ZERO; K];
+    for i in 0..CHUNK_ELEMENTS {
+        for c in 0..K {
+            sums[c] = sums[c] + term(chunks[c][i]);
         }
     }
-    (partials, INTERLEAVED_CHUNKS)
+    sums
 }
 
 /// A chunk's partial result, in the order of operations described in the module docs.
@@ -317,8 +364,8 @@ fn chunk_partial<F: NormElement>(values: &[F], order: NormOrder) -> F {
         NormOrder::One => values.iter().fold(F::ZERO, |sum, &x| sum + x.abs()),
         NormOrder::Zero => F::from_f64(values.iter().filter(|&&x| x != F::ZERO).count() as f64),
         // |x| >= 0, so 0 is the identity of the largest magnitude.
-        NormOrder::Inf => fold_lanes::<F, 8>(values, F::ZERO, |m, x| nan_max(m, x.abs()), nan_max),
-        NormOrder::NegInf => fold_lanes::<F, 8>(values, F::INFINITY, |m, x| nan_min(m, x.abs()), nan_min),
+        NormOrder::Inf => fold_lanes::<F, 16>(values, F::ZERO, |m, x| nan_max(m, x.abs()), nan_max),
+        NormOrder::NegInf => fold_lanes::<F, 16>(values, F::INFINITY, |m, x| nan_min(m, x.abs()), nan_min),
         NormOrder::Power(p) => {
             let p = F::from_f64(p);
             values.iter().fold(F::ZERO, |sum, &x| sum + x.abs().powf(p))
@@ -456,16 +503,20 @@ mod tests {
     }
 
     #[test]
-    fn interleaved_sequential_sums_equal_chunk_by_chunk_sums() {
-        let n = (INTERLEAVED_CHUNKS + 1) * CHUNK_ELEMENTS + 5;
-        let x = values::<f32>(n, 5);
-        let chunks: Vec<&[f32]> = x.chunks(CHUNK_ELEMENTS).collect();
-        for order in [NormOrder::One, NormOrder::Power(3.0)] {
-            let by_chunk: Vec<f32> = chunks.iter().map(|c| chunk_partial(c, order)).collect();
-            let combined = by_chunk.into_iter().reduce(|a, b| a + b).unwrap();
-            let expected = finish(combined, order);
-            assert_eq!(vector_norm(&x, order).unwrap().to_bits(), expected.to_bits(), "{order:?}");
+    fn chunks_reduced_side_by_side_equal_chunk_by_chunk() {
+        // 8 + 4 + 2 + 1 whole chunks and a partial one: every grouping.
+        let n = 15 * CHUNK_ELEMENTS + 5;
+        fn check<F: NormElement>(x: &[F]) {
+            let chunks: Vec<&[F]> = x.chunks(CHUNK_ELEMENTS).collect();
+            for order in all_orders() {
+                let by_chunk: Vec<F> = chunks.iter().map(|c| chunk_partial(c, order)).collect();
+                let combined = by_chunk.into_iter().reduce(|a, b| combine(a, b, order)).unwrap();
+                let expected = finish(combined, order).to_f64().to_bits();
+                assert_eq!(vector_norm(x, order).unwrap().to_f64().to_bits(), expected, "{order:?}");
+            }
         }
+        check(&values::<f32>(n, 5));
+        check(&values::<f64>(n, 6));
     }
 
     #[test]
