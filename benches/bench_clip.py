@@ -17,9 +17,11 @@ of the gradients:
   gradients' memory (default ``foreach=None``: the foreach path on CPU), with
   torch set to the same thread count.
 
-``max_norm`` is 1.0, so every call scales (the gradients stay near norm 1 after
-the first call). Ratios are medians over rounds of per-round ratios; ">1x"
-means rustoptim is faster.
+Two cases: "clips" (``max_norm`` half the gradients' norm; every call first
+restores the gradients, and the time of that restore, measured alone in the
+same rounds, is subtracted) and "no clip" (``max_norm`` 1e9: rustoptim and
+the NumPy version skip the multiply by 1, torch does it). Ratios are medians
+(quartiles) over rounds of per-round ratios; ">1x" means rustoptim is faster.
 
     python benches/bench_clip.py [--quick] [--markdown] [--threads 1,2] [--cpu-clock]
 
@@ -42,6 +44,7 @@ import argparse  # noqa: E402
 import datetime  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
+import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -63,16 +66,17 @@ except Exception as _torch_error:  # noqa: BLE001 - any import failure means "no
 else:
     TORCH_MISSING = ""
 
-MAX_NORM = 1.0
 WORKLOADS: Dict[str, List[Tuple[int, ...]]] = {
     "1e6": [(1_000_000,)],
     "1e7": [(10_000_000,)],
     "1000x1000": [(1000,)] * 1000,
 }
+SCENARIOS = ("clips", "no clip")
 
 
 def numpy_clip_grad_norm_(grads: Sequence[np.ndarray], max_norm: float) -> float:
-    """torch's clip_grad_norm_ (p = 2) in NumPy, as fast as NumPy allows."""
+    """torch's clip_grad_norm_ (p = 2) in NumPy, as fast as NumPy allows:
+    BLAS dot products, in-place multiplies, none when nothing needs clipping."""
     norms = np.empty(len(grads), dtype=grads[0].dtype)
     for i, g in enumerate(grads):
         flat = g.reshape(-1)
@@ -80,33 +84,47 @@ def numpy_clip_grad_norm_(grads: Sequence[np.ndarray], max_norm: float) -> float
     dtype = norms.dtype.type
     total = dtype(np.sqrt(np.dot(norms, norms)))
     coefficient = min(dtype(dtype(1) / dtype(total + dtype(1e-6)) * dtype(max_norm)), dtype(1))
-    for g in grads:
-        np.multiply(g, coefficient, out=g)
+    if coefficient != 1:
+        for g in grads:
+            np.multiply(g, coefficient, out=g)
     return float(total)
 
 
-def contenders(shapes: List[Tuple[int, ...]]) -> Dict[str, Callable[[int], None]]:
+def contenders(shapes: List[Tuple[int, ...]], scenario: str) -> Dict[str, Callable[[int], None]]:
+    """``run(n)`` for every contender. "clips": every call first restores the
+    gradients (a clip converges to gradients that need no more clipping), and
+    a "refresh" contender times that restore alone, to be subtracted."""
     rng = np.random.default_rng(0)
     original = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    total = float(np.sqrt(sum(np.dot(g.ravel(), g.ravel()) for g in original)))
+    clips = scenario == "clips"
+    max_norm = 0.5 * total if clips else 1e9
 
-    def repeat(function, grads):
+    def repeat(function, arguments, arrays):
         def run(n: int) -> None:
             for _ in range(n):
-                function(grads, MAX_NORM)
+                if clips:
+                    for array, values in zip(arrays, original):
+                        np.copyto(array, values)
+                function(arguments, max_norm)
 
         return run
 
-    runs = {
-        "rustoptim": repeat(rustoptim.clip_grad_norm_, [g.copy() for g in original]),
-        "numpy": repeat(numpy_clip_grad_norm_, [g.copy() for g in original]),
-    }
+    runs = {}
+    for name, function in (("rustoptim", rustoptim.clip_grad_norm_), ("numpy", numpy_clip_grad_norm_)):
+        grads = [g.copy() for g in original]
+        runs[name] = repeat(function, grads, grads)
     if torch is not None:
+        arrays = [g.copy() for g in original]
         params = []
-        for g in original:
-            p = torch.nn.Parameter(torch.zeros(g.shape))
-            p.grad = torch.from_numpy(g.copy())
+        for array in arrays:
+            p = torch.nn.Parameter(torch.zeros(array.shape))
+            p.grad = torch.from_numpy(array)  # shares the array's memory
             params.append(p)
-        runs["torch"] = repeat(torch.nn.utils.clip_grad_norm_, params)
+        runs["torch"] = repeat(torch.nn.utils.clip_grad_norm_, params, arrays)
+    if clips:
+        grads = [g.copy() for g in original]
+        runs["refresh"] = repeat(lambda arguments, max_norm: None, None, grads)
     return runs
 
 
@@ -128,38 +146,51 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"SIMD {rustoptim.get_simd_level()}, torch {torch.__version__ if torch else 'absent (' + TORCH_MISSING + ')'}, "
         f"clock: {'thread CPU time for 1 thread' if args.cpu_clock else 'wall'}, load {os.getloadavg()[0]:.1f}"
     )
-    header = ["workload", "threads", "rustoptim", "numpy", "vs NumPy"] + (["torch", "vs torch"] if torch else [])
+    header = ["workload", "threads", "case", "rustoptim", "numpy", "vs NumPy"] + (["torch", "vs torch"] if torch else [])
     rows = []
     for name in args.workloads.split(","):
-        shapes = WORKLOADS[name]
         for count in threads:
             rustoptim.set_num_threads(count)
             if torch is not None:
                 torch.set_num_threads(count)
-            runs = contenders(shapes)
             cpu_clock = args.cpu_clock and count == 1
             _timing._now_ns = time.thread_time_ns if cpu_clock else time.perf_counter_ns
-            samples = interleaved(runs, rounds=rounds, target_ns=sample_ns)
-            row = [name, str(count), _time(samples.median("rustoptim")), _time(samples.median("numpy"))]
-            row.append(_ratio(samples.ratio_quartiles("numpy", "rustoptim")))
-            if torch is not None:
-                row += [_time(samples.median("torch")), _ratio(samples.ratio_quartiles("torch", "rustoptim"))]
-            rows.append(row)
-            print(("| " + " | ".join(row) + " |") if args.markdown else "  ".join(f"{c:>14}" for c in row), flush=True)
+            for scenario in SCENARIOS:
+                samples = interleaved(contenders(WORKLOADS[name], scenario), rounds=rounds, target_ns=sample_ns)
+                times = _net_times(samples)
+                row = [name, str(count), scenario, _time(times["rustoptim"]), _time(times["numpy"])]
+                row.append(_ratio(times, "numpy"))
+                if torch is not None:
+                    row += [_time(times["torch"]), _ratio(times, "torch")]
+                rows.append(row)
+                line = ("| " + " | ".join(row) + " |") if args.markdown else "  ".join(f"{c:>12}" for c in row)
+                print(line, flush=True)
     if args.markdown:
         print()
         print("| " + " | ".join(header) + " |")
-        print("|" + "|".join([":---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
+        print("|" + "|".join([":---"] * 3 + ["---:"] * (len(header) - 3)) + "|")
         for row in rows:
             print("| " + " | ".join(row) + " |")
 
 
-def _time(ns: float) -> str:
+def _net_times(samples) -> Dict[str, List[float]]:
+    """Per-round times of each contender, minus the round's restore time when measured."""
+    names = [n for n in samples.per_step_ns if n != "refresh"]
+    if "refresh" not in samples.per_step_ns:
+        return {n: samples.values(n) for n in names}
+    refresh = samples.values("refresh")
+    return {n: [t - r for t, r in zip(samples.values(n), refresh)] for n in names}
+
+
+def _time(per_round: List[float]) -> str:
+    ns = statistics.median(per_round)
     return f"{ns / 1e3:.1f} us" if ns < 1e6 else f"{ns / 1e6:.2f} ms"
 
 
-def _ratio(quartiles: Tuple[float, float, float]) -> str:
-    q1, median, q3 = quartiles
+def _ratio(times: Dict[str, List[float]], other: str) -> str:
+    """Median and quartiles over rounds of time(other) / time(rustoptim)."""
+    ratios = [a / b for a, b in zip(times[other], times["rustoptim"])]
+    q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
     return f"{median:.2f}x ({q1:.2f}-{q3:.2f})"
 
 

@@ -35,7 +35,7 @@ use crate::element::{Element, nan_max};
 use crate::error::OptimError;
 use crate::partition::MIN_ELEMENTS_PER_TASK;
 use crate::pool;
-use crate::simd::dispatch;
+use crate::simd::{self, SimdLevel};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -100,7 +100,8 @@ impl NormOrder {
 /// What the norms need beyond [`Element`]: torch's lane count and tail rule,
 /// and `powf`.
 pub trait NormElement: Element {
-    /// Lanes of torch's p = 2 sum (one 256-bit vector).
+    /// Lanes of torch's p = 2 sum (one 256-bit vector); the ±inf norms use as
+    /// many (their result does not depend on the grouping).
     const LANES: usize;
     /// The first multiple of this many tail elements is added as rounded
     /// squares, the rest with fused multiply-adds (0: all fused).
@@ -129,6 +130,18 @@ impl NormElement for f64 {
     }
 }
 
+/// The running largest magnitude (NaN-propagating); 0 is its identity, as |x| >= 0.
+#[inline(always)]
+fn largest<F: Element>(m: F, x: F) -> F {
+    nan_max(m, x.abs())
+}
+
+/// The running smallest magnitude (NaN-propagating); +inf is its identity.
+#[inline(always)]
+fn smallest<F: Element>(m: F, x: F) -> F {
+    nan_min(m, x.abs())
+}
+
 /// `min(a, b)` that propagates NaN from either side, like `torch.minimum`.
 #[inline(always)]
 fn nan_min<F: Element>(a: F, b: F) -> F {
@@ -148,7 +161,7 @@ pub fn tensor_norms<F: NormElement>(tensors: &[&[F]], order: NormOrder) -> Resul
     let partials_of = |unit: &Unit| {
         let values = &tensors[unit.tensor][unit.elements.clone()];
         if runs_vectorized(unit.chunks, order) {
-            dispatch(
+            dispatch_256(
                 #[inline(always)]
                 || unit_partials(values, unit.chunks, order),
             )
@@ -278,6 +291,27 @@ fn runs_vectorized(chunks: usize, order: NormOrder) -> bool {
     chunks == 1 || !matches!(order, NormOrder::One | NormOrder::Power(_))
 }
 
+/// Runs `kernel` compiled for AVX2 at the AVX2 and AVX-512 levels (else for
+/// the baseline). The accumulators here are 256-bit (8 float32 lanes, as in
+/// torch); compiled for AVX-512, LLVM packs two of them into one register
+/// with extra shuffles, which is slower. Same operations at every level.
+#[inline(always)]
+fn dispatch_256<R>(kernel: impl FnOnce() -> R) -> R {
+    match simd::active_level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `active_level` only returns levels the CPU supports, and
+        // both AVX2 and AVX-512 imply AVX2 and FMA.
+        SimdLevel::Avx2 | SimdLevel::Avx512 => unsafe { run_avx2(kernel) },
+        _ => kernel(),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2<R>(kernel: impl FnOnce() -> R) -> R {
+    kernel()
+}
+
 /// The partial results of a unit's chunks (`chunks` of them, in order).
 #[inline(always)]
 fn unit_partials<F: NormElement>(values: &[F], chunks: usize, order: NormOrder) -> ([F; LOCKSTEP_CHUNKS], usize) {
@@ -299,8 +333,10 @@ fn lockstep<F: NormElement, const K: usize>(values: &[F], order: NormOrder) -> [
     match order {
         NormOrder::Two if F::LANES == 8 => lanes_lockstep::<F, K, 8>(chunks, F::ZERO, |s, x| s + x * x, add),
         NormOrder::Two => lanes_lockstep::<F, K, 4>(chunks, F::ZERO, |s, x| s + x * x, add),
-        NormOrder::Inf => lanes_lockstep::<F, K, 16>(chunks, F::ZERO, |m, x| nan_max(m, x.abs()), nan_max),
-        NormOrder::NegInf => lanes_lockstep::<F, K, 16>(chunks, F::INFINITY, |m, x| nan_min(m, x.abs()), nan_min),
+        NormOrder::Inf if F::LANES == 8 => lanes_lockstep::<F, K, 8>(chunks, F::ZERO, largest, nan_max),
+        NormOrder::Inf => lanes_lockstep::<F, K, 4>(chunks, F::ZERO, largest, nan_max),
+        NormOrder::NegInf if F::LANES == 8 => lanes_lockstep::<F, K, 8>(chunks, F::INFINITY, smallest, nan_min),
+        NormOrder::NegInf => lanes_lockstep::<F, K, 4>(chunks, F::INFINITY, smallest, nan_min),
         NormOrder::One => sequential_lockstep(chunks, |x| x.abs()),
         NormOrder::Power(p) => {
             let p = F::from_f64(p);
@@ -363,9 +399,10 @@ fn chunk_partial<F: NormElement>(values: &[F], order: NormOrder) -> F {
         }
         NormOrder::One => values.iter().fold(F::ZERO, |sum, &x| sum + x.abs()),
         NormOrder::Zero => F::from_f64(values.iter().filter(|&&x| x != F::ZERO).count() as f64),
-        // |x| >= 0, so 0 is the identity of the largest magnitude.
-        NormOrder::Inf => fold_lanes::<F, 16>(values, F::ZERO, |m, x| nan_max(m, x.abs()), nan_max),
-        NormOrder::NegInf => fold_lanes::<F, 16>(values, F::INFINITY, |m, x| nan_min(m, x.abs()), nan_min),
+        NormOrder::Inf if F::LANES == 8 => fold_lanes::<F, 8>(values, F::ZERO, largest, nan_max),
+        NormOrder::Inf => fold_lanes::<F, 4>(values, F::ZERO, largest, nan_max),
+        NormOrder::NegInf if F::LANES == 8 => fold_lanes::<F, 8>(values, F::INFINITY, smallest, nan_min),
+        NormOrder::NegInf => fold_lanes::<F, 4>(values, F::INFINITY, smallest, nan_min),
         NormOrder::Power(p) => {
             let p = F::from_f64(p);
             values.iter().fold(F::ZERO, |sum, &x| sum + x.abs().powf(p))
