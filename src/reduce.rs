@@ -23,8 +23,9 @@
 //!
 //! **torch's rounding.** Within a chunk the operations are torch's own (CPU,
 //! measured on torch 2.15), so a tensor of at most [`CHUNK_ELEMENTS`] elements
-//! gets torch's norm to the bit for p = 2, 1, 0, ±∞ (torch's own result for
-//! larger tensors depends on its thread count; ours is then closer to exact).
+//! gets torch's norm to the bit for p = 2, 1, 0, ±∞. (On one thread torch
+//! keeps one chain of sums over a whole larger tensor; restarting them every
+//! chunk rounds differently, and closer to exact.)
 //! p = 2 keeps 8 float32 (4 float64) lane sums of `⟦acc + ⟦x·x⟧⟧` over whole
 //! blocks, adds the lanes in order, then adds the tail elements one by one:
 //! as rounded squares for the first multiple of 4 of a float32 tail and as
