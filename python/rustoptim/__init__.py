@@ -21,6 +21,7 @@ from .errors import (
     AliasError,
     DTypeError,
     FileFormatError,
+    HyperparameterError,
     InternalError,
     LayoutError,
     ReadOnlyError,
@@ -64,6 +65,7 @@ __all__ = [
     "LayoutError",
     "StateDictError",
     "FileFormatError",
+    "HyperparameterError",
     "InternalError",
 ]
 

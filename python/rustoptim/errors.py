@@ -15,6 +15,7 @@ __all__ = [
     "ReadOnlyError",
     "AliasError",
     "LayoutError",
+    "HyperparameterError",
     "StateDictError",
     "FileFormatError",
     "InternalError",
@@ -43,6 +44,16 @@ class AliasError(RustoptimError, ValueError):
 
 class LayoutError(RustoptimError, ValueError):
     """A state array is not laid out like its parameter (it must be contiguous in the parameter's order)."""
+
+
+class HyperparameterError(RustoptimError, ValueError, TypeError):
+    """A param group's hyperparameter, read at a step, is missing, not a finite
+    real number where one is needed (NaN, a complex number, an array, a bool),
+    or not a bool where a flag is needed.
+
+    It is both a ``ValueError`` and a ``TypeError``: it stands for what torch
+    raises as either.
+    """
 
 
 class StateDictError(RustoptimError, ValueError):
