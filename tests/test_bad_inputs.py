@@ -21,13 +21,7 @@ from rustoptim import (
     ShapeError,
 )
 
-CONFIGS = [
-    (Adam, dict(lr=0.1, amsgrad=True, weight_decay=0.1)),
-    (AdamW, dict(lr=0.1)),
-    (SGD, dict(lr=0.1, momentum=0.9)),
-    (SGD, dict(lr=0.1)),
-]
-CONFIG_IDS = ["Adam", "AdamW", "SGD-momentum", "SGD"]
+from optimizer_table import CONFIG_IDS, CONFIGS
 
 
 def make_params():
@@ -102,6 +96,13 @@ CASES = [
 ]
 
 
+def _keeps_arrays(cls, kwargs):
+    params = make_params()
+    optimizer = cls(params, **kwargs)
+    optimizer.step(grads=good_grads(params))
+    return any(isinstance(v, np.ndarray) for entry in optimizer.state.values() for v in entry.values())
+
+
 def snapshot(params, optimizer):
     state = {p: copy.deepcopy(entry) for p, entry in optimizer.state.items()}
     return [p.data.copy() for p in params], state, [dict(g) for g in optimizer.param_groups]
@@ -128,7 +129,7 @@ def _failed_step_cases():
         for name, setup, error, message in CASES:
             for first_step in (True, False):
                 # A state array in the wrong layout needs state arrays to exist.
-                if name == "state in the wrong layout" and (first_step or config_id == "SGD"):
+                if name == "state in the wrong layout" and (first_step or not _keeps_arrays(cls, kwargs)):
                     continue
                 yield pytest.param(
                     cls, kwargs, setup, error, message, first_step,
@@ -270,7 +271,7 @@ def test_bad_lr_between_steps_is_refused_in_any_group(cls, kwargs, value, messag
     assert_unchanged(params, optimizer, before)
 
 
-@pytest.mark.parametrize("cls,kwargs", CONFIGS[:3], ids=CONFIG_IDS[:3])
+@pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
 def test_alias_across_groups_changes_nothing(cls, kwargs):
     """Memory shared between arrays of different groups is caught before the first write."""
     params = make_params()
