@@ -42,6 +42,11 @@ from .runtime import (
 from .serialization import load, save
 from .sgd import SGD
 
+# RAdam, ASGD, Rprop.
+from .asgd import ASGD
+from .radam import RAdam
+from .rprop import Rprop
+
 __all__ = [
     "Parameter",
     "Optimizer",
@@ -67,6 +72,10 @@ __all__ = [
     "FileFormatError",
     "HyperparameterError",
     "InternalError",
+    # RAdam, ASGD, Rprop.
+    "RAdam",
+    "ASGD",
+    "Rprop",
 ]
 
 __version__ = "0.1.0"
