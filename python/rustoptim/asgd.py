@@ -32,8 +32,9 @@ class ASGD(ElementwiseOptimizer):
         μ   <- 1 / max(1, t - t0)
 
     ``ax`` is the running average of the params (the optimizer's output, read
-    it from ``opt.state[p]['ax']``); it equals the param until averaging starts
-    (``t > t0 + 1``). A param's first step uses ``η = lr`` and ``μ = 1``, so a
+    it from ``opt.state[p]['ax']``): with an integer ``t0`` it equals the param
+    through step ``t0 + 2``, then it is the mean of the params since that step.
+    A param's first step uses ``η = lr`` and ``μ = 1``, so a
     change of ``lr`` reaches η one step later, as in torch. As in torch,
     ``step``, ``eta`` and ``mu`` are float32 numbers (also for float64 params)
     and are updated in float32.

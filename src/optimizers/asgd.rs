@@ -19,7 +19,8 @@
 //!
 //! A tensor's first step uses `η = f32(lr)` and `μ = 1` (its state is created
 //! with the group's lr then), so an lr change reaches `η` one step late, as in
-//! torch. Averaging starts once `t > t0 + 1`.
+//! torch. `μ` leaves 1 once `t > t0 + 1`, so with an integer `t0`, `ax` copies
+//! the param through step `t0 + 2` and is the mean of the params since then.
 
 use super::scalars::{float32_step, python_pow, to_float32};
 use crate::element::Element;
