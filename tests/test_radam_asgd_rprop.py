@@ -1,6 +1,7 @@
 """RAdam, ASGD and Rprop beyond the generic table tests: resuming a run from a
-state dict (float32 scalar state included) through every transport, torch's
-float32 scalar arithmetic, and the torch behaviours these optimizers are known
+state dict (float32 scalar state included) through every transport, bitwise
+results for every thread count and SIMD level, torch's float32 scalar
+arithmetic, and the torch behaviours these optimizers are known
 for (ASGD's late eta and averaging, Rprop's once-read lr and NaN handling)."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import rustoptim
 from rustoptim import ASGD, Parameter, RAdam, Rprop, StateDictError
 
 from reference import ReferenceASGD, ReferenceRprop
+from test_runtime import restore_runtime, run_steps  # noqa: F401 (a fixture)
 from test_state_dict import TRANSPORTS, assert_no_shared_memory, assert_same_tree, make_optimizer, make_params, run
 
 CONFIGS = [
@@ -187,3 +189,40 @@ def test_constructor_refuses(make, error, message):
 def test_exported_from_the_package():
     for name in ("RAdam", "ASGD", "Rprop"):
         assert name in rustoptim.__all__ and getattr(rustoptim, name).__module__.startswith("rustoptim.")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "optimizer_class,kwargs,steps",
+    [
+        (RAdam, dict(lr=1e-2, weight_decay=0.1), 7),  # steps 6 and 7 rectified
+        (RAdam, dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True, maximize=True), 7),
+        (ASGD, dict(lr=1e-2, t0=0, weight_decay=0.01), 4),  # averaging from step 3
+        (Rprop, dict(lr=1e-2, maximize=True), 4),
+    ],
+)
+def test_bitwise_identical_for_every_thread_count_and_simd_level(restore_runtime, optimizer_class, kwargs, steps, dtype):
+    rustoptim.set_num_threads(1)
+    rustoptim.set_simd_level("baseline")
+    expected = run_steps(optimizer_class, kwargs, dtype, steps)
+    for level in rustoptim.simd_levels():
+        for threads in (1, 2, 3):
+            rustoptim.set_num_threads(threads)
+            rustoptim.set_simd_level(level)
+            assert run_steps(optimizer_class, kwargs, dtype, steps) == expected, (level, threads)
+
+
+def test_asgd_new_state_takes_its_groups_lr_even_after_reading_opt_state():
+    a, b = np.ones(3), np.ones(2)
+    optimizer = ASGD([{"params": [a]}, {"params": [b], "lr": 0.3}], lr=0.1, lambd=0.01, t0=0)
+    assert optimizer.state[optimizer.params[0]] == {}  # reading creates an empty entry, as in torch
+    references = [ReferenceASGD([a], lr=0.1, lambd=0.01, t0=0), ReferenceASGD([b], lr=0.3, lambd=0.01, t0=0)]
+    for t in range(4):
+        grads = [np.full(3, 0.5 + t), np.full(2, -1.5 + t)]
+        optimizer.step(grads=grads)
+        for reference, grad in zip(references, grads):
+            reference.step([grad])
+    for p, reference in zip(optimizer.params, references):
+        np.testing.assert_array_equal(p.data, reference.params[0])
+        assert optimizer.state[p] == {**reference.state[0], "ax": optimizer.state[p]["ax"]}
+        np.testing.assert_array_equal(optimizer.state[p]["ax"], reference.state[0]["ax"])
