@@ -137,7 +137,7 @@ mod tests {
     fn eta_and_mu_follow_torchs_float32_schedule() {
         let config = AsgdConfig { lr: 0.05, lambd: 1e-3, alpha: 0.6, t0: 3.0, ..Default::default() };
         let mut theta = vec![1.0f64, -2.0];
-        let mut ax = vec![0.0f64; 2];
+        let mut ax = [0.0f64; 2];
         let grad = [0.5f64, 0.25];
         let mut scalars = [0.0, 0.0, 1.0];
         let mut expected_ax = [0.0f64; 2];

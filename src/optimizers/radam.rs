@@ -222,8 +222,14 @@ mod tests {
         let grads: Vec<Vec<f64>> =
             (0..12).map(|t| (0..n).map(|i| ((i * 7 + t * 3) % 11) as f64 - 5.0 + 0.1 * t as f64).collect()).collect();
         for (maximize, decoupled, weight_decay) in [(false, false, 0.0), (true, false, 0.1), (false, true, 0.1)] {
-            let config =
-                RadamConfig { lr: 0.01, beta2: 0.9, weight_decay, maximize, decoupled_weight_decay: decoupled, ..Default::default() };
+            let config = RadamConfig {
+                lr: 0.01,
+                beta2: 0.9,
+                weight_decay,
+                maximize,
+                decoupled_weight_decay: decoupled,
+                ..Default::default()
+            };
             let init: Vec<f64> = (0..n).map(|i| (i as f64 - 18.0) / 7.0).collect();
             let (mut theta, mut m, mut v) = (init.clone(), vec![0.0; n], vec![0.0; n]);
             let (mut ref_theta, mut ref_m, mut ref_v) = (init, vec![0.0; n], vec![0.0; n]);
@@ -246,7 +252,8 @@ mod tests {
     #[test]
     fn rectification_starts_when_rho_t_exceeds_five() {
         let config = RadamConfig::default();
-        let rectified: Vec<bool> = (1..=7).map(|t| RadamCoefficients::<f64>::new(&config, t as f64).rectified).collect();
+        let rectified: Vec<bool> =
+            (1..=7).map(|t| RadamCoefficients::<f64>::new(&config, t as f64).rectified).collect();
         // torch with the default betas: steps 1-5 unrectified, from step 6 on rectified.
         assert_eq!(rectified, [false, false, false, false, false, true, true]);
     }

@@ -40,7 +40,14 @@ pub struct RpropConfig {
 
 impl Default for RpropConfig {
     fn default() -> Self {
-        RpropConfig { lr: 1e-2, eta_minus: 0.5, eta_plus: 1.2, step_size_min: 1e-6, step_size_max: 50.0, maximize: false }
+        RpropConfig {
+            lr: 1e-2,
+            eta_minus: 0.5,
+            eta_plus: 1.2,
+            step_size_min: 1e-6,
+            step_size_max: 50.0,
+            maximize: false,
+        }
     }
 }
 
