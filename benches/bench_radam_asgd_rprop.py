@@ -5,7 +5,7 @@ torch.optim when it imports), with Adam alongside as the known reference.
 Uses the machinery of ``bench_step.py``: contenders timed interleaved in one
 process, each shown as a fraction of ``rustoptim._core.stream_update`` moving
 the step's exact memory traffic without arithmetic (RAdam: read the grad, read
-and write param, exp_avg, exp_avg_sq; ASGD: param and ax; Rprop: param, prev
+and write param, exp_avg, exp_avg_sq; ASGD: param and ax, where ax is only written until averaging starts; Rprop: param, prev
 and step_size).
 
     python benches/bench_radam_asgd_rprop.py                  # 1e7 and 10 elements, 1 and all threads
@@ -31,6 +31,8 @@ SPECS = {
         bench.OPTIMIZERS["adam"],
         bench.OptimizerSpec("radam", "RAdam", rustoptim.RAdam, {}, "RAdam", {}, ("param", "exp_avg", "exp_avg_sq")),
         bench.OptimizerSpec("asgd", "ASGD", rustoptim.ASGD, {}, "ASGD", {}, ("param", "ax")),
+        # Averaging from the third step on: ax is read as well as written.
+        bench.OptimizerSpec("asgd-avg", "ASGD t0=0", rustoptim.ASGD, {"t0": 0}, "ASGD", {"t0": 0}, ("param", "ax")),
         bench.OptimizerSpec("rprop", "Rprop", rustoptim.Rprop, {}, "Rprop", {}, ("param", "prev", "step_size")),
     ]
 }
