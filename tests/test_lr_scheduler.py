@@ -162,18 +162,30 @@ def test_every_scheduler_is_recorded() -> None:
 # ----------------------------------------------------------------- resuming
 
 
+#: The orders of rebuilding: torch's documented pattern first, then the order
+#: torch's LRScheduler docstring recommends, then loading the scheduler first.
+LOAD_ORDERS = (
+    "load optimizer, build, load scheduler",
+    "build, load optimizer, load scheduler",
+    "build, load scheduler, load optimizer",
+)
+
+
 def _resume(case: dict, optimizer: str, checkpoint: dict, params: List[np.ndarray], order: str):
     """A new optimizer and scheduler on ``params``, loaded from ``checkpoint``."""
     fresh = [p.copy() for p in params]
     opt = make_optimizer(case, optimizer, fresh)
-    scheduler_state = checkpoint["scheduler"]
-    if order == "optimizer first":  # torch's documented pattern
+    if order == LOAD_ORDERS[0]:
         opt.load_state_dict(checkpoint["optimizer"])
         sched = make_scheduler(case, opt)
-        sched.load_state_dict(scheduler_state)
+        sched.load_state_dict(checkpoint["scheduler"])
+    elif order == LOAD_ORDERS[1]:
+        sched = make_scheduler(case, opt)
+        opt.load_state_dict(checkpoint["optimizer"])
+        sched.load_state_dict(checkpoint["scheduler"])
     else:
         sched = make_scheduler(case, opt)
-        sched.load_state_dict(scheduler_state)
+        sched.load_state_dict(checkpoint["scheduler"])
         opt.load_state_dict(checkpoint["optimizer"])
     return fresh, opt, sched
 
@@ -212,13 +224,14 @@ def _check_resume_everywhere(
 def test_resume_continues_exactly(case: dict, optimizer: str) -> None:
     """torch's pattern (load the optimizer, build the scheduler, load the
     scheduler) at every step, through rustoptim.save/load: bit for bit."""
-    _check_resume_everywhere(case, optimizer, "optimizer first")
+    _check_resume_everywhere(case, optimizer, LOAD_ORDERS[0])
 
 
+@pytest.mark.parametrize("order", LOAD_ORDERS[1:])
 @pytest.mark.parametrize("case", SCHEDULE_CASES, ids=case_id)
-def test_resume_in_the_other_order(case: dict) -> None:
-    """Build the scheduler, load it, then load the optimizer: also exact."""
-    _check_resume_everywhere(case, case["optimizer"], "scheduler first")
+def test_resume_in_other_orders(case: dict, order: str) -> None:
+    """The other orders of loading are exact too."""
+    _check_resume_everywhere(case, case["optimizer"], order)
 
 
 def _torch_layout(state: dict) -> dict:
@@ -233,7 +246,7 @@ def _torch_layout(state: dict) -> dict:
 def test_resume_from_torch_layout(case: dict) -> None:
     """Without '_group_lrs', the lrs come back from '_last_lr' (and a cycled
     momentum from the schedule at last_epoch): still exact."""
-    _check_resume_everywhere(case, case["optimizer"], "optimizer first", edit=_torch_layout)
+    _check_resume_everywhere(case, case["optimizer"], LOAD_ORDERS[0], edit=_torch_layout)
 
 
 def test_linear_warmup_resumes_where_torch_does_not() -> None:
