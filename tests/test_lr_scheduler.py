@@ -584,7 +584,7 @@ CONSTRUCTOR_ERRORS = [
         "sequential milestones count",
         lambda opt: S.SequentialLR(opt, [S.StepLR(opt, 2), S.ExponentialLR(opt, 0.9)], []),
         ValueError,
-        "Sequential Schedulers expects number of schedulers provided to be one more than the number of milestone points",
+        "Sequential Schedulers expects number of schedulers provided to be one more than the number of milestone",
     ),
     (
         "sequential milestones order",
@@ -823,7 +823,7 @@ OTHER_STATE_DICT_ERRORS = [
         "sequential bad sub",
         lambda opt: S.SequentialLR(opt, [S.StepLR(opt, 2), S.ExponentialLR(opt, 0.9)], [2]),
         lambda sd: {**sd, "_schedulers": [sd["_schedulers"][0], {**sd["_schedulers"][1], "gamma": None}]},
-        "ExponentialLR state dict: 'gamma' must be a real number",
+        "SequentialLR state dict: '_schedulers'\\[1\\]: ExponentialLR state dict: 'gamma' must be a real number",
     ),
     (
         "chained sub of another class",

@@ -70,11 +70,19 @@ class _Composite(LRScheduler):
     def _parse_state(self, state_dict: Any) -> Dict[str, Any]:
         parsed = super()._parse_state(state_dict)
         saved = parsed["_schedulers"]
+        name = type(self).__name__
         if len(saved) != len(self._schedulers):
-            raise_state_error(
-                self, f"'_schedulers' holds {len(saved)} state dicts, the scheduler wraps {len(self._schedulers)}"
+            raise StateDictError(
+                f"{name} state dict: '_schedulers' holds {len(saved)} state dicts, "
+                f"the scheduler wraps {len(self._schedulers)}"
             )
-        parsed["_schedulers"] = [scheduler._parse_state(entry) for scheduler, entry in zip(self._schedulers, saved)]
+        entries = []
+        for i, (scheduler, entry) in enumerate(zip(self._schedulers, saved)):
+            try:
+                entries.append(scheduler._parse_state(entry))
+            except StateDictError as e:
+                raise StateDictError(f"{name} state dict: '_schedulers'[{i}]: {e}") from None
+        parsed["_schedulers"] = entries
         return parsed
 
     def _apply_state(self, parsed: Dict[str, Any]) -> None:
@@ -94,10 +102,6 @@ def _check_list(name: str, value: Any, n: int) -> list:
     if not isinstance(value, list):
         raise TypeError(f"{name} must be a list of state dicts, got {type(value).__name__}")
     return value
-
-
-def raise_state_error(scheduler: LRScheduler, message: str) -> None:
-    raise StateDictError(f"{type(scheduler).__name__} state dict: {message}")
 
 
 def _undo_initial_steps(scheduler: LRScheduler) -> None:
