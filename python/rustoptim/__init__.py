@@ -16,6 +16,7 @@ arithmetic runs in ``rustoptim._core``.
 """
 
 from . import errors
+from . import lr_scheduler
 from .adam import Adam, AdamW
 from .errors import (
     AliasError,
@@ -57,6 +58,7 @@ __all__ = [
     "get_simd_level",
     "set_simd_level",
     "errors",
+    "lr_scheduler",
     "RustoptimError",
     "ShapeError",
     "DTypeError",
