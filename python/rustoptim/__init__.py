@@ -24,6 +24,7 @@ from .errors import (
     FileFormatError,
     HyperparameterError,
     InternalError,
+    NoGradientWarning,
     LayoutError,
     ReadOnlyError,
     RustoptimError,
@@ -69,6 +70,7 @@ __all__ = [
     "FileFormatError",
     "HyperparameterError",
     "InternalError",
+    "NoGradientWarning",
 ]
 
 __version__ = "0.1.0"
