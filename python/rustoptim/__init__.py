@@ -16,6 +16,7 @@ arithmetic runs in ``rustoptim._core``.
 """
 
 from . import errors
+from . import lr_scheduler
 from .adam import Adam, AdamW
 from .errors import (
     AliasError,
@@ -23,6 +24,7 @@ from .errors import (
     FileFormatError,
     HyperparameterError,
     InternalError,
+    NoGradientWarning,
     LayoutError,
     ReadOnlyError,
     RustoptimError,
@@ -62,6 +64,7 @@ __all__ = [
     "get_simd_level",
     "set_simd_level",
     "errors",
+    "lr_scheduler",
     "RustoptimError",
     "ShapeError",
     "DTypeError",
@@ -72,6 +75,7 @@ __all__ = [
     "FileFormatError",
     "HyperparameterError",
     "InternalError",
+    "NoGradientWarning",
     # RAdam, ASGD, Rprop.
     "RAdam",
     "ASGD",
