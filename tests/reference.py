@@ -11,7 +11,6 @@ transformations (Dekker's product, Knuth's sum).
 
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -107,7 +106,7 @@ class ReferenceAdam:
         bias_correction1 = 1 - beta1**t
         bias_correction2 = 1 - beta2**t
         step_size = lr / bias_correction1
-        bias_correction2_sqrt = math.sqrt(bias_correction2)
+        bias_correction2_sqrt = bias_correction2**0.5  # torch: C pow, not sqrt
         if self.amsgrad:
             vmax = st["max_exp_avg_sq"]
             np.maximum(vmax, v, out=vmax)

@@ -226,3 +226,19 @@ def test_asgd_new_state_takes_its_groups_lr_even_after_reading_opt_state():
         np.testing.assert_array_equal(p.data, reference.params[0])
         assert optimizer.state[p] == {**reference.state[0], "ax": optimizer.state[p]["ax"]}
         np.testing.assert_array_equal(optimizer.state[p]["ax"], reference.state[0]["ax"])
+
+
+def test_adams_half_power_is_pythons_pow_not_sqrt():
+    """torch writes ``bias_correction2 ** 0.5`` (C pow); for this β2 at step 1,
+    pow and sqrt of 1 - β2 differ in the last bit (0.8295720632035004 vs ...05)."""
+    from reference import ReferenceAdam
+
+    beta2 = 1 - 0.6881898080477126
+    assert (1 - beta2) ** 0.5 != np.sqrt(1 - beta2)
+    grad = np.linspace(0.1, 3.0, 2001)
+    w = np.zeros_like(grad)
+    kwargs = dict(lr=1.0, betas=(0.9, beta2), eps=1e-3)
+    reference = ReferenceAdam([w], **kwargs)
+    rustoptim.Adam([w], **kwargs).step(grads=[grad])
+    reference.step([grad])
+    np.testing.assert_array_equal(w, reference.params[0])
