@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import itertools
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -480,7 +481,7 @@ class ZeroRedundancyOptimizer(Optimizer):
             with _POOL.lock:
                 for start in layout.chunks:
                     counts = layout.counts(start)
-                    displacements = np.concatenate(([0], np.cumsum(counts[:-1]))).tolist()
+                    displacements = [0, *itertools.accumulate(counts[:-1])]
                     buffer = _POOL.get(layout.dtype, sum(counts))
                     me = self.rank
                     streams[me].read(start, start + counts[me], buffer[displacements[me] : displacements[me] + counts[me]])
