@@ -215,7 +215,8 @@ class ZeroRedundancyOptimizer(Optimizer):
                 raise TypeError(
                     f"optimizer_class must be an element-wise rustoptim optimizer class (Adam, SGD, ...), got "
                     f"{getattr(optimizer_class, '__name__', optimizer_class)!r}"
-                    + ("; LBFGS needs every param and a closure on one rank" if optimizer_class.__name__ == "LBFGS" else "")
+                    + ("; LBFGS needs every param and a closure on one rank"
+                       if getattr(optimizer_class, "__name__", "") == "LBFGS" else "")
                 )
             bucket_elements(bucket_mb, 8)
             Optimizer.__init__(self, params, defaults)
