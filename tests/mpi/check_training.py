@@ -144,6 +144,37 @@ def train_zero_clipped(name, cls, kwargs, max_norm):
                 raise AssertionError(f"{name} clipped step {step}: param {k} differs by {np.max(np.abs(p - q), initial=0)}")
 
 
+def flat_streams():
+    """ZeRO's flat view of several arrays: any element range reads and writes the right elements,
+    whatever the layouts (C, Fortran, strided, 0-d, empty)."""
+    from rustoptim.distributed.zero import _Stream
+
+    rng = np.random.default_rng(rank)
+    for _ in range(20):
+        arrays = [np.asfortranarray(rng.standard_normal((3, 4))), rng.standard_normal(7), np.zeros((0, 2)),
+                  rng.standard_normal(12)[::3], np.array(rng.standard_normal()), rng.standard_normal((2, 3))]
+        reference = np.concatenate([a.reshape(-1) for a in arrays])
+        stream = _Stream(arrays)
+        start, stop = sorted(rng.integers(0, reference.size + 1, 2))
+        out = np.full(stop - start, np.nan)
+        stream.read(start, stop, out)
+        assert np.array_equal(out, reference[start:stop]), "_Stream.read"
+        new = rng.standard_normal(stop - start)
+        stream.write(start, stop, new)
+        stream.finish()
+        reference[start:stop] = new
+        assert np.array_equal(np.concatenate([a.reshape(-1) for a in arrays]), reference), "_Stream.write"
+
+
+def partition_has_empty_groups():
+    """The test model gives some rank no param of some group (the case torch handles with empty groups)."""
+    opt = dist.ZeroRedundancyOptimizer(groups_of(make_params()), rustoptim.SGD, lr=0.1)
+    empty = comm.allreduce(sum(1 for g in opt.optim.param_groups if not g["params"]))
+    assert len(opt.optim.param_groups) == 3 and empty > 0, "no rank has an empty group"
+    owners = [opt.owner(p) for p in opt.params]
+    assert comm.allgather(owners) == [owners] * size, "the ranks disagree on the partition"
+
+
 def collective_failures():
     """Errors found on one rank are raised on every rank, and nothing changed anywhere."""
     last = size - 1
@@ -249,6 +280,8 @@ def main():
     train_zero_clipped("Adam", rustoptim.Adam, dict(lr=0.01), max_norm=0.5)
     train_zero_clipped("SGD", rustoptim.SGD, dict(lr=0.1, momentum=0.9), max_norm=0.5)
     log(comm, "ok clipping with the global norm")
+    flat_streams()
+    partition_has_empty_groups()
     collective_failures()
     log(comm, "ok errors on one rank raise DistributedError on every rank, nothing changed")
     if "--save" in sys.argv:

@@ -54,9 +54,13 @@ def bucket_elements(bucket_mb: object, itemsize: int) -> int:
     """Elements of ``itemsize`` bytes in a bucket of ``bucket_mb`` MiB (at least 1)."""
     if isinstance(bucket_mb, (bool, np.bool_)) or not isinstance(bucket_mb, numbers.Real):
         raise TypeError(f"bucket_mb must be a real number of MiB, got {bucket_mb!r}")
-    if not (math.isfinite(bucket_mb) and bucket_mb > 0):
+    try:
+        mb = float(bucket_mb)
+    except OverflowError:
+        mb = math.inf
+    if not (math.isfinite(mb) and mb > 0):
         raise ValueError(f"bucket_mb must be a finite number > 0, got {bucket_mb!r}")
-    return int(min(max(1, int(float(bucket_mb) * (1 << 20)) // itemsize), MAX_BUCKET_ELEMENTS))
+    return min(max(1, int(mb * (1 << 20)) // itemsize), MAX_BUCKET_ELEMENTS)
 
 
 def entries_of(arrays: Any, what: str, attribute: str) -> List[Optional[np.ndarray]]:
@@ -137,7 +141,7 @@ def describe_layout(entries: Sequence[Optional[np.ndarray]]) -> str:
     if len(entries) <= 6:
         text += " [" + ", ".join("None" if a is None else f"{a.dtype} {a.shape}" for a in entries) + "]"
     else:
-        sizes = {}
+        sizes: Dict[str, int] = {}
         for a in present:
             sizes[str(a.dtype)] = sizes.get(str(a.dtype), 0) + a.size
         nones = [i for i, a in enumerate(entries) if a is None]

@@ -59,8 +59,8 @@ class _Stream:
     """The elements of some arrays, one after the other in C order, as one flat range.
 
     Reads and writes of any sub-range go through flat views of C-contiguous
-    arrays; other arrays are read through a contiguous copy made once, and
-    written through a contiguous temporary copied back by :meth:`finish`.
+    arrays; a part of another array goes through a contiguous copy of it, made
+    once and copied back by :meth:`finish` if it was written.
     """
 
     def __init__(self, arrays: Sequence[np.ndarray]) -> None:
@@ -88,21 +88,22 @@ class _Stream:
                 break
 
     def _flat_view(self, i: int, for_write: bool) -> np.ndarray:
+        """Array i as a flat C-order view: its own memory if C-contiguous, else a
+        contiguous copy made on first use (written back by :meth:`finish` once written)."""
         a = self.arrays[i]
         if a.flags.c_contiguous:
             return a.reshape(-1)
         flat = self._flat.get(i)
         if flat is None:
-            flat = np.ascontiguousarray(a).reshape(-1) if not for_write else np.empty(a.size, a.dtype)
-            self._flat[i] = flat
-            if for_write:
-                self._pending_writes[i] = flat
+            flat = self._flat[i] = np.array(a, order="C").reshape(-1)
+        if for_write:
+            self._pending_writes[i] = flat
         return flat
 
     def read(self, start: int, stop: int, out: np.ndarray) -> None:
         for i, lo, at, n in self._pieces(start, stop):
             a = self.arrays[i]
-            if n == a.size:
+            if n == a.size and i not in self._flat:
                 np.copyto(out[at : at + n].reshape(a.shape), a)
             else:
                 out[at : at + n] = self._flat_view(i, for_write=False)[lo : lo + n]
@@ -110,7 +111,7 @@ class _Stream:
     def write(self, start: int, stop: int, source: np.ndarray) -> None:
         for i, lo, at, n in self._pieces(start, stop):
             a = self.arrays[i]
-            if n == a.size:
+            if n == a.size and i not in self._flat:
                 np.copyto(a, source[at : at + n].reshape(a.shape))
             else:
                 self._flat_view(i, for_write=True)[lo : lo + n] = source[at : at + n]
