@@ -107,7 +107,7 @@ def worker_time(reps):
     out["adam_step_full"] = timed(lambda: full.step(grads=grads))
     out["ddp_step"] = timed(lambda: (dist.allreduce_grads(grads), full.step(grads=grads)))
     full_state = sum(v.nbytes for e in full.state.values() for v in e.values() if isinstance(v, np.ndarray))
-    del full
+    full = None  # free its state before building the ZeRO optimizer
 
     zero = dist.ZeroRedundancyOptimizer(params, rustoptim.Adam, lr=1e-5)
     out["zero_step"] = timed(lambda: zero.step(grads=grads))
