@@ -144,6 +144,27 @@ def train_zero_clipped(name, cls, kwargs, max_norm):
                 raise AssertionError(f"{name} clipped step {step}: param {k} differs by {np.max(np.abs(p - q), initial=0)}")
 
 
+def add_group_midway():
+    """add_param_group after two steps: old params keep their ranks and state, the new group is
+    partitioned after them, and training still equals the reference."""
+    params, ref_params = make_params(), make_params()
+    opt = dist.ZeroRedundancyOptimizer(groups_of(params)[:2], rustoptim.SGD, lr=0.1, momentum=0.9)
+    ref = rustoptim.SGD(groups_of(ref_params)[:2], lr=0.1, momentum=0.9)
+    owners = [opt.owner(p) for p in opt.params]
+    for step in range(4):
+        if step == 2:
+            opt.add_param_group(groups_of(params)[2])
+            ref.add_param_group(groups_of(ref_params)[2])
+            assert [opt.owner(p) for p in opt.params[:7]] == owners, "add_param_group moved old params"
+        count = 7 if step < 2 else 8
+        opt.step(grads=rank_grads(params[:count], step, rank, size))
+        ref.step(grads=mean_grads(ref_params[:count], step, size))
+        assert_same_params(params, ref_params, f"add_param_group, step {step}")
+    bad = {"params": [np.zeros(3, np.float32)], "lr": -1.0 if rank == 0 else 0.1}
+    expect_distributed_error(comm, lambda: opt.add_param_group(bad), "failed on rank 0", "Invalid learning rate")
+    assert len(opt.param_groups) == len(opt.optim.param_groups) == 3, "a failed add_param_group left a group"
+
+
 def flat_streams():
     """ZeRO's flat view of several arrays: any element range reads and writes the right elements,
     whatever the layouts (C, Fortran, strided, 0-d, empty)."""
@@ -280,6 +301,7 @@ def main():
     train_zero_clipped("Adam", rustoptim.Adam, dict(lr=0.01), max_norm=0.5)
     train_zero_clipped("SGD", rustoptim.SGD, dict(lr=0.1, momentum=0.9), max_norm=0.5)
     log(comm, "ok clipping with the global norm")
+    add_group_midway()
     flat_streams()
     partition_has_empty_groups()
     collective_failures()
