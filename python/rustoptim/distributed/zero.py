@@ -327,9 +327,9 @@ class ZeroRedundancyOptimizer(Optimizer):
             With ``average_grads=True`` these are this rank's own gradients.
             Every rank must have gradients for the same params.
 
-        Without ``grads``, ``.grad`` or a closure, a step that follows
+        A step without ``grads`` and without a closure that follows
         :meth:`reduce_grads` uses the gradients reduced there (and maybe
-        clipped by :meth:`clip_grad_norm_`).
+        clipped by :meth:`clip_grad_norm_`); ``.grad`` is then not read.
         """
         if closure is not None and not callable(closure):
             raise TypeError(f"step() got a {_typename(closure)} as its closure; pass gradients by keyword: grads=[...]")
@@ -437,6 +437,8 @@ class ZeroRedundancyOptimizer(Optimizer):
             for dtype, per_rank in by_dtype.items():
                 chunk = max(1, min(bucket_elements(self.bucket_mb, dtype.itemsize) // self.world_size, MAX_BUCKET_ELEMENTS))
                 layouts.append(_Layout(dtype, per_rank, chunk))
+            if len(self._layouts) >= 8:  # gradients present on changing subsets: keep a few layouts only
+                self._layouts.clear()
             self._layouts[mask] = layouts
         return layouts
 
