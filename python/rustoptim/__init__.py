@@ -16,12 +16,15 @@ arithmetic runs in ``rustoptim._core``.
 """
 
 from . import errors
+from . import lr_scheduler
 from .adam import Adam, AdamW
 from .errors import (
     AliasError,
     DTypeError,
     FileFormatError,
+    HyperparameterError,
     InternalError,
+    NoGradientWarning,
     LayoutError,
     ReadOnlyError,
     RustoptimError,
@@ -56,6 +59,7 @@ __all__ = [
     "get_simd_level",
     "set_simd_level",
     "errors",
+    "lr_scheduler",
     "RustoptimError",
     "ShapeError",
     "DTypeError",
@@ -64,7 +68,9 @@ __all__ = [
     "LayoutError",
     "StateDictError",
     "FileFormatError",
+    "HyperparameterError",
     "InternalError",
+    "NoGradientWarning",
 ]
 
 __version__ = "0.1.0"

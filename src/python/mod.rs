@@ -5,16 +5,20 @@ mod alias;
 mod arrays;
 mod bandwidth;
 mod errors;
-mod first_order;
 mod gil;
+mod group;
+mod keys;
 mod lbfgs;
+mod rules;
 mod runtime;
+mod site;
+mod step;
 
 use pyo3::prelude::*;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    first_order::register(m)?;
+    step::register(m)?;
     lbfgs::register(m)?;
     bandwidth::register(m)?;
     runtime::register(m)?;
