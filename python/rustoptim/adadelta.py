@@ -49,8 +49,8 @@ class Adadelta(ElementwiseOptimizer):
       >>> w = np.array([1.0, -2.0])
       >>> opt = rustoptim.Adadelta([w], lr=1.0)
       >>> _ = opt.step(grads=[2 * w])          # gradient of sum(w**2)
-      >>> w                                    # the first steps are small: sqrt(ε)-sized
-      array([ 0.99683772, -1.99683772])
+      >>> np.round(w, 4)       # the first step is sqrt(ε / (1 - ρ)) in size, whatever g
+      array([ 0.9968, -1.9968])
 
     Reference: Zeiler, "ADADELTA: An Adaptive Learning Rate Method",
     arXiv:1212.5701, 2012.
