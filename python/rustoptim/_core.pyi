@@ -9,58 +9,42 @@ each naming the tensor index and the array's role; ``ValueError`` for lists of
 mismatched lengths and invalid settings.
 """
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 # ---------------------------------------------------------------- first order
 
-def adam_step(
-    params: List[np.ndarray],
-    grads: List[np.ndarray],
-    exp_avgs: List[np.ndarray],
-    exp_avg_sqs: List[np.ndarray],
-    max_exp_avg_sqs: Optional[List[np.ndarray]],
-    steps: List[float],
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    amsgrad: bool,
-    maximize: bool,
-    decoupled_weight_decay: bool,
-) -> None:
-    """One Adam/AdamW step over a param group, in place.
+#: One param group of a step: (group index, group dict, params with a gradient,
+#: their gradients, their state dicts or None, their positions in the group or
+#: None when none was skipped).
+Batch = Tuple[int, Dict[str, Any], List[Any], List[np.ndarray], List[Optional[Dict[str, Any]]], Optional[List[int]]]
 
-    Every argument list is a ``list`` with one entry per param.
-    ``params``: writeable float32 or float64 arrays (both may appear in one
-    call), any layout. ``grads``: each with its param's shape and dtype, any layout. State arrays: same shape and
-    dtype as their param, contiguous in the param's order (see
-    ``rustoptim._arrays.state_zeros``). ``max_exp_avg_sqs`` is given exactly
-    when ``amsgrad``. ``steps``: each param's step count after this step's
-    increment (finite, >= 1).
+def step(
+    rule: str,
+    batches: List[Batch],
+    state: Dict[Any, Dict[str, Any]],
+    defaults: Optional[Dict[str, Any]] = None,
+) -> None:
+    """One step of the element-wise optimizer ``rule`` ("adam", "sgd",
+    "adagrad", "rmsprop", "adadelta", "adamax", "nadam") over every batch, in
+    place: all or nothing.
+
+    Each group's hyperparameters are read from its dict; ``defaults`` (the
+    optimizer's) supplies the values torch reads from the constructor
+    (Adagrad's ``initial_accumulator_value``). Params are ``Parameter``s of
+    writeable float32/float64 arrays (both may appear in one batch), any
+    layout; gradients have their param's shape and dtype, any layout. State
+    arrays have their param's shape and dtype and are contiguous in its order
+    (``rustoptim._arrays.state_zeros``). State a param lacks is created (new
+    entries are stored in ``state`` under the param), and the scalar state
+    (``step``, NAdam's ``mu_product``) is advanced, only after every array of
+    every batch has been checked and the update has run.
     """
 
-def sgd_step(
-    params: List[np.ndarray],
-    grads: List[np.ndarray],
-    momentum_buffers: Optional[List[np.ndarray]],
-    new_buffers: List[bool],
-    lr: float,
-    momentum: float,
-    dampening: float,
-    weight_decay: float,
-    nesterov: bool,
-    maximize: bool,
-) -> None:
-    """One SGD step over a param group, in place (arguments as for ``adam_step``).
-
-    ``momentum_buffers`` is given exactly when ``momentum != 0``;
-    ``new_buffers[i]`` is True where buffer ``i`` was just created: the kernel
-    then sets it to the (decayed, sign-flipped) gradient instead of applying
-    the momentum update.
-    """
+def state_keys(rule: str, group: Dict[str, Any], group_index: int = 0) -> Tuple[List[str], List[str]]:
+    """``(scalar keys, state-array keys)`` of ``rule`` under ``group``'s
+    configuration, in the order the state dicts hold them."""
 
 # ----------------------------------------------------------------- benchmarks
 
