@@ -467,3 +467,24 @@ def test_malformed_state_dict_is_rejected_without_changes(name, cls, mutate, mes
         target.load_state_dict(sd)
     _assert_unchanged(target, snapshot)
     assert isinstance(StateDictError(), ValueError)
+
+
+@pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
+@pytest.mark.parametrize("where", ["step", "lr"])
+def test_values_beyond_a_float_are_a_state_dict_error(cls, kwargs, where):
+    """10**400 is a Python int no float can hold: refused by name, not an OverflowError."""
+    params = [rustoptim.Parameter(np.ones(3))]
+    optimizer = cls(params, **kwargs)
+    optimizer.step(grads=[np.ones(3)])
+    state_dict = optimizer.state_dict()
+    if where == "lr":
+        state_dict["param_groups"][0]["lr"] = 10**400
+    elif state_dict["state"] and "step" in state_dict["state"][0]:
+        state_dict["state"][0]["step"] = 10**400
+    else:
+        pytest.skip("no step count in this optimizer's state")
+    before = optimizer.state_dict()
+    with pytest.raises(StateDictError, match=where):
+        optimizer.load_state_dict(state_dict)
+    after = optimizer.state_dict()
+    assert after["param_groups"] == before["param_groups"]

@@ -16,6 +16,7 @@ arithmetic runs in ``rustoptim._core``.
 """
 
 from . import errors
+from . import lr_scheduler
 from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
@@ -26,6 +27,7 @@ from .errors import (
     FileFormatError,
     HyperparameterError,
     InternalError,
+    NoGradientWarning,
     LayoutError,
     ReadOnlyError,
     RustoptimError,
@@ -67,6 +69,7 @@ __all__ = [
     "get_simd_level",
     "set_simd_level",
     "errors",
+    "lr_scheduler",
     "RustoptimError",
     "ShapeError",
     "DTypeError",
@@ -77,6 +80,7 @@ __all__ = [
     "FileFormatError",
     "HyperparameterError",
     "InternalError",
+    "NoGradientWarning",
 ]
 
 __version__ = "0.1.0"

@@ -4,47 +4,39 @@ Every step function validates all its arrays before touching any, so a call
 that raises has changed nothing; large updates run with the GIL released.
 Errors: ``rustoptim.errors.ShapeError``, ``DTypeError``, ``ReadOnlyError``,
 ``AliasError`` (a grad sharing memory with a param, overlapping params, shared
-state), ``LayoutError`` (a state array not contiguous in its param's order),
-each naming the tensor index and the array's role; ``ValueError`` for lists of
-mismatched lengths and invalid settings.
+state), ``LayoutError`` (a state array not contiguous in its param's order, an
+unaligned array), ``HyperparameterError`` (a group's hyperparameter that is not a
+finite number or a bool), each naming the array ("the grad of param 2 of
+param_groups[1]") or key; ``ValueError`` for malformed calls and invalid
+settings; ``InternalError`` for a bug caught at the boundary.
 """
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-# ---------------------------------------------------------------- first order
+# ------------------------------------------------------------ element-wise step
 
-#: One param group of a step: (group index, group dict, params with a gradient,
-#: their gradients, their state dicts or None, their positions in the group or
-#: None when none was skipped).
-Batch = Tuple[int, Dict[str, Any], List[Any], List[np.ndarray], List[Optional[Dict[str, Any]]], Optional[List[int]]]
+# One batch per param group: (group index, group dict, params that have a
+# gradient, their gradients, their state dicts or None, their positions in the
+# group or None when no param was skipped).
+_Batch = Tuple[int, Dict[str, Any], List[Any], List[Any], List[Optional[Dict[str, Any]]], Optional[List[int]]]
 
 def step(
     rule: str,
-    batches: List[Batch],
+    batches: List[_Batch],
     state: Dict[Any, Dict[str, Any]],
     defaults: Optional[Dict[str, Any]] = None,
 ) -> None:
-    """One step of the element-wise optimizer ``rule`` ("adam", "sgd",
-    "adagrad", "rmsprop", "adadelta", "adamax", "nadam") over every batch, in
-    place: all or nothing.
-
-    Each group's hyperparameters are read from its dict; ``defaults`` (the
-    optimizer's) supplies the values torch reads from the constructor
-    (Adagrad's ``initial_accumulator_value``). Params are ``Parameter``s of
-    writeable float32/float64 arrays (both may appear in one batch), any
-    layout; gradients have their param's shape and dtype, any layout. State
-    arrays have their param's shape and dtype and are contiguous in its order
-    (``rustoptim._arrays.state_zeros``). State a param lacks is created (new
-    entries are stored in ``state`` under the param), and the scalar state
-    (``step``, NAdam's ``mu_product``) is advanced, only after every array of
-    every batch has been checked and the update has run.
-    """
+    """One step of the element-wise rule ``rule`` ("adam", "sgd", "adagrad",
+    "rmsprop", "adadelta", "adamax", "nadam") over every batch, all-or-nothing:
+    everything is checked before the first write, and new scalar state and new
+    state arrays are stored into ``state`` afterwards. Hyperparameters come from
+    each group's dict; ``defaults`` (the optimizer's) supplies the values torch
+    reads from the constructor instead (Adagrad's ``initial_accumulator_value``)."""
 
 def state_keys(rule: str, group: Dict[str, Any], group_index: int = 0) -> Tuple[List[str], List[str]]:
-    """``(scalar keys, state-array keys)`` of ``rule`` under ``group``'s
-    configuration, in the order the state dicts hold them."""
+    """``(scalar state keys, state-array keys)`` of ``rule`` under ``group``'s configuration."""
 
 # ----------------------------------------------------------------- benchmarks
 

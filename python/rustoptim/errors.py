@@ -19,6 +19,7 @@ __all__ = [
     "StateDictError",
     "FileFormatError",
     "InternalError",
+    "NoGradientWarning",
 ]
 
 
@@ -70,3 +71,8 @@ class InternalError(RustoptimError, RuntimeError):
     Inputs are validated before anything is written, so this never leaves a
     half-applied step behind from bad input.
     """
+
+
+class NoGradientWarning(UserWarning):
+    """A step found no gradient for any param, so it changed nothing (plain
+    arrays get theirs through ``step(grads=[...])``)."""

@@ -48,6 +48,14 @@ _DUPLICATE_PARAMS_WARNING = (
 )
 
 
+# What to do with an array NumPy does not own (jax, torch, ...) as a param.
+_AS_PARAM_HINT = (
+    "params are updated in place, so they must be writeable NumPy arrays: for a torch CPU tensor "
+    "pass t.numpy() (a view sharing its memory); for an immutable array (jax) optimize "
+    "w = np.array(x) and convert back after the step"
+)
+
+
 def _typename(obj: object) -> str:
     cls = type(obj)
     module = cls.__module__
@@ -186,6 +194,11 @@ class Optimizer:
         """
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, but got {type(param_group)}")
+        if "params" not in param_group:
+            raise KeyError(
+                "a param group must have a 'params' entry (a list of arrays or Parameters), "
+                f"got keys {sorted(param_group)}"
+            )
         params = param_group["params"]
         if isinstance(params, (Parameter, np.ndarray)):
             param_group["params"] = [params]
@@ -222,7 +235,8 @@ class Optimizer:
             if not isinstance(param, Parameter):
                 if not isinstance(param, np.ndarray):
                     raise TypeError(
-                        "optimizer can only optimize Tensors, but one of the params is " + _typename(param)
+                        "optimizer can only optimize NumPy arrays and rustoptim.Parameters, but one of the "
+                        f"params is {_typename(param)}; {_AS_PARAM_HINT}"
                     )
                 param = known.get(id(param)) or Parameter(param)
             known.setdefault(id(param.data), param)

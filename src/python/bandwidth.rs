@@ -1,7 +1,7 @@
 //! Binding of the bandwidth-ceiling kernel used by the benchmarks.
 
 use super::arrays::{AliasCheck, DType, GradArray, ParamArray, Role, Site, StateArray, param_dtype};
-use super::errors::InputError;
+use super::errors::{InputError, catch_panics};
 use super::gil::run_kernel;
 use crate::bandwidth::{StreamTensor, stream_update as stream_kernel};
 use numpy::Element as NumpyElement;
@@ -16,14 +16,16 @@ fn stream_update<'py>(
     reads: Vec<Bound<'py, PyAny>>,
     updates: Vec<Vec<Bound<'py, PyAny>>>,
 ) -> PyResult<()> {
-    // The first tensor's dtype is every tensor's (the benchmarks use one dtype).
-    let result = match reads.first().map(|read| param_dtype(read, Site::flat(0))).transpose() {
-        Ok(None) => return Ok(()),
-        Ok(Some(DType::Float32)) => run::<f32>(py, &reads, &updates),
-        Ok(Some(DType::Float64)) => run::<f64>(py, &reads, &updates),
-        Err(e) => Err(e),
-    };
-    result.map_err(|e| e.into_pyerr(py))
+    catch_panics(py, || {
+        // The first tensor's dtype is every tensor's (the benchmarks use one dtype).
+        let result = match reads.first().map(|read| param_dtype(read, Site::flat(0))).transpose() {
+            Ok(None) => return Ok(()),
+            Ok(Some(DType::Float32)) => run::<f32>(py, &reads, &updates),
+            Ok(Some(DType::Float64)) => run::<f64>(py, &reads, &updates),
+            Err(e) => Err(e),
+        };
+        result.map_err(|e| e.into_pyerr(py))
+    })
 }
 
 fn run<'py, F>(

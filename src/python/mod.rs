@@ -7,6 +7,7 @@ mod bandwidth;
 mod errors;
 mod gil;
 mod group;
+mod keys;
 mod lbfgs;
 mod rules;
 mod runtime;

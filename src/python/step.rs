@@ -24,6 +24,7 @@ use super::arrays::{AliasCheck, DType, GradArray, ParamArray, Role, Site, StateA
 use super::errors::{InputError, catch_panics};
 use super::gil::run_kernel;
 use super::group::GroupReader;
+use super::keys::key as state_key;
 use super::rules::{RuleBinding, with_rule};
 use crate::elementwise::{self, MAX_SCALARS, MAX_SLOTS, Scalars, Tensor, empty_slots};
 use numpy::{Element as NumpyElement, PyArrayDyn};
@@ -234,7 +235,7 @@ fn prepare_tensor<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
     let mut fresh_slots = 0u8;
     for (slot, &name) in rule.slot_keys().iter().enumerate() {
         let stored = match existing {
-            Some(dict) => dict.get_item(name).ok().flatten(),
+            Some(dict) => dict.get_item(state_key(dict.py(), name)).ok().flatten(),
             None => None,
         };
         let array = match stored {
@@ -252,8 +253,8 @@ fn prepare_tensor<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
 }
 
 /// A scalar state value (step count, ...) stored in a state dict.
-fn scalar(entry: &Bound<'_, PyDict>, name: &str, site: Site) -> Result<f64, InputError> {
-    let value = entry.get_item(name).ok().flatten().ok_or_else(|| {
+fn scalar(entry: &Bound<'_, PyDict>, name: &'static str, site: Site) -> Result<f64, InputError> {
+    let value = entry.get_item(state_key(entry.py(), name)).ok().flatten().ok_or_else(|| {
         InputError::Value(format!("the state of {site} has no {name:?} (it holds other state: was it edited?)"))
     })?;
     if let Ok(f) = value.cast_exact::<PyFloat>() {
@@ -291,10 +292,10 @@ fn commit<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
         None => (PyDict::new(py), true),
     };
     for (k, &(name, _)) in R::SCALARS.iter().enumerate() {
-        entry.set_item(name, PyFloat::new(py, tensor.scalars[k])).map_err(set_failed)?;
+        entry.set_item(state_key(py, name), PyFloat::new(py, tensor.scalars[k])).map_err(set_failed)?;
     }
     for (slot, array) in tensor.created {
-        entry.set_item(keys[slot], array).map_err(set_failed)?;
+        entry.set_item(state_key(py, keys[slot]), array).map_err(set_failed)?;
     }
     if is_new {
         state.set_item(tensor.key, entry).map_err(set_failed)?;
