@@ -670,26 +670,27 @@ def small_step_runs(spec: OptimizerSpec, p0, grads, flat: bool):
     opt = spec.rust(params, **spec.rust_kwargs)
     for _ in range(3):
         opt.step()
+    group = opt.param_groups[0]
     glist = list(grads)
-    # The one core entry point every element-wise step() ends in, called with
-    # the batch step() would build (one group, every param with its gradient).
-    core_step, rule, defaults = _core.step, opt._rule, opt.defaults
-    batch = [(0, opt.param_groups[0], params, glist, [opt.state[p] for p in params], None)]
+    rule = opt._rule
+    entries = [opt.state.get(p) for p in params]
+    batches = [(0, group, params, glist, entries, None)]
 
     def native():
-        core_step(rule, batch, opt.state, defaults)
+        _core.step(rule, batches, opt.state, opt.defaults)
 
     def empty():
-        core_step(rule, [], opt.state, defaults)
+        _core.step(rule, [], opt.state, opt.defaults)
 
-    one = rustoptim.Parameter(np.concatenate([p.reshape(-1) for p in p0]))
-    one_opt = spec.rust([one], **spec.rust_kwargs)
-    one_grads = [np.concatenate([g.reshape(-1) for g in grads])]
-    one_opt.step(grads=one_grads)
-    one_batch = [(0, one_opt.param_groups[0], [one], one_grads, [one_opt.state[one]], None)]
+    # The same elements as one tensor: per-tensor cost excluded.
+    flat_param = rustoptim.Parameter(np.concatenate([p.data.reshape(-1) for p in params]))
+    flat_opt = spec.rust([flat_param], **spec.rust_kwargs)
+    flat_grad = [np.concatenate([g.reshape(-1) for g in glist])]
+    flat_opt.step(grads=flat_grad)
+    flat_batches = [(0, flat_opt.param_groups[0], [flat_param], flat_grad, [flat_opt.state.get(flat_param)], None)]
 
     def native_flat():
-        core_step(rule, one_batch, one_opt.state, defaults)
+        _core.step(rule, flat_batches, flat_opt.state, flat_opt.defaults)
 
     step = opt.step
     runs = {

@@ -158,6 +158,56 @@ OPTIMIZERS: List[OptimizerInfo] = [
     ),
 ]
 
+# ------------------------------------------------------------ RAdam, ASGD, Rprop
+from reference import ReferenceASGD, ReferenceRAdam, ReferenceRprop  # noqa: E402
+
+RADAM_OPTIONS = [
+    dict(lr=0.05, betas=(0.8, 0.9), eps=1e-6, weight_decay=wd, decoupled_weight_decay=decoupled, maximize=maximize)
+    for decoupled, maximize, wd in itertools.product([False, True], [False, True], [0, 0.1])
+] + [dict(), dict(lr=0.1, betas=(0.3, 0.95), eps=1e-30), dict(lr=0.1, betas=(0.0, 0.0))]
+
+ASGD_OPTIONS = [
+    dict(lr=0.05, lambd=lambd, alpha=0.6, t0=t0, weight_decay=wd, maximize=maximize)
+    for lambd, t0, wd, maximize in itertools.product([0, 0.01], [1, 2.5], [0, 0.05], [False, True])
+] + [dict(), dict(lr=0.1, t0=-3, alpha=0), dict(lr=0.1, lambd=5.0, alpha=2.0, t0=0)]
+
+RPROP_OPTIONS = [
+    dict(lr=0.05, etas=etas, step_sizes=step_sizes, maximize=maximize)
+    for etas, step_sizes, maximize in itertools.product(
+        [(0.5, 1.2), (0.3, 2.0)], [(1e-6, 50), (0.01, 0.08)], [False, True]
+    )
+] + [
+    dict(),
+    # float32 rounds η- to 0 (torch then uses 1) and both etas to 1 (every σ equals η-).
+    dict(lr=0.1, etas=(1e-50, 1.5)),
+    dict(lr=0.1, etas=(0.99999999, 1.00000001)),
+    dict(lr=0.1, step_sizes=(0.5, 0.1)),  # min > max: torch's clamp gives max
+]
+
+OPTIMIZERS += [
+    OptimizerInfo(
+        rustoptim.RAdam,
+        configs=[dict(lr=0.1, weight_decay=0.1), dict(lr=0.05, decoupled_weight_decay=True, weight_decay=0.1)],
+        reference=ReferenceRAdam,
+        reference_configs=RADAM_OPTIONS,
+        state_keys=("step", "exp_avg", "exp_avg_sq"),
+    ),
+    OptimizerInfo(
+        rustoptim.ASGD,
+        configs=[dict(lr=0.05, t0=1, weight_decay=0.1), dict(lr=0.05)],
+        reference=ReferenceASGD,
+        reference_configs=ASGD_OPTIONS,
+        state_keys=("step", "eta", "mu", "ax"),
+    ),
+    OptimizerInfo(
+        rustoptim.Rprop,
+        configs=[dict(lr=0.05), dict(lr=0.05, etas=(0.3, 1.5), step_sizes=(1e-3, 1.0), maximize=True)],
+        reference=ReferenceRprop,
+        reference_configs=RPROP_OPTIONS,
+        state_keys=("step", "prev", "step_size"),
+    ),
+]
+
 BY_NAME = {info.name: info for info in OPTIMIZERS}
 
 

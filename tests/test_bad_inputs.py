@@ -67,9 +67,8 @@ def _self_overlapping_param(params, optimizer):
 
 
 def _state_in_wrong_layout(params, optimizer):
-    entry = optimizer.state[params[1]]
-    key = next(k for k, v in entry.items() if isinstance(v, np.ndarray))
-    entry[key] = np.asfortranarray(np.zeros((3, 2)))
+    key = next(k for k, v in optimizer.state[params[1]].items() if isinstance(v, np.ndarray))
+    optimizer.state[params[1]][key] = np.asfortranarray(np.zeros((3, 2)))
     return good_grads(params)
 
 

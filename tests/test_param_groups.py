@@ -494,9 +494,10 @@ def test_add_param_group_merges_defaults_and_validates():
     with pytest.raises(TypeError, match="param_group must be a dict, but got <class 'list'>"):
         optimizer.add_param_group([param()])
     assert len(optimizer.param_groups) == 2
-    # An empty group is allowed.
+    # An empty group is allowed; a step without any gradient warns and changes nothing.
     optimizer.add_param_group({"params": []})
-    optimizer.step()
+    with pytest.warns(rustoptim.NoGradientWarning):
+        optimizer.step()
 
 
 def test_top_level_set_and_generators_are_accepted():

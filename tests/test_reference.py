@@ -43,7 +43,7 @@ def assert_state_matches(optimizer, params, reference):
             continue
         assert list(actual) == list(expected), f"state keys of param {i}"
         for key, value in expected.items():
-            if not isinstance(value, np.ndarray):  # step, mu_product: Python floats, exactly
+            if not isinstance(value, np.ndarray):  # step, NAdam's mu_product, ASGD's eta and mu: float32 values, exactly
                 assert type(actual[key]) is float and actual[key] == value, f"state {key} of param {i}"
             else:
                 assert_same(actual[key], value, f"state {key} of param {i}")

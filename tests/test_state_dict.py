@@ -258,6 +258,9 @@ REFILLED_FLAGS = {
     "Adadelta": dict(foreach=None, maximize=False, differentiable=False, capturable=False),
     "Adamax": dict(foreach=None, maximize=False, differentiable=False, capturable=False),
     "NAdam": dict(maximize=False, foreach=None, capturable=False, differentiable=False, decoupled_weight_decay=False),
+    "RAdam": dict(foreach=None, maximize=False, differentiable=False, decoupled_weight_decay=False, capturable=False),
+    "ASGD": dict(foreach=None, maximize=False, differentiable=False, capturable=False),
+    "Rprop": dict(foreach=None, maximize=False, differentiable=False, capturable=False),
 }
 
 

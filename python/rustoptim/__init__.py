@@ -49,6 +49,11 @@ from .runtime import (
 from .serialization import load, save
 from .sgd import SGD
 
+# RAdam, ASGD, Rprop.
+from .asgd import ASGD
+from .radam import RAdam
+from .rprop import Rprop
+
 __all__ = [
     "Parameter",
     "Optimizer",
@@ -81,6 +86,10 @@ __all__ = [
     "HyperparameterError",
     "InternalError",
     "NoGradientWarning",
+    # RAdam, ASGD, Rprop.
+    "RAdam",
+    "ASGD",
+    "Rprop",
 ]
 
 __version__ = "0.1.0"

@@ -58,11 +58,12 @@ class HyperparameterError(RustoptimError, ValueError, TypeError):
 
 
 class StateDictError(RustoptimError, ValueError):
-    """A state dict does not fit the optimizer it is loaded into."""
+    """A state dict does not fit the optimizer it is loaded into, or cannot be saved
+    (it contains itself, or nests more than 100 dicts/lists/tuples deep)."""
 
 
 class FileFormatError(StateDictError):
-    """A file is not a rustoptim state file, or it is truncated or corrupted."""
+    """A file is not a rustoptim state file, or it is truncated, corrupted or crafted."""
 
 
 class InternalError(RustoptimError, RuntimeError):

@@ -17,7 +17,7 @@
 //!
 //! The step count is kept (in float32, as torch does) but not used.
 
-use super::torch_ops::next_step;
+use super::scalars::float32_step;
 use crate::element::Element;
 use crate::elementwise::{ElementwiseRule, Piece, Scalars, split_piece};
 
@@ -57,7 +57,7 @@ impl ElementwiseRule for AdadeltaConfig {
     }
 
     fn begin_tensor<F: Element>(&self, scalars: &mut Scalars, _fresh_slots: u8) -> AdadeltaCoefficients<F> {
-        scalars[0] = next_step(scalars[0]);
+        scalars[0] = float32_step(scalars[0]);
         AdadeltaCoefficients {
             grad_sign: if self.maximize { -F::ONE } else { F::ONE },
             weight_decay: F::from_f64(self.weight_decay),

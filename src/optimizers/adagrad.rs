@@ -15,7 +15,7 @@
 //! `s` starts at `initial_accumulator_value` (the Python class creates it with
 //! the optimizer; a step creates it for params that have none yet).
 
-use super::torch_ops::next_step;
+use super::scalars::float32_step;
 use crate::element::Element;
 use crate::elementwise::{ElementwiseRule, Piece, Scalars, split_piece};
 
@@ -62,7 +62,7 @@ impl ElementwiseRule for AdagradConfig {
     }
 
     fn begin_tensor<F: Element>(&self, scalars: &mut Scalars, _fresh_slots: u8) -> AdagradCoefficients<F> {
-        scalars[0] = next_step(scalars[0]);
+        scalars[0] = float32_step(scalars[0]);
         let clr = self.lr / (1.0 + (scalars[0] - 1.0) * self.lr_decay);
         AdagradCoefficients {
             grad_sign: if self.maximize { -F::ONE } else { F::ONE },

@@ -13,7 +13,8 @@
 //! θ   = θ + ((−clr)·m) / u            (rounded product, rounded quotient)
 //! ```
 
-use super::torch_ops::{Lerp, next_step};
+use super::lerp::Lerp;
+use super::scalars::{float32_step, python_pow};
 use crate::element::{Element, nan_max};
 use crate::elementwise::{ElementwiseRule, Piece, Scalars, split_piece};
 
@@ -54,8 +55,8 @@ impl ElementwiseRule for AdamaxConfig {
     }
 
     fn begin_tensor<F: Element>(&self, scalars: &mut Scalars, _fresh_slots: u8) -> AdamaxCoefficients<F> {
-        scalars[0] = next_step(scalars[0]);
-        let clr = self.lr / (1.0 - self.beta1.powf(scalars[0]));
+        scalars[0] = float32_step(scalars[0]);
+        let clr = self.lr / (1.0 - python_pow(self.beta1, scalars[0]));
         AdamaxCoefficients {
             grad_sign: if self.maximize { -F::ONE } else { F::ONE },
             weight_decay: F::from_f64(self.weight_decay),

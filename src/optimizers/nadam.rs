@@ -23,7 +23,8 @@
 //! state dict supplied another value (torch switches to the param's dtype on a
 //! load; rustoptim stays in float32).
 
-use super::torch_ops::{Lerp, next_step};
+use super::lerp::Lerp;
+use super::scalars::{float32_step, python_pow};
 use crate::element::Element;
 use crate::elementwise::{ElementwiseRule, Piece, Scalars, split_piece};
 
@@ -86,11 +87,11 @@ impl ElementwiseRule for NadamConfig {
     }
 
     fn begin_tensor<F: Element>(&self, scalars: &mut Scalars, _fresh_slots: u8) -> NadamCoefficients<F> {
-        let step = next_step(scalars[0]);
+        let step = float32_step(scalars[0]);
         scalars[0] = step;
-        let bias_correction2 = 1.0 - self.beta2.powf(step);
-        let mu = self.beta1 * (1.0 - 0.5 * 0.96f64.powf(step * self.momentum_decay));
-        let mu_next = self.beta1 * (1.0 - 0.5 * 0.96f64.powf((step + 1.0) * self.momentum_decay));
+        let bias_correction2 = 1.0 - python_pow(self.beta2, step);
+        let mu = self.beta1 * (1.0 - 0.5 * python_pow(0.96, step * self.momentum_decay));
+        let mu_next = self.beta1 * (1.0 - 0.5 * python_pow(0.96, (step + 1.0) * self.momentum_decay));
         // torch's `mu_product *= mu` on a float32 0-d tensor.
         let mu_product = f64::from(scalars[1] as f32 * mu as f32);
         scalars[1] = mu_product;

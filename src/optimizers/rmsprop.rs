@@ -24,7 +24,8 @@
 //!
 //! The step count is kept (in float32, as torch does) but not used.
 
-use super::torch_ops::{Lerp, next_step};
+use super::lerp::Lerp;
+use super::scalars::float32_step;
 use crate::element::Element;
 use crate::elementwise::{ElementwiseRule, Piece, Scalars, split_piece};
 
@@ -83,7 +84,7 @@ impl ElementwiseRule for RmspropConfig {
     }
 
     fn begin_tensor<F: Element>(&self, scalars: &mut Scalars, _fresh_slots: u8) -> RmspropCoefficients<F> {
-        scalars[0] = next_step(scalars[0]);
+        scalars[0] = float32_step(scalars[0]);
         RmspropCoefficients {
             grad_sign: if self.maximize { -F::ONE } else { F::ONE },
             weight_decay: F::from_f64(self.weight_decay),

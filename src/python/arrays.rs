@@ -47,7 +47,10 @@ pub fn param_dtype(object: &Bound<'_, PyAny>, site: Site) -> Result<DType, Input
     )))
 }
 
-fn as_untyped<'a, 'py>(object: &'a Bound<'py, PyAny>, label: Label) -> Result<&'a Bound<'py, PyUntypedArray>, InputError> {
+fn as_untyped<'a, 'py>(
+    object: &'a Bound<'py, PyAny>,
+    label: Label,
+) -> Result<&'a Bound<'py, PyUntypedArray>, InputError> {
     object.cast::<PyUntypedArray>().map_err(|_| {
         let type_name = object.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
         InputError::DType(format!("{label} is a {type_name}, not a NumPy array"))
@@ -91,7 +94,10 @@ pub fn grad_as_array<'py>(object: &Bound<'py, PyAny>, label: Label) -> Result<Bo
 }
 
 /// `object` as an aligned array of `F` (native byte order), or an error naming it.
-fn typed<'py, F: NumpyElement>(object: &Bound<'py, PyAny>, label: Label) -> Result<Bound<'py, PyArrayDyn<F>>, InputError> {
+fn typed<'py, F: NumpyElement>(
+    object: &Bound<'py, PyAny>,
+    label: Label,
+) -> Result<Bound<'py, PyArrayDyn<F>>, InputError> {
     let untyped = as_untyped(object, label)?;
     // SAFETY: `descr` of a live ndarray is a valid dtype object.
     let descr = unsafe { &(*(*_PyArray_GET_ITEM_DATA(untyped.as_array_ptr())).descr).fields };
@@ -125,11 +131,8 @@ fn check_aligned(array: &Bound<'_, PyUntypedArray>, item_size: usize, label: Lab
     }
     // SAFETY: reading the data pointer of a live array.
     let data = unsafe { (*_PyArray_GET_ITEM_DATA(array.as_array_ptr())).data } as usize;
-    let strides_fit = array
-        .shape()
-        .iter()
-        .zip(array.strides())
-        .all(|(&n, &stride)| n <= 1 || stride.unsigned_abs() % item_size == 0);
+    let strides_fit =
+        array.shape().iter().zip(array.strides()).all(|(&n, &stride)| n <= 1 || stride.unsigned_abs() % item_size == 0);
     if data % item_size == 0 && strides_fit {
         return Ok(());
     }
@@ -287,7 +290,11 @@ pub struct GradArray<'py, F: NumpyElement> {
 }
 
 impl<'py, F: NumpyElement + crate::Element> GradArray<'py, F> {
-    pub fn new(object: &Bound<'py, PyAny>, param: &ParamArray<'py, F>, aliases: &mut AliasCheck<'py>) -> Result<Self, InputError> {
+    pub fn new(
+        object: &Bound<'py, PyAny>,
+        param: &ParamArray<'py, F>,
+        aliases: &mut AliasCheck<'py>,
+    ) -> Result<Self, InputError> {
         let label = Label::new(Role::Grad, param.site);
         let array = typed::<F>(&grad_as_array(object, label)?, label)?;
         check_shape(array.shape(), param.shape(), label)?;

@@ -9,7 +9,7 @@
 use super::errors::InputError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyTuple, PyList};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyTuple};
 
 /// One param group's dict and its index in `param_groups`, for messages.
 pub struct GroupReader<'a, 'py> {
@@ -27,14 +27,13 @@ impl<'py> GroupReader<'_, 'py> {
             Ok(Some(value)) => Ok(value),
             _ => Err(InputError::Hyperparameter(format!(
                 "param_groups[{}] has no '{}' hyperparameter",
-                self.index,
-                key.to_string()
+                self.index, key
             ))),
         }
     }
 
     fn describe(&self, key: &Bound<'py, pyo3::types::PyString>) -> String {
-        format!("param_groups[{}]['{}']", self.index, key.to_string())
+        format!("param_groups[{}]['{}']", self.index, key)
     }
 
     /// A finite real number.

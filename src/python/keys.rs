@@ -9,8 +9,12 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyString;
 use std::sync::Mutex;
 
-/// The interned strings made so far, by the address and length of their key.
-static KEYS: PyOnceLock<Mutex<Vec<((usize, usize), Py<PyString>)>>> = PyOnceLock::new();
+/// A key's identity: the address and length of its `&'static str`.
+type KeyId = (usize, usize);
+
+/// The interned strings made so far, by key.
+type KeyTable = Mutex<Vec<(KeyId, Py<PyString>)>>;
+static KEYS: PyOnceLock<KeyTable> = PyOnceLock::new();
 
 /// The interned Python string of a state key.
 pub fn key<'py>(py: Python<'py>, name: &'static str) -> Bound<'py, PyString> {

@@ -219,8 +219,94 @@ macro_rules! with_rule {
                 type $rule = $crate::optimizers::NadamConfig;
                 $body
             }
+            // RAdam, ASGD, Rprop.
+            "radam" => {
+                type $rule = $crate::optimizers::RadamConfig;
+                $body
+            }
+            "asgd" => {
+                type $rule = $crate::optimizers::AsgdConfig;
+                $body
+            }
+            "rprop" => {
+                type $rule = $crate::optimizers::RpropConfig;
+                $body
+            }
             other => $unknown(other),
         }
     };
 }
 pub(crate) use with_rule;
+
+// ------------------------------------------------------------- RAdam, ASGD, Rprop
+
+impl RuleBinding for crate::optimizers::RadamConfig {
+    const SCALARS: &'static [(&'static str, f64)] = &[("step", 0.0)];
+
+    fn from_group(group: &GroupReader<'_, '_>) -> Result<Self, InputError> {
+        let py = group.dict.py();
+        let (beta1, beta2) = group.pair(intern!(py, "betas"))?;
+        Ok(crate::optimizers::RadamConfig {
+            lr: group.real(intern!(py, "lr"))?,
+            beta1,
+            beta2,
+            eps: group.real(intern!(py, "eps"))?,
+            weight_decay: group.real(intern!(py, "weight_decay"))?,
+            maximize: group.flag(intern!(py, "maximize"))?,
+            decoupled_weight_decay: group.flag(intern!(py, "decoupled_weight_decay"))?,
+        })
+    }
+
+    fn slot_keys(&self) -> &'static [&'static str] {
+        &["exp_avg", "exp_avg_sq"]
+    }
+}
+
+impl RuleBinding for crate::optimizers::AsgdConfig {
+    // A new state's `eta` is the group's lr: the rule sets it when it sees a
+    // fresh `ax`, so the 0 here is never used.
+    const SCALARS: &'static [(&'static str, f64)] = &[("step", 0.0), ("eta", 0.0), ("mu", 1.0)];
+
+    fn from_group(group: &GroupReader<'_, '_>) -> Result<Self, InputError> {
+        let py = group.dict.py();
+        Ok(crate::optimizers::AsgdConfig {
+            lr: group.real(intern!(py, "lr"))?,
+            lambd: group.real(intern!(py, "lambd"))?,
+            alpha: group.real(intern!(py, "alpha"))?,
+            t0: group.real(intern!(py, "t0"))?,
+            weight_decay: group.real(intern!(py, "weight_decay"))?,
+            maximize: group.flag(intern!(py, "maximize"))?,
+        })
+    }
+
+    fn slot_keys(&self) -> &'static [&'static str] {
+        &["ax"]
+    }
+}
+
+impl RuleBinding for crate::optimizers::RpropConfig {
+    const SCALARS: &'static [(&'static str, f64)] = &[("step", 0.0)];
+
+    fn from_group(group: &GroupReader<'_, '_>) -> Result<Self, InputError> {
+        let py = group.dict.py();
+        let (eta_minus, eta_plus) = group.pair(intern!(py, "etas"))?;
+        let (step_size_min, step_size_max) = group.pair(intern!(py, "step_sizes"))?;
+        Ok(crate::optimizers::RpropConfig {
+            lr: group.real(intern!(py, "lr"))?,
+            eta_minus,
+            eta_plus,
+            step_size_min,
+            step_size_max,
+            maximize: group.flag(intern!(py, "maximize"))?,
+        })
+    }
+
+    fn slot_keys(&self) -> &'static [&'static str] {
+        &["prev", "step_size"]
+    }
+
+    /// `step_size` starts at the group's lr (torch's `full_like(grad, lr)`).
+    fn slot_initial_value(&self, slot: usize) -> f64 {
+        if slot == 1 { self.lr } else { 0.0 }
+    }
+}

@@ -63,6 +63,9 @@ struct Prepared<'py, F: NumpyElement> {
     key: Bound<'py, PyAny>,
 }
 
+/// One group's rule and its tensors of each dtype, as the kernels see them.
+type GroupWork<'a, R> = (&'a R, Vec<Tensor<'a, f32>>, Vec<Tensor<'a, f64>>);
+
 /// One param group's config and its validated tensors of each dtype.
 struct PreparedBatch<'py, R> {
     rule: R,
@@ -85,14 +88,15 @@ fn run_step<'py, R: RuleBinding>(
 
     let elements: usize = prepared
         .iter()
-        .map(|b| b.float32.iter().map(|t| t.param.len()).sum::<usize>() + b.float64.iter().map(|t| t.param.len()).sum::<usize>())
+        .map(|b| {
+            b.float32.iter().map(|t| t.param.len()).sum::<usize>()
+                + b.float64.iter().map(|t| t.param.len()).sum::<usize>()
+        })
         .sum();
     let advanced: Vec<(Vec<Scalars>, Vec<Scalars>)>;
     {
-        let mut work: Vec<(&R, Vec<Tensor<'_, f32>>, Vec<Tensor<'_, f64>>)> = prepared
-            .iter_mut()
-            .map(|b| (&b.rule, tensors(&mut b.float32), tensors(&mut b.float64)))
-            .collect();
+        let mut work: Vec<GroupWork<'_, R>> =
+            prepared.iter_mut().map(|b| (&b.rule, tensors(&mut b.float32), tensors(&mut b.float64))).collect();
         run_kernel(py, elements, || {
             for (rule, float32, float64) in work.iter_mut() {
                 elementwise::step(*rule, float32)?;
@@ -156,7 +160,8 @@ fn prepare_batch<'py, R: RuleBinding>(
     defaults: Option<&Bound<'py, PyDict>>,
     aliases: &mut AliasCheck<'py>,
 ) -> Result<PreparedBatch<'py, R>, InputError> {
-    let malformed = || InputError::Value("a step batch must be (index, group, params, grads, entries, positions)".into());
+    let malformed =
+        || InputError::Value("a step batch must be (index, group, params, grads, entries, positions)".into());
     let batch = batch.cast::<PyTuple>().map_err(|_| malformed())?;
     if batch.len() != 6 {
         return Err(malformed());
@@ -172,7 +177,8 @@ fn prepare_batch<'py, R: RuleBinding>(
     let entries = item(4)?;
     let entries = entries.cast::<PyList>().map_err(|_| malformed())?;
     let positions = item(5)?;
-    let positions = if positions.is_none() { None } else { Some(positions.cast_into::<PyList>().map_err(|_| malformed())?) };
+    let positions =
+        if positions.is_none() { None } else { Some(positions.cast_into::<PyList>().map_err(|_| malformed())?) };
     let n = params.len();
     if grads.len() != n || entries.len() != n || positions.as_ref().is_some_and(|p| p.len() != n) {
         return Err(malformed());
@@ -188,14 +194,18 @@ fn prepare_batch<'py, R: RuleBinding>(
         };
         let site = Site::in_group(group_index, position);
         let key = params.get_item(i).map_err(|_| malformed())?;
-        let data = key.getattr(intern!(py, "data")).map_err(|_| {
-            InputError::DType(format!("{site} is not a rustoptim.Parameter (it has no .data)"))
-        })?;
+        let data = key
+            .getattr(intern!(py, "data"))
+            .map_err(|_| InputError::DType(format!("{site} is not a rustoptim.Parameter (it has no .data)")))?;
         let grad = grads.get_item(i).map_err(|_| malformed())?;
         let entry = entries.get_item(i).map_err(|_| malformed())?;
         match param_dtype(&data, site)? {
-            DType::Float32 => prepared.float32.push(prepare_tensor(&prepared.rule, key, &data, &grad, &entry, site, aliases)?),
-            DType::Float64 => prepared.float64.push(prepare_tensor(&prepared.rule, key, &data, &grad, &entry, site, aliases)?),
+            DType::Float32 => {
+                prepared.float32.push(prepare_tensor(&prepared.rule, key, &data, &grad, &entry, site, aliases)?)
+            }
+            DType::Float64 => {
+                prepared.float64.push(prepare_tensor(&prepared.rule, key, &data, &grad, &entry, site, aliases)?)
+            }
         }
     }
     Ok(prepared)
@@ -215,9 +225,9 @@ fn prepare_tensor<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
     let entry = if entry.is_none() {
         None
     } else {
-        let dict = entry.cast::<PyDict>().map_err(|_| {
-            InputError::Value(format!("the state of {site} must be a dict, got {}", type_name(entry)))
-        })?;
+        let dict = entry
+            .cast::<PyDict>()
+            .map_err(|_| InputError::Value(format!("the state of {site} must be a dict, got {}", type_name(entry))))?;
         // An empty dict (made by reading `opt.state[p]`) is filled like a new entry.
         Some(dict.clone())
     };

@@ -1,15 +1,7 @@
-//! Two pieces of torch's arithmetic that several rules share: the float32 step
-//! counter and the rounding of `lerp`.
+//! torch's `lerp_` rounding, shared by the rules that keep a running average
+//! with it (RMSprop's grad_avg, Adamax's and NAdam's exp_avg).
 
 use crate::element::Element;
-
-/// `step += 1` on torch's step counter, a 0-d float32 tensor even for float64
-/// params: the count is rounded to float32 (so it stops growing at 2^24), and
-/// the rules read it back as a Python float.
-#[inline]
-pub fn next_step(step: f64) -> f64 {
-    f64::from(step as f32 + 1.0)
-}
 
 /// `start.lerp_(end, weight)` as torch rounds it: the weight `w` is rounded to
 /// the element type, then `start + w·(end − start)` when `|w| < 0.5`, else
@@ -38,13 +30,6 @@ impl<F: Element> Lerp<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_step_counter_saturates_like_float32() {
-        assert_eq!(next_step(0.0), 1.0);
-        assert_eq!(next_step(16_777_215.0), 16_777_216.0);
-        assert_eq!(next_step(16_777_216.0), 16_777_216.0);
-    }
 
     #[test]
     fn lerp_picks_torchs_form() {
