@@ -24,6 +24,8 @@ pub mod simd;
 
 #[cfg(test)]
 mod kernel_tests;
+#[cfg(test)]
+mod rule_tests;
 
 #[cfg(feature = "python")]
 mod python;

@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import rustoptim
-from reference import ReferenceAdam, ReferenceSGD
+from reference import (
+    ReferenceAdadelta,
+    ReferenceAdagrad,
+    ReferenceAdam,
+    ReferenceAdamax,
+    ReferenceNAdam,
+    ReferenceRMSprop,
+    ReferenceSGD,
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,8 @@ class OptimizerInfo:
     only_2d: bool = False
     #: Reference keyword arguments that stand for the class's own defaults (AdamW: decoupled decay 0.01).
     reference_extra: Dict[str, Any] = field(default_factory=dict)
+    #: The optimizer creates every param's state with itself, not at its first step (Adagrad).
+    eager_state: bool = False
 
     @property
     def name(self) -> str:
@@ -53,6 +63,31 @@ SGD_OPTIONS = [
     )
     if not (nesterov and (momentum == 0 or dampening != 0))
 ] + [dict(), dict(lr=0.1, momentum=1.5, dampening=-0.5)]
+
+ADAGRAD_OPTIONS = [
+    dict(lr=0.05, lr_decay=lr_decay, weight_decay=wd, initial_accumulator_value=iav, eps=1e-8, maximize=maximize)
+    for lr_decay, wd, iav, maximize in itertools.product([0, 0.05], [0, 0.1], [0, 0.5], [False, True])
+] + [dict()]
+
+RMSPROP_OPTIONS = [
+    dict(lr=0.01, alpha=0.9, eps=1e-6, weight_decay=wd, momentum=momentum, centered=centered, maximize=maximize)
+    for centered, momentum, wd, maximize in itertools.product([False, True], [0, 0.9], [0, 0.1], [False, True])
+] + [dict(), dict(lr=0.01, alpha=0.3, centered=True)]  # alpha < 0.5: torch's other lerp form
+
+ADADELTA_OPTIONS = [
+    dict(lr=0.5, rho=rho, eps=1e-5, weight_decay=wd, maximize=maximize)
+    for rho, wd, maximize in itertools.product([0.9, 0.3], [0, 0.1], [False, True])
+] + [dict(), dict(rho=1.0), dict(rho=0.0)]
+
+ADAMAX_OPTIONS = [
+    dict(lr=0.01, betas=betas, eps=1e-6, weight_decay=wd, maximize=maximize)
+    for betas, wd, maximize in itertools.product([(0.9, 0.999), (0.3, 0.6)], [0, 0.1], [False, True])
+] + [dict()]
+
+NADAM_OPTIONS = [
+    dict(lr=0.01, betas=(0.8, 0.99), weight_decay=wd, decoupled_weight_decay=decoupled, maximize=maximize)
+    for wd, decoupled, maximize in itertools.product([0, 0.1], [False, True], [False, True])
+] + [dict(), dict(betas=(0.3, 0.6), momentum_decay=0.5, eps=1e-6)]
 
 OPTIMIZERS: List[OptimizerInfo] = [
     OptimizerInfo(
@@ -76,6 +111,50 @@ OPTIMIZERS: List[OptimizerInfo] = [
         reference=ReferenceSGD,
         reference_configs=SGD_OPTIONS,
         state_keys=("momentum_buffer",),
+    ),
+    OptimizerInfo(
+        rustoptim.Adagrad,
+        configs=[dict(lr=0.1, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.1), dict(lr=0.05)],
+        reference=ReferenceAdagrad,
+        reference_configs=ADAGRAD_OPTIONS,
+        state_keys=("step", "sum"),
+        eager_state=True,
+    ),
+    OptimizerInfo(
+        rustoptim.RMSprop,
+        configs=[
+            dict(lr=0.01, momentum=0.9, centered=True, weight_decay=0.1),
+            dict(lr=0.01),
+            dict(lr=0.01, alpha=0.9, momentum=0.5, maximize=True),
+        ],
+        reference=ReferenceRMSprop,
+        reference_configs=RMSPROP_OPTIONS,
+        state_keys=("step", "square_avg", "momentum_buffer", "grad_avg"),
+    ),
+    OptimizerInfo(
+        rustoptim.Adadelta,
+        configs=[dict(lr=0.5, rho=0.8, weight_decay=0.1), dict()],
+        reference=ReferenceAdadelta,
+        reference_configs=ADADELTA_OPTIONS,
+        state_keys=("step", "square_avg", "acc_delta"),
+    ),
+    OptimizerInfo(
+        rustoptim.Adamax,
+        configs=[dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1), dict()],
+        reference=ReferenceAdamax,
+        reference_configs=ADAMAX_OPTIONS,
+        state_keys=("step", "exp_avg", "exp_inf"),
+    ),
+    OptimizerInfo(
+        rustoptim.NAdam,
+        configs=[
+            dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+            dict(),
+            dict(lr=0.01, weight_decay=0.05, momentum_decay=0.01),
+        ],
+        reference=ReferenceNAdam,
+        reference_configs=NADAM_OPTIONS,
+        state_keys=("step", "mu_product", "exp_avg", "exp_avg_sq"),
     ),
 ]
 

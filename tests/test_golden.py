@@ -102,7 +102,9 @@ def test_trajectory_matches_torch(case, layout, place, untouched):
     else:
         assert state_dict["state"] == {}
     for index, entry in state_dict["state"].items():
-        assert sorted(entry) == sorted(case["state_keys"])
+        # Keys can differ between groups (RMSprop's grad_avg only where centered).
+        recorded = sorted(k.split("_", 1)[1] for k in data.files if k.startswith(f"state{index}_"))
+        assert sorted(entry) == recorded and set(recorded) <= set(case["state_keys"])
         for key, value in entry.items():
             if not isinstance(value, np.ndarray):
                 assert type(value) is float and value == float(data[f"state{index}_{key}"]), key
@@ -122,4 +124,5 @@ def test_state_key_order_is_torchs(case):
     optimizer.step()
     order = BY_NAME[case["optimizer"]].state_keys
     for entry in optimizer.state.values():
-        assert list(entry) == [k for k in order if k in case["state_keys"]]
+        assert set(entry) <= set(case["state_keys"])
+        assert list(entry) == [k for k in order if k in entry]

@@ -11,17 +11,14 @@ import numpy as np
 import pytest
 
 import rustoptim
+from optimizer_table import OPTIMIZERS
 
 # Large enough that a step is split across threads (and within the big tensor),
 # with odd sizes so pieces end mid-vector.
 SHAPES = [(300_001,), (257, 131), (3,), (), (0,), (70_000,)]
 
-CONFIGS = [
-    (rustoptim.Adam, dict(lr=1e-2, weight_decay=0.1, amsgrad=True)),
-    (rustoptim.AdamW, dict(lr=1e-2, maximize=True)),
-    (rustoptim.SGD, dict(lr=1e-2, momentum=0.9, dampening=0.1, weight_decay=0.01)),
-    (rustoptim.SGD, dict(lr=1e-2, momentum=0.9, nesterov=True)),
-]
+# Each optimizer of the table in its first config (with state and decay where it has them).
+CONFIGS = [(info.cls, info.configs[0]) for info in OPTIMIZERS]
 
 
 def run_steps(optimizer_class, kwargs, dtype, steps=3):
@@ -45,7 +42,7 @@ def restore_runtime():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("optimizer_class, kwargs", CONFIGS)
+@pytest.mark.parametrize("optimizer_class, kwargs", CONFIGS, ids=[cls.__name__ for cls, _ in CONFIGS])
 def test_bitwise_identical_for_every_thread_count_and_simd_level(restore_runtime, optimizer_class, kwargs, dtype):
     rustoptim.set_num_threads(1)
     rustoptim.set_simd_level("baseline")

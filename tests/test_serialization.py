@@ -29,6 +29,8 @@ from rustoptim import serialization
 from rustoptim.errors import FileFormatError, StateDictError
 from rustoptim.serialization import load, save
 
+from optimizer_table import CONFIG_IDS, CONFIGS
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -211,15 +213,11 @@ def test_round_trip_optimizer_state_dicts(make, tmp_path):
     assert_same(state_dict, round_trip(state_dict, tmp_path))
 
 
-OPTIMIZERS = {
-    "adam_amsgrad": lambda params: rustoptim.Adam(params, lr=1e-2, amsgrad=True),
-    "adamw": lambda params: rustoptim.AdamW(params, lr=1e-2),
-    "sgd_nesterov": lambda params: rustoptim.SGD(params, lr=0.1, momentum=0.9, nesterov=True),
-}
+@pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
+def test_optimizer_resumes_from_file(cls, kwargs, tmp_path):
+    def make_optimizer(params):
+        return cls(params, **kwargs)
 
-
-@pytest.mark.parametrize("make_optimizer", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
-def test_optimizer_resumes_from_file(make_optimizer, tmp_path):
     rng = np.random.default_rng(5)
     params = [rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal(5)]
     optimizer = make_optimizer(params)

@@ -17,7 +17,10 @@ arithmetic runs in ``rustoptim._core``.
 
 from . import errors
 from . import lr_scheduler
+from .adadelta import Adadelta
+from .adagrad import Adagrad
 from .adam import Adam, AdamW
+from .adamax import Adamax
 from .errors import (
     AliasError,
     DTypeError,
@@ -32,8 +35,10 @@ from .errors import (
     StateDictError,
 )
 from .lbfgs import LBFGS
+from .nadam import NAdam
 from .optimizer import Optimizer
 from .parameter import Parameter
+from .rmsprop import RMSprop
 from .runtime import (
     get_num_threads,
     get_simd_level,
@@ -55,6 +60,11 @@ __all__ = [
     "Adam",
     "AdamW",
     "SGD",
+    "Adagrad",
+    "RMSprop",
+    "Adadelta",
+    "Adamax",
+    "NAdam",
     "LBFGS",
     "save",
     "load",

@@ -22,10 +22,19 @@ import numpy as np
 # group or None when no param was skipped).
 _Batch = Tuple[int, Dict[str, Any], List[Any], List[Any], List[Optional[Dict[str, Any]]], Optional[List[int]]]
 
-def step(rule: str, batches: List[_Batch], state: Dict[Any, Dict[str, Any]]) -> None:
-    """One step of the element-wise rule ``rule`` ("adam", "sgd", ...) over every
-    batch, all-or-nothing: everything is checked before the first write, and new
-    scalar state and new state arrays are stored into ``state`` afterwards."""
+def step(
+    rule: str,
+    batches: List[_Batch],
+    state: Dict[Any, Dict[str, Any]],
+    defaults: Optional[Dict[str, Any]] = None,
+) -> None:
+    """One step of the element-wise rule ``rule`` ("adam", "sgd", "adagrad",
+    "rmsprop", "adadelta", "adamax", "nadam", "radam", "asgd", "rprop") over
+    every batch, all-or-nothing: everything is checked before the first write,
+    and new scalar state and new state arrays are stored into ``state``
+    afterwards. Hyperparameters come from each group's dict; ``defaults`` (the
+    optimizer's) supplies the values torch reads from the constructor instead
+    (Adagrad's ``initial_accumulator_value``)."""
 
 def state_keys(rule: str, group: Dict[str, Any], group_index: int = 0) -> Tuple[List[str], List[str]]:
     """``(scalar state keys, state-array keys)`` of ``rule`` under ``group``'s configuration."""

@@ -89,6 +89,22 @@ def check_non_negative(name: str, value: object, message: str) -> None:
         raise ValueError(f"{message.format(value)} ({name} is beyond the range of a float)") from None
 
 
+def check_betas(betas: object) -> None:
+    """``betas`` must be a pair of real numbers, each in ``[0, 1)``; otherwise
+    torch's ``ValueError("Invalid beta parameter at index i: ...")`` (a value
+    that is not a pair, or not a real number, raises ``ValueError``/``TypeError``
+    naming betas)."""
+    if isinstance(betas, np.ndarray) or not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair of floats, got {betas!r}")
+    for i, beta in enumerate(betas):
+        if isinstance(beta, np.ndarray):
+            raise ValueError("betas must be Python floats: rustoptim has no array betas")
+        if isinstance(beta, (bool, np.bool_)) or not isinstance(beta, numbers.Real):
+            raise TypeError(f"betas[{i}] must be a real number, got {beta!r}")
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
+
+
 def check_flags(group: dict, bools: tuple, optional_bools: tuple = ("foreach", "fused")) -> None:
     """Flags are bools (``foreach``/``fused`` may also be None); ``differentiable``
     and ``capturable`` cannot be honoured on NumPy arrays and must be False."""

@@ -15,6 +15,10 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyTuple};
 pub struct GroupReader<'a, 'py> {
     pub dict: &'a Bound<'py, PyDict>,
     pub index: usize,
+    /// The optimizer's `defaults` (the constructor's arguments), when the
+    /// caller passed them: a few torch rules read a constructor value instead
+    /// of the group's (Adagrad's lazily created `sum`).
+    pub defaults: Option<&'a Bound<'py, PyDict>>,
 }
 
 impl<'py> GroupReader<'_, 'py> {
@@ -36,6 +40,15 @@ impl<'py> GroupReader<'_, 'py> {
     pub fn real(&self, key: &Bound<'py, pyo3::types::PyString>) -> Result<f64, InputError> {
         let value = self.get(key)?;
         real_value(&value).ok_or_else(|| not_real(&self.describe(key), &value))
+    }
+
+    /// A finite real number from the optimizer's `defaults`, or from the group
+    /// when no defaults were given or they lack `key`.
+    pub fn constructor_real(&self, key: &Bound<'py, pyo3::types::PyString>) -> Result<f64, InputError> {
+        let Some(value) = self.defaults.and_then(|d| d.get_item(key).ok().flatten()) else {
+            return self.real(key);
+        };
+        real_value(&value).ok_or_else(|| not_real(&format!("defaults['{key}']"), &value))
     }
 
     /// A bool.

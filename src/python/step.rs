@@ -1,11 +1,13 @@
 //! The one step entry point of every element-wise optimizer.
 //!
-//! `_core.step(rule, batches, state)` applies one optimizer step to every param
-//! group at once. Each batch is `(group_index, group, params, grads, entries,
-//! positions)`: a param group's dict, the `Parameter`s that have a gradient,
-//! their gradients, their state dicts (`None` for a param without state yet)
-//! and, when some params of the group were skipped, each param's position in
-//! the group (for messages).
+//! `_core.step(rule, batches, state, defaults=None)` applies one optimizer step
+//! to every param group at once. Each batch is `(group_index, group, params,
+//! grads, entries, positions)`: a param group's dict, the `Parameter`s that have
+//! a gradient, their gradients, their state dicts (`None` for a param without
+//! state yet) and, when some params of the group were skipped, each param's
+//! position in the group (for messages). `defaults` is the optimizer's
+//! `defaults` dict, for the few values torch reads from the constructor rather
+//! than from the group.
 //!
 //! The whole step is all-or-nothing:
 //!
@@ -32,9 +34,16 @@ use pyo3::types::{PyDict, PyFloat, PyList, PyTuple};
 
 /// Applies one step of the rule named `rule` to every batch, in place.
 #[pyfunction]
-fn step<'py>(py: Python<'py>, rule: &str, batches: Bound<'py, PyList>, state: Bound<'py, PyDict>) -> PyResult<()> {
+#[pyo3(signature = (rule, batches, state, defaults=None))]
+fn step<'py>(
+    py: Python<'py>,
+    rule: &str,
+    batches: Bound<'py, PyList>,
+    state: Bound<'py, PyDict>,
+    defaults: Option<Bound<'py, PyDict>>,
+) -> PyResult<()> {
     catch_panics(py, || {
-        with_rule!(rule, R => run_step::<R>(py, &batches, &state),
+        with_rule!(rule, R => run_step::<R>(py, &batches, &state, defaults.as_ref()),
             |other: &str| Err(InputError::Value(format!("unknown optimizer rule {other:?}"))))
         .map_err(|e| e.into_pyerr(py))
     })
@@ -68,11 +77,12 @@ fn run_step<'py, R: RuleBinding>(
     py: Python<'py>,
     batches: &Bound<'py, PyList>,
     state: &Bound<'py, PyDict>,
+    defaults: Option<&Bound<'py, PyDict>>,
 ) -> Result<(), InputError> {
     let mut aliases = AliasCheck::with_capacity(0, 0);
     let mut prepared: Vec<PreparedBatch<'py, R>> = Vec::with_capacity(batches.len());
     for batch in batches.iter() {
-        prepared.push(prepare_batch::<R>(&batch, &mut aliases)?);
+        prepared.push(prepare_batch::<R>(&batch, defaults, &mut aliases)?);
     }
     aliases.verify()?;
 
@@ -147,6 +157,7 @@ fn tensors<'a, F: NumpyElement + crate::Element>(prepared: &'a mut [Prepared<'_,
 
 fn prepare_batch<'py, R: RuleBinding>(
     batch: &Bound<'py, PyAny>,
+    defaults: Option<&Bound<'py, PyDict>>,
     aliases: &mut AliasCheck<'py>,
 ) -> Result<PreparedBatch<'py, R>, InputError> {
     let malformed =
@@ -173,7 +184,7 @@ fn prepare_batch<'py, R: RuleBinding>(
         return Err(malformed());
     }
 
-    let rule = R::from_group(&GroupReader { dict: group, index: group_index })?;
+    let rule = R::from_group(&GroupReader { dict: group, index: group_index, defaults })?;
     let mut prepared = PreparedBatch { rule, float32: Vec::new(), float64: Vec::new() };
     let py = batch.py();
     for i in 0..n {
@@ -318,7 +329,7 @@ fn state_keys<'py>(
 ) -> PyResult<(Vec<&'static str>, Vec<&'static str>)> {
     catch_panics(py, || {
         with_rule!(rule, R => {
-            let config = R::from_group(&GroupReader { dict: &group, index: group_index }).map_err(|e| e.into_pyerr(py))?;
+            let config = R::from_group(&GroupReader { dict: &group, index: group_index, defaults: None }).map_err(|e| e.into_pyerr(py))?;
             Ok((R::SCALARS.iter().map(|&(name, _)| name).collect(), config.slot_keys().to_vec()))
         }, |other: &str| Err(InputError::Value(format!("unknown optimizer rule {other:?}")).into_pyerr(py)))
     })
