@@ -9,12 +9,10 @@ golden cases are also compared bitwise.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,10 +20,9 @@ import rustoptim
 from rustoptim.errors import AliasError, DTypeError, LayoutError, NonFiniteNormError, ReadOnlyError, ShapeError
 
 import clip_reference as ref
+import golden_ext
 
-GOLDEN = Path(__file__).parent / "golden" / "ext"
-MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
-CLIP_CASES = [c for c in MANIFEST["cases"] if c.get("kind") in ("clip_grad_norm", "clip_grad_value")]
+CLIP_CASES = golden_ext.cases("clip_grad_norm") + golden_ext.cases("clip_grad_value")
 LAYOUTS = ["C", "F", "strided", "negative"]
 NORM_TYPES = [2.0, 1.0, math.inf, -math.inf, 0.0, 3.0, 0.5, -1.5]
 EXACT_NORMS = (2.0, 1.0, math.inf)
@@ -56,7 +53,7 @@ def random_grads(rng, shapes, dtypes):
 @pytest.mark.parametrize("as_parameters", [False, True])
 @pytest.mark.parametrize("case", CLIP_CASES, ids=[c["name"] for c in CLIP_CASES])
 def test_golden(case, layout, as_parameters, place, untouched):
-    data = np.load(GOLDEN / case["file"])
+    data = golden_ext.arrays(case)
     count = len(case["shapes"])
     placed = [place(data[f"g{i}"], layout) for i in range(count)]
     grads = [view for view, _ in placed]

@@ -3,9 +3,6 @@ and a NumPy reference, with state dicts, user functions and the error cases."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import rustoptim
@@ -13,10 +10,9 @@ from rustoptim import swa_utils
 from rustoptim.errors import AliasError, DTypeError, ShapeError, StateDictError
 
 import clip_reference as ref
+import golden_ext
 
-GOLDEN = Path(__file__).parent / "golden" / "ext"
-MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
-AVERAGE_CASES = [c for c in MANIFEST["cases"] if c.get("kind") in ("ema", "swa")]
+AVERAGE_CASES = golden_ext.cases("ema") + golden_ext.cases("swa")
 LAYOUTS = ["C", "F", "strided", "negative"]
 
 SHAPES = [(5,), (3, 4), (), (0,), (40_000,), (7, 3)]
@@ -35,7 +31,7 @@ def weights(rng, scale_exponent=0.0):
 def test_golden(case, layout, place):
     """Averages equal torch's bitwise after every update, whatever the layout
     of the weights passed in (and of the weights the model was built from)."""
-    data = np.load(GOLDEN / case["file"])
+    data = golden_ext.arrays(case)
     count = len(case["shapes"])
     kwargs = {"multi_avg_fn": swa_utils.get_ema_multi_avg_fn(case["decay"])} if case["kind"] == "ema" else {}
     params = [rustoptim.Parameter(place(data[f"model0_{i}"], layout)[0]) for i in range(count)]

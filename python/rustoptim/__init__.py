@@ -15,14 +15,21 @@ Bookkeeping (param groups, state, state dicts) follows ``torch.optim``; the
 arithmetic runs in ``rustoptim._core``.
 """
 
-from . import errors, swa_utils
+from . import errors
+from . import lr_scheduler
+from . import swa_utils
+from .adadelta import Adadelta
+from .adagrad import Adagrad
 from .adam import Adam, AdamW
+from .adamax import Adamax
 from .clip_grad import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
 from .errors import (
     AliasError,
     DTypeError,
     FileFormatError,
+    HyperparameterError,
     InternalError,
+    NoGradientWarning,
     LayoutError,
     NonFiniteNormError,
     ReadOnlyError,
@@ -31,8 +38,10 @@ from .errors import (
     StateDictError,
 )
 from .lbfgs import LBFGS
+from .nadam import NAdam
 from .optimizer import Optimizer
 from .parameter import Parameter
+from .rmsprop import RMSprop
 from .runtime import (
     get_num_threads,
     get_simd_level,
@@ -43,12 +52,22 @@ from .runtime import (
 from .serialization import load, save
 from .sgd import SGD
 
+# RAdam, ASGD, Rprop.
+from .asgd import ASGD
+from .radam import RAdam
+from .rprop import Rprop
+
 __all__ = [
     "Parameter",
     "Optimizer",
     "Adam",
     "AdamW",
     "SGD",
+    "Adagrad",
+    "RMSprop",
+    "Adadelta",
+    "Adamax",
+    "NAdam",
     "LBFGS",
     "clip_grad_norm_",
     "clip_grad_value_",
@@ -63,6 +82,7 @@ __all__ = [
     "get_simd_level",
     "set_simd_level",
     "errors",
+    "lr_scheduler",
     "RustoptimError",
     "ShapeError",
     "DTypeError",
@@ -71,8 +91,14 @@ __all__ = [
     "LayoutError",
     "StateDictError",
     "FileFormatError",
+    "HyperparameterError",
     "NonFiniteNormError",
     "InternalError",
+    "NoGradientWarning",
+    # RAdam, ASGD, Rprop.
+    "RAdam",
+    "ASGD",
+    "Rprop",
 ]
 
 __version__ = "0.1.0"

@@ -48,10 +48,7 @@ from ._arrays import FLOAT_DTYPES
 from .errors import DTypeError, ShapeError, StateDictError
 from .parameter import Parameter
 
-try:  # SWALR is defined with the other schedulers.
-    from .lr_scheduler import SWALR
-except ImportError:  # pragma: no cover - until rustoptim.lr_scheduler provides it
-    pass
+from .lr_scheduler import SWALR
 
 __all__ = [
     "AveragedModel",
@@ -61,8 +58,6 @@ __all__ = [
     "get_ema_avg_fn",
     "get_swa_avg_fn",
 ]
-if "SWALR" not in globals():  # pragma: no cover
-    __all__.remove("SWALR")
 
 ArraysOrParams = Union[Parameter, np.ndarray, Iterable[Union[Parameter, np.ndarray]]]
 

@@ -10,7 +10,7 @@ use super::errors::{InputError, catch_panics, optim_error};
 use super::float_arrays::{FloatArray, ReadArray, WriteArray, shape_string};
 use super::gil::run_kernel;
 use crate::clip::{clamp_in_place, clip_coefficient_for, scale_by_coefficient};
-use crate::reduce::{NormOrder, TotalNorm, total_norm as total_norm_kernel};
+use crate::reduce::{NormOrder, TotalNorm, tensor_norms as tensor_norms_kernel, total_norm as total_norm_kernel};
 use numpy::PyUntypedArrayMethods;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
@@ -21,24 +21,77 @@ use pyo3::types::PyList;
 fn total_norm<'py>(py: Python<'py>, grads: Bound<'py, PyList>, norm_type: f64) -> PyResult<f64> {
     catch_panics(py, || {
         let order = NormOrder::new(norm_type).map_err(|e| optim_error(py, e))?;
-        let (mut reads32, mut reads64) = (Vec::new(), Vec::new());
-        let arrays = float_arrays(&grads)?;
-        let f64_first = f64_group_first(&arrays);
-        for (index, array) in arrays {
-            check_norm_defined(&array, index, order).map_err(|e| e.into_pyerr(py))?;
-            match array {
-                FloatArray::F32(a) => reads32.push(ReadArray::new(&a, None, "grad", index, None)?),
-                FloatArray::F64(a) => reads64.push(ReadArray::new(&a, None, "grad", index, None)?),
-            }
-        }
+        let reads = ReadGrads::new(&grads, order)?;
         // SAFETY: the grads are only read by this call.
-        let values32: Vec<&[f32]> = reads32.iter().map(|r| unsafe { r.values() }).collect();
-        let values64: Vec<&[f64]> = reads64.iter().map(|r| unsafe { r.values() }).collect();
+        let (values32, values64) = unsafe { reads.values() };
         let elements = element_count(&values32, &values64);
-        let total = run_kernel(py, elements, || total_norm_kernel(&values32, &values64, f64_first, order))
+        let total = run_kernel(py, elements, || total_norm_kernel(&values32, &values64, reads.f64_first, order))
             .map_err(|e| optim_error(py, e))?;
         Ok(total.value())
     })
+}
+
+/// The `norm_type`-norm of each gradient (`None` entries skipped), each
+/// computed in its own dtype as `total_norm` computes it, in order. For
+/// callers that combine norms themselves (`rustoptim.distributed`).
+#[pyfunction]
+fn tensor_norms<'py>(py: Python<'py>, grads: Bound<'py, PyList>, norm_type: f64) -> PyResult<Vec<f64>> {
+    catch_panics(py, || {
+        let order = NormOrder::new(norm_type).map_err(|e| optim_error(py, e))?;
+        let reads = ReadGrads::new(&grads, order)?;
+        // SAFETY: the grads are only read by this call.
+        let (values32, values64) = unsafe { reads.values() };
+        let elements = element_count(&values32, &values64);
+        let (norms32, norms64) = run_kernel(py, elements, || {
+            Ok::<_, crate::OptimError>((tensor_norms_kernel(&values32, order)?, tensor_norms_kernel(&values64, order)?))
+        })
+        .map_err(|e| optim_error(py, e))?;
+        let (mut next32, mut next64) = (norms32.into_iter(), norms64.into_iter());
+        Ok(reads
+            .is_f64
+            .iter()
+            .map(|&is_f64| if is_f64 { next64.next() } else { next32.next().map(f64::from) })
+            .map(|norm| norm.expect("one norm per gradient"))
+            .collect())
+    })
+}
+
+/// The gradients of a call that only reads them, by dtype.
+struct ReadGrads<'py> {
+    reads32: Vec<ReadArray<'py, f32>>,
+    reads64: Vec<ReadArray<'py, f64>>,
+    /// For each gradient (`None` entries skipped), in order: whether it is float64.
+    is_f64: Vec<bool>,
+    /// Whether torch lists the float64 gradients' norms first (see [`f64_group_first`]).
+    f64_first: bool,
+}
+
+impl<'py> ReadGrads<'py> {
+    /// Validates every gradient (dtype, layout, and that its norm of `order` is defined).
+    fn new(grads: &Bound<'py, PyList>, order: NormOrder) -> PyResult<Self> {
+        let py = grads.py();
+        let arrays = float_arrays(grads)?;
+        let f64_first = f64_group_first(&arrays);
+        let mut reads = ReadGrads { reads32: Vec::new(), reads64: Vec::new(), is_f64: Vec::new(), f64_first };
+        for (index, array) in arrays {
+            check_norm_defined(&array, index, order).map_err(|e| e.into_pyerr(py))?;
+            reads.is_f64.push(matches!(array, FloatArray::F64(_)));
+            match array {
+                FloatArray::F32(a) => reads.reads32.push(ReadArray::new(&a, None, "grad", index, None)?),
+                FloatArray::F64(a) => reads.reads64.push(ReadArray::new(&a, None, "grad", index, None)?),
+            }
+        }
+        Ok(reads)
+    }
+
+    /// # Safety
+    /// Nothing may write the gradients while the slices are alive.
+    unsafe fn values(&self) -> (Vec<&[f32]>, Vec<&[f64]>) {
+        // SAFETY: per this function's contract.
+        unsafe {
+            (self.reads32.iter().map(|r| r.values()).collect(), self.reads64.iter().map(|r| r.values()).collect())
+        }
+    }
 }
 
 /// torch's `clip_grad_norm_`: the total norm, then every gradient scaled by
@@ -209,6 +262,7 @@ fn element_count(values32: &[&[f32]], values64: &[&[f64]]) -> usize {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(total_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(tensor_norms, m)?)?;
     m.add_function(wrap_pyfunction!(clip_grad_norm, m)?)?;
     m.add_function(wrap_pyfunction!(clip_grads_with_norm, m)?)?;
     m.add_function(wrap_pyfunction!(clip_grad_value, m)?)?;

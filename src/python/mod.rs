@@ -7,17 +7,21 @@ mod average;
 mod bandwidth;
 mod clip;
 mod errors;
-mod first_order;
 mod float_arrays;
 mod gil;
+mod group;
+mod keys;
 mod lbfgs;
+mod rules;
 mod runtime;
+mod site;
+mod step;
 
 use pyo3::prelude::*;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    first_order::register(m)?;
+    step::register(m)?;
     lbfgs::register(m)?;
     bandwidth::register(m)?;
     runtime::register(m)?;
