@@ -355,3 +355,15 @@ def test_gil_is_released_while_a_large_clip_runs(restore_runtime):
     counter.join()
     during = [t for t in ticks if start < t < end]
     assert len(during) > 10, f"{len(during)} ticks during a {1e3 * (end - start):.1f} ms clip"
+
+
+def test_per_gradient_norms_for_the_distributed_code():
+    """_core.tensor_norms: each gradient's norm in its own dtype, None skipped."""
+    from rustoptim import _core
+
+    grads = [np.array([3.0, 4.0], np.float32), None, np.array([[1.0], [-2.0]]), np.zeros(0)]
+    for norm_type in (2.0, 1.0, 0.0):
+        norms = _core.tensor_norms(grads, norm_type)
+        assert norms == [rustoptim.get_total_norm(g, norm_type) for g in grads if g is not None]
+    with pytest.raises(ShapeError):
+        _core.tensor_norms(grads, math.inf)
