@@ -362,8 +362,9 @@ def test_per_gradient_norms_for_the_distributed_code():
     from rustoptim import _core
 
     grads = [np.array([3.0, 4.0], np.float32), None, np.array([[1.0], [-2.0]]), np.zeros(0)]
-    for norm_type in (2.0, 1.0, 0.0):
+    for norm_type in (2.0, 1.0, 3.0):
         norms = _core.tensor_norms(grads, norm_type)
         assert norms == [rustoptim.get_total_norm(g, norm_type) for g in grads if g is not None]
+    assert _core.tensor_norms(grads, 0.0) == [2.0, 2.0, 0.0]  # non-zero elements per gradient
     with pytest.raises(ShapeError):
         _core.tensor_norms(grads, math.inf)
