@@ -16,6 +16,7 @@ arithmetic runs in ``rustoptim._core``.
 """
 
 from . import errors
+from ._core import __version__  # Cargo.toml's version, compiled in; the wheel's metadata has the same.
 from .adam import Adam, AdamW
 from .errors import (
     AliasError,
@@ -66,5 +67,3 @@ __all__ = [
     "FileFormatError",
     "InternalError",
 ]
-
-__version__ = "0.1.0"

@@ -13,6 +13,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+#: The package version, Cargo.toml's ``version`` compiled in (``rustoptim.__version__``).
+__version__: str
+
 # ---------------------------------------------------------------- first order
 
 def adam_step(
