@@ -27,7 +27,7 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED_PLATFORM = "manylinux_2_17_x86_64"
@@ -37,10 +37,13 @@ LICENSE_EXPRESSION = "MIT OR Apache-2.0"
 
 #: Instructions beyond baseline x86-64 (SSE2) that are not VEX/EVEX-encoded.
 NON_VEX_EXTENSIONS = re.compile(
-    r"(pshufb|palignr|pabs[bwd]|phadd|phsub|pmaddubsw|pmulhrsw|psign[bwd]|ptest|pblend|blendv?p[sd]"
-    r"|round[ps][sd]|dpp[sd]|insertps|extractps|pextr[bdq]|pinsr[bdq]|pmaxs[bd]|pmaxu[wd]|pmins[bd]"
-    r"|pminu[wd]|pmuldq|pmulld|pmov[sz]x|packusdw|pcmpeqq|pcmpgtq|pcmp[ei]str[im]|crc32|popcnt|lzcnt"
-    r"|movbe|andn|bextr|blsi|blsmsk|blsr|bzhi|mulx|pdep|pext|rorx|sarx|shlx|shrx)"
+    # SSSE3, SSE4.1, SSE4.2 (objdump's AT&T names)
+    r"pshufb|palignr|pabs[bwd]|ph(add|sub)(w|d|sw)|pmaddubsw|pmulhrsw|psign[bwd]|ptest|pblend(w|vb)"
+    r"|blendv?p[sd]|round[ps][sd]|dpp[sd]|insertps|extractps|pextr[bdq]|pinsr[bdq]|pmaxs[bd]|pmaxu[wd]"
+    r"|pmins[bd]|pminu[wd]|pmuldq|pmulld|pmov[sz]x(bw|bd|bq|wd|wq|dq)|packusdw|pcmpeqq|pcmpgtq"
+    r"|pcmp[ei]str[im]|crc32[bwlq]?"
+    # POPCNT, LZCNT, MOVBE, BMI1, BMI2
+    r"|(popcnt|lzcnt|movbe)[wlq]?|(andn|bextr|blsi|blsmsk|blsr|bzhi|mulx|pdep|pext|rorx|sarx|shlx|shrx)[lq]?"
 )
 #: VEX/EVEX-encoded mnemonics start with "v"; these few "v" mnemonics are not SIMD.
 NOT_SIMD_V = re.compile(r"verr|verw|vm[a-z]*")
@@ -88,29 +91,28 @@ def check_instructions(library: Path, allowed_names: List[str]) -> None:
         check=True, capture_output=True, text=True,
     ).stdout
     allowed = re.compile(r"(^|::)(" + "|".join(map(re.escape, allowed_names)) + r")($|::|<)")
-    per_function: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    # (symbol, address) -> count of each instruction beyond baseline in that function
+    per_function: Dict[Tuple[str, str], collections.Counter] = collections.defaultdict(collections.Counter)
     functions = 0
-    function = "<before the first symbol>"
+    function = ("<before the first symbol>", "0")
     for line in listing.splitlines():
         header = re.match(r"^([0-9a-f]+) <(.*)>:$", line)
         if header:
-            function = f"{header.group(2)} at 0x{header.group(1).lstrip('0')}"
+            function = (header.group(2), header.group(1).lstrip("0"))
             functions += 1
             continue
         parts = line.split("\t")
-        if len(parts) >= 2 and parts[0].rstrip().endswith(":"):
-            mnemonic = parts[1].split()[0] if parts[1].split() else ""
+        if len(parts) >= 2 and parts[0].rstrip().endswith(":") and parts[1].split():
+            mnemonic = parts[1].split()[0]
             if beyond_baseline(mnemonic):
                 per_function[function][mnemonic] += 1
     if functions < 100:
         fail(f"{library.name} has {functions} symbols: built stripped, so its instructions cannot be checked")
-    def name(function: str) -> str:
-        return function.rsplit(" at 0x", 1)[0]
-
-    outside = {f: c for f, c in per_function.items()
-               if not allowed.search(name(f)) and not DISPATCHED_ELSEWHERE.fullmatch(name(f))}
+    outside = {(symbol, address): counts for (symbol, address), counts in per_function.items()
+               if not allowed.search(symbol) and not DISPATCHED_ELSEWHERE.fullmatch(symbol)}
     if outside:
-        lines = [f"  {f}: {dict(c.most_common(5))}" for f, c in sorted(outside.items())[:20]]
+        lines = [f"  {symbol} at 0x{address}: {dict(counts.most_common(5))}"
+                 for (symbol, address), counts in sorted(outside.items())[:20]]
         fail(f"instructions beyond baseline x86-64 in {len(outside)} functions outside #[target_feature] "
              "functions (built with -C target-cpu or -C target-feature?); the first 20:\n" + "\n".join(lines))
     inside = sum(sum(c.values()) for c in per_function.values())
