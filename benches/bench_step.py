@@ -655,52 +655,26 @@ def small_step_runs(spec: OptimizerSpec, p0, grads, flat: bool):
     for _ in range(3):
         opt.step()
     group = opt.param_groups[0]
-    arrays = [p.data for p in params]
     glist = list(grads)
-    if spec.key in ("adam", "adamw"):
-        states = [opt.state[p] for p in params]
-        kwargs = dict(
-            lr=float(group["lr"]), beta1=float(group["betas"][0]), beta2=float(group["betas"][1]),
-            eps=float(group["eps"]), weight_decay=float(group["weight_decay"]), amsgrad=False,
-            maximize=False, decoupled_weight_decay=bool(group["decoupled_weight_decay"]),
-        )
-        m = [s["exp_avg"] for s in states]
-        v = [s["exp_avg_sq"] for s in states]
-        steps = [10.0] * len(arrays)
-        # Positional, in the signature's order, as the optimizers call it.
-        hyper = tuple(kwargs.values())
-        adam = _core.adam_step
+    rule = opt._rule
+    entries = [opt.state.get(p) for p in params]
+    batches = [(0, group, params, glist, entries, None)]
 
-        def native():
-            adam(arrays, glist, m, v, None, steps, *hyper)
+    def native():
+        _core.step(rule, batches, opt.state)
 
-        def empty():
-            adam([], [], [], [], None, [], *hyper)
+    def empty():
+        _core.step(rule, [], opt.state)
 
-        one = [np.concatenate([a.reshape(-1) for a in x]) for x in (arrays, glist, m, v)]
+    # The same elements as one tensor: per-tensor cost excluded.
+    flat_param = rustoptim.Parameter(np.concatenate([p.data.reshape(-1) for p in params]))
+    flat_opt = spec.rust([flat_param], **spec.rust_kwargs)
+    flat_grad = [np.concatenate([g.reshape(-1) for g in glist])]
+    flat_opt.step(grads=flat_grad)
+    flat_batches = [(0, flat_opt.param_groups[0], [flat_param], flat_grad, [flat_opt.state.get(flat_param)], None)]
 
-        def native_flat():
-            adam([one[0]], [one[1]], [one[2]], [one[3]], None, [10.0], *hyper)
-    else:
-        momentum = float(group["momentum"])
-        buffers = [opt.state[p]["momentum_buffer"] for p in params] if momentum else None
-        new = [False] * len(arrays)
-        kwargs = dict(lr=float(group["lr"]), momentum=momentum, dampening=float(group["dampening"]),
-                      weight_decay=float(group["weight_decay"]), nesterov=False, maximize=False)
-        hyper = tuple(kwargs.values())
-        sgd = _core.sgd_step
-
-        def native():
-            sgd(arrays, glist, buffers, new, *hyper)
-
-        def empty():
-            sgd([], [], [] if momentum else None, [], *hyper)
-
-        one = [np.concatenate([a.reshape(-1) for a in x]) for x in (arrays, glist)]
-        one_buf = [np.concatenate([b.reshape(-1) for b in buffers])] if momentum else None
-
-        def native_flat():
-            sgd([one[0]], [one[1]], one_buf, [False], *hyper)
+    def native_flat():
+        _core.step(rule, flat_batches, flat_opt.state)
 
     step = opt.step
     runs = {

@@ -3,22 +3,23 @@
 //! [`python`] behind the `python` cargo feature, so `cargo test` and
 //! `cargo bench` exercise the kernels directly.
 //!
-//! - [`adam`], [`sgd`]: one fused pass per tensor for Adam/AdamW and SGD,
-//!   run over all tensors of a param group at once.
+//! - [`elementwise`]: the multi-tensor driver of every element-wise optimizer
+//!   (checks, per-tensor constants, the split across threads, SIMD dispatch);
+//!   [`optimizers`]: the rules it runs, one file per optimizer.
 //! - [`lbfgs`]: torch's L-BFGS step as a state machine that asks its caller
 //!   for closure evaluations, with a strong-Wolfe line search.
 //! - [`partition`], [`pool`]: how a step is split across threads.
 //! - [`simd`]: run-time choice of AVX2/AVX-512 in a baseline build.
 //! - [`bandwidth`]: the memory-traffic ceiling the benchmarks compare against.
 
-pub mod adam;
 pub mod bandwidth;
 pub mod element;
+pub mod elementwise;
 pub mod error;
 pub mod lbfgs;
+pub mod optimizers;
 pub mod partition;
 pub mod pool;
-pub mod sgd;
 pub mod simd;
 
 #[cfg(test)]

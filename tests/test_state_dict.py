@@ -12,15 +12,7 @@ import pytest
 import rustoptim
 from rustoptim import SGD, Adam, AdamW, Parameter, StateDictError
 
-CONFIGS = [
-    (Adam, dict(lr=0.05)),
-    (Adam, dict(lr=0.05, betas=(0.8, 0.9), weight_decay=0.1, amsgrad=True, maximize=True)),
-    (AdamW, dict(lr=0.05, amsgrad=True)),
-    (SGD, dict(lr=0.05)),
-    (SGD, dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=0.01)),
-    (SGD, dict(lr=0.05, momentum=0.9, nesterov=True, maximize=True)),
-]
-CONFIG_IDS = [f"{cls.__name__}-{i}" for i, (cls, _) in enumerate(CONFIGS)]
+from optimizer_table import CONFIG_IDS, CONFIGS  # noqa: E402
 SHAPES = [(4,), (3, 2), (), (2, 3)]
 
 
@@ -201,7 +193,7 @@ def test_resumed_run_is_bitwise_identical(cls, kwargs, dtype, transport, tmp_pat
     second = [Parameter(p.data.copy(order="K")) for p in first]
     resumed = make_optimizer(cls, {**kwargs, "lr": 123.0}, second)
     resumed.load_state_dict(moved)
-    assert resumed.param_groups[0]["lr"] == 0.05 and resumed.param_groups[1]["lr"] == 0.01
+    assert resumed.param_groups[0]["lr"] == kwargs.get("lr", 1e-3) and resumed.param_groups[1]["lr"] == 0.01
     assert_same_tree(resumed.state_dict(), optimizer.state_dict())
     run(resumed, second, range(4, 8))
 
@@ -453,3 +445,24 @@ def test_malformed_state_dict_is_rejected_without_changes(name, cls, mutate, mes
         target.load_state_dict(sd)
     _assert_unchanged(target, snapshot)
     assert isinstance(StateDictError(), ValueError)
+
+
+@pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
+@pytest.mark.parametrize("where", ["step", "lr"])
+def test_values_beyond_a_float_are_a_state_dict_error(cls, kwargs, where):
+    """10**400 is a Python int no float can hold: refused by name, not an OverflowError."""
+    params = [rustoptim.Parameter(np.ones(3))]
+    optimizer = cls(params, **kwargs)
+    optimizer.step(grads=[np.ones(3)])
+    state_dict = optimizer.state_dict()
+    if where == "lr":
+        state_dict["param_groups"][0]["lr"] = 10**400
+    elif state_dict["state"] and "step" in state_dict["state"][0]:
+        state_dict["state"][0]["step"] = 10**400
+    else:
+        pytest.skip("no step count in this optimizer's state")
+    before = optimizer.state_dict()
+    with pytest.raises(StateDictError, match=where):
+        optimizer.load_state_dict(state_dict)
+    after = optimizer.state_dict()
+    assert after["param_groups"] == before["param_groups"]

@@ -16,13 +16,16 @@ arithmetic runs in ``rustoptim._core``.
 """
 
 from . import errors
+from . import lr_scheduler
 from ._core import __version__  # Cargo.toml's version, compiled in; the wheel's metadata has the same.
 from .adam import Adam, AdamW
 from .errors import (
     AliasError,
     DTypeError,
     FileFormatError,
+    HyperparameterError,
     InternalError,
+    NoGradientWarning,
     LayoutError,
     ReadOnlyError,
     RustoptimError,
@@ -42,6 +45,11 @@ from .runtime import (
 from .serialization import load, save
 from .sgd import SGD
 
+# RAdam, ASGD, Rprop.
+from .asgd import ASGD
+from .radam import RAdam
+from .rprop import Rprop
+
 __all__ = [
     "Parameter",
     "Optimizer",
@@ -57,6 +65,7 @@ __all__ = [
     "get_simd_level",
     "set_simd_level",
     "errors",
+    "lr_scheduler",
     "RustoptimError",
     "ShapeError",
     "DTypeError",
@@ -65,5 +74,11 @@ __all__ = [
     "LayoutError",
     "StateDictError",
     "FileFormatError",
+    "HyperparameterError",
     "InternalError",
+    "NoGradientWarning",
+    # RAdam, ASGD, Rprop.
+    "RAdam",
+    "ASGD",
+    "Rprop",
 ]

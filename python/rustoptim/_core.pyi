@@ -4,66 +4,34 @@ Every step function validates all its arrays before touching any, so a call
 that raises has changed nothing; large updates run with the GIL released.
 Errors: ``rustoptim.errors.ShapeError``, ``DTypeError``, ``ReadOnlyError``,
 ``AliasError`` (a grad sharing memory with a param, overlapping params, shared
-state), ``LayoutError`` (a state array not contiguous in its param's order),
-each naming the tensor index and the array's role; ``ValueError`` for lists of
-mismatched lengths and invalid settings.
+state), ``LayoutError`` (a state array not contiguous in its param's order, an
+unaligned array), ``HyperparameterError`` (a group's hyperparameter that is not a
+finite number or a bool), each naming the array ("the grad of param 2 of
+param_groups[1]") or key; ``ValueError`` for malformed calls and invalid
+settings; ``InternalError`` for a bug caught at the boundary.
 """
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 #: The package version, Cargo.toml's ``version`` compiled in (``rustoptim.__version__``).
 __version__: str
 
-# ---------------------------------------------------------------- first order
+# ------------------------------------------------------------ element-wise step
 
-def adam_step(
-    params: List[np.ndarray],
-    grads: List[np.ndarray],
-    exp_avgs: List[np.ndarray],
-    exp_avg_sqs: List[np.ndarray],
-    max_exp_avg_sqs: Optional[List[np.ndarray]],
-    steps: List[float],
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    amsgrad: bool,
-    maximize: bool,
-    decoupled_weight_decay: bool,
-) -> None:
-    """One Adam/AdamW step over a param group, in place.
+# One batch per param group: (group index, group dict, params that have a
+# gradient, their gradients, their state dicts or None, their positions in the
+# group or None when no param was skipped).
+_Batch = Tuple[int, Dict[str, Any], List[Any], List[Any], List[Optional[Dict[str, Any]]], Optional[List[int]]]
 
-    Every argument list is a ``list`` with one entry per param.
-    ``params``: writeable float32 or float64 arrays (both may appear in one
-    call), any layout. ``grads``: each with its param's shape and dtype, any layout. State arrays: same shape and
-    dtype as their param, contiguous in the param's order (see
-    ``rustoptim._arrays.state_zeros``). ``max_exp_avg_sqs`` is given exactly
-    when ``amsgrad``. ``steps``: each param's step count after this step's
-    increment (finite, >= 1).
-    """
+def step(rule: str, batches: List[_Batch], state: Dict[Any, Dict[str, Any]]) -> None:
+    """One step of the element-wise rule ``rule`` ("adam", "sgd", ...) over every
+    batch, all-or-nothing: everything is checked before the first write, and new
+    scalar state and new state arrays are stored into ``state`` afterwards."""
 
-def sgd_step(
-    params: List[np.ndarray],
-    grads: List[np.ndarray],
-    momentum_buffers: Optional[List[np.ndarray]],
-    new_buffers: List[bool],
-    lr: float,
-    momentum: float,
-    dampening: float,
-    weight_decay: float,
-    nesterov: bool,
-    maximize: bool,
-) -> None:
-    """One SGD step over a param group, in place (arguments as for ``adam_step``).
-
-    ``momentum_buffers`` is given exactly when ``momentum != 0``;
-    ``new_buffers[i]`` is True where buffer ``i`` was just created: the kernel
-    then sets it to the (decayed, sign-flipped) gradient instead of applying
-    the momentum update.
-    """
+def state_keys(rule: str, group: Dict[str, Any], group_index: int = 0) -> Tuple[List[str], List[str]]:
+    """``(scalar state keys, state-array keys)`` of ``rule`` under ``group``'s configuration."""
 
 # ----------------------------------------------------------------- benchmarks
 
@@ -75,6 +43,8 @@ def stream_update(reads: Sequence[np.ndarray], updates: Sequence[Sequence[np.nda
 
 def set_num_threads(num_threads: int) -> None: ...
 def get_num_threads() -> int: ...
+def max_num_threads() -> int: ...
+def num_threads_env_problem() -> Optional[str]: ...
 def simd_levels() -> List[str]: ...
 def get_simd_level() -> str: ...
 def set_simd_level(level: Optional[str] = None) -> None: ...

@@ -5,10 +5,14 @@ mod alias;
 mod arrays;
 mod bandwidth;
 mod errors;
-mod first_order;
 mod gil;
+mod group;
+mod keys;
 mod lbfgs;
+mod rules;
 mod runtime;
+mod site;
+mod step;
 
 use pyo3::prelude::*;
 
@@ -16,7 +20,7 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Cargo.toml's version, the only place it is written; `rustoptim.__version__` is this.
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    first_order::register(m)?;
+    step::register(m)?;
     lbfgs::register(m)?;
     bandwidth::register(m)?;
     runtime::register(m)?;
