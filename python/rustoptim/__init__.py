@@ -18,6 +18,7 @@ arithmetic runs in ``rustoptim._core``.
 from . import errors
 from . import lr_scheduler
 from . import swa_utils
+from ._core import __version__  # Cargo.toml's version, compiled in; the wheel's metadata has the same.
 from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
@@ -100,5 +101,3 @@ __all__ = [
     "ASGD",
     "Rprop",
 ]
-
-__version__ = "0.1.0"

@@ -15,6 +15,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+#: The package version, Cargo.toml's ``version`` compiled in (``rustoptim.__version__``).
+__version__: str
+
 # ------------------------------------------------------------ element-wise step
 
 # One batch per param group: (group index, group dict, params that have a

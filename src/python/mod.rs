@@ -21,6 +21,8 @@ use pyo3::prelude::*;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Cargo.toml's version, the only place it is written; `rustoptim.__version__` is this.
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     step::register(m)?;
     lbfgs::register(m)?;
     bandwidth::register(m)?;
