@@ -7,6 +7,8 @@
 //!   run over all tensors of a param group at once.
 //! - [`lbfgs`]: torch's L-BFGS step as a state machine that asks its caller
 //!   for closure evaluations, with a strong-Wolfe line search.
+//! - [`lbfgsb`]: L-BFGS-B (bound-constrained, scipy's `minimize` method) as a
+//!   state machine that asks its caller for `f` and `∇f`.
 //! - [`partition`], [`pool`]: how a step is split across threads.
 //! - [`simd`]: run-time choice of AVX2/AVX-512 in a baseline build.
 //! - [`bandwidth`]: the memory-traffic ceiling the benchmarks compare against.
@@ -16,6 +18,7 @@ pub mod bandwidth;
 pub mod element;
 pub mod error;
 pub mod lbfgs;
+pub mod lbfgsb;
 pub mod partition;
 pub mod pool;
 pub mod sgd;
