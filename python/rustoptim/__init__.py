@@ -19,16 +19,20 @@ from . import errors
 from .adam import Adam, AdamW
 from .errors import (
     AliasError,
+    BoundsError,
     DTypeError,
     FileFormatError,
     InternalError,
     LayoutError,
+    NonFiniteError,
+    OptionError,
     ReadOnlyError,
     RustoptimError,
     ShapeError,
     StateDictError,
 )
 from .lbfgs import LBFGS
+from .minimize import LbfgsInvHessProduct, minimize
 from .optimizer import Optimizer
 from .parameter import Parameter
 from .runtime import (
@@ -48,6 +52,8 @@ __all__ = [
     "AdamW",
     "SGD",
     "LBFGS",
+    "minimize",
+    "LbfgsInvHessProduct",
     "save",
     "load",
     "set_num_threads",
@@ -64,6 +70,9 @@ __all__ = [
     "LayoutError",
     "StateDictError",
     "FileFormatError",
+    "BoundsError",
+    "NonFiniteError",
+    "OptionError",
     "InternalError",
 ]
 

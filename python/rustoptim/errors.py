@@ -17,6 +17,9 @@ __all__ = [
     "LayoutError",
     "StateDictError",
     "FileFormatError",
+    "BoundsError",
+    "NonFiniteError",
+    "OptionError",
     "InternalError",
 ]
 
@@ -51,6 +54,18 @@ class StateDictError(RustoptimError, ValueError):
 
 class FileFormatError(StateDictError):
     """A file is not a rustoptim state file, or it is truncated or corrupted."""
+
+
+class BoundsError(RustoptimError, ValueError):
+    """Bounds of ``minimize`` that no point satisfies (lower > upper), hold NaN, or are not (min, max) pairs."""
+
+
+class NonFiniteError(RustoptimError, ValueError):
+    """An input that must be finite (``x0`` of ``minimize``) holds NaN or an infinity."""
+
+
+class OptionError(RustoptimError, ValueError):
+    """An unknown or out-of-range option (``minimize``'s ``method``, ``jac``, ``options``)."""
 
 
 class InternalError(RustoptimError, RuntimeError):

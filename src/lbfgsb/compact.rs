@@ -52,6 +52,9 @@ pub struct LimitedMemory {
     yy: Square,
     /// `J`, the lower Cholesky factor of `T = θ·SᵀS + L·D⁻¹·Lᵀ`.
     j_factor: Square,
+    /// `(head, len, θ)` before the last [`reset`](Self::reset), while no pair
+    /// was added since: the pairs are still in the buffers.
+    before_reset: Option<(usize, usize, f64)>,
 }
 
 impl LimitedMemory {
@@ -81,6 +84,7 @@ impl LimitedMemory {
             ss: square()?,
             yy: square()?,
             j_factor: square()?,
+            before_reset: None,
         })
     }
 
@@ -133,9 +137,27 @@ impl LimitedMemory {
 
     /// Forgets every pair: `B = I`.
     pub fn reset(&mut self) {
+        if self.len > 0 {
+            self.before_reset = Some((self.head, self.len, self.theta));
+        }
         self.head = 0;
         self.len = 0;
         self.theta = 1.0;
+    }
+
+    /// Takes back the last [`reset`](Self::reset) if no pair was added since
+    /// (the stored pairs and matrices are untouched until then). Returns
+    /// whether there was a reset to undo.
+    pub fn undo_reset(&mut self) -> bool {
+        match self.before_reset.take() {
+            Some((head, len, theta)) if self.len == 0 => {
+                self.head = head;
+                self.len = len;
+                self.theta = theta;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Adds the pair `(s, y)` with `sᵀy = sy > 0` and `yᵀy = yy`, evicting the
@@ -144,6 +166,7 @@ impl LimitedMemory {
     /// Fails if `T` is not numerically positive definite; the memory must then
     /// be [`reset`](Self::reset) (L-BFGS-B restarts from `B = I`).
     pub fn push(&mut self, s: &[f64], y: &[f64], sy: f64, yy: f64) -> Result<(), NotPositiveDefinite> {
+        self.before_reset = None;
         if self.len == self.capacity {
             self.head = (self.head + 1) % self.capacity;
             self.len -= 1;
@@ -398,6 +421,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_reset_can_be_undone_until_a_pair_is_added() {
+        let mut memory = LimitedMemory::try_new(3, 2).unwrap();
+        let (s, y) = pair(3, 1);
+        let sy: f64 = s.iter().zip(&y).map(|(a, b)| a * b).sum();
+        let yy: f64 = y.iter().map(|a| a * a).sum();
+        memory.push(&s, &y, sy, yy).unwrap();
+        let theta = memory.theta();
+        memory.reset();
+        assert!(memory.is_empty() && memory.theta() == 1.0);
+        assert!(memory.undo_reset());
+        assert_eq!((memory.len(), memory.theta(), memory.s(0)), (1, theta, &s[..]));
+        memory.reset();
+        memory.push(&s, &y, sy, yy).unwrap();
+        assert!(!memory.undo_reset());
+        assert_eq!(memory.len(), 1);
     }
 
     #[test]

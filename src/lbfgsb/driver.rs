@@ -326,6 +326,12 @@ impl Lbfgsb {
     }
 
     fn finish(&mut self, termination: Termination) -> Request {
+        if matches!(termination, Termination::LineSearchFailed(_)) {
+            // The retry along steepest descent did not move x: the pairs
+            // dropped for it still describe the curvature at x, and are what
+            // the caller sees of the memory (scipy's `hess_inv`).
+            self.memory.undo_reset();
+        }
         self.termination = Some(termination);
         self.phase = Phase::Done;
         self.search = None;

@@ -8,6 +8,7 @@ mod errors;
 mod first_order;
 mod gil;
 mod lbfgs;
+mod minimize;
 mod runtime;
 
 use pyo3::prelude::*;
@@ -16,6 +17,7 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     first_order::register(m)?;
     lbfgs::register(m)?;
+    minimize::register(m)?;
     bandwidth::register(m)?;
     runtime::register(m)?;
     Ok(())
