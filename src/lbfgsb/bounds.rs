@@ -108,18 +108,19 @@ impl Bounds {
     /// (or into one it is close to) is cut at the distance to that bound.
     /// NaN if `g` holds a NaN.
     pub fn projected_gradient_norm(&self, x: &[f64], g: &[f64]) -> f64 {
+        // A step −g moves x_i by at most x_i − u_i ≤ 0 down to … up to x_i − l_i:
+        // the projected component is g_i clamped to [x_i − u_i, x_i − l_i].
+        // Branch-free passes (they vectorize); NaN is looked for separately
+        // because max/min skip it.
+        if g.iter().fold(false, |any, gi| any | gi.is_nan()) {
+            return f64::NAN;
+        }
+        if !self.constrained {
+            return g.iter().fold(0.0f64, |norm, gi| norm.max(gi.abs()));
+        }
         let mut norm = 0.0f64;
         for i in 0..g.len() {
-            let mut gi = g[i];
-            if gi.is_nan() {
-                return gi;
-            }
-            if gi < 0.0 {
-                // A step −g moves x_i up, at most to the upper bound.
-                gi = gi.max(x[i] - self.upper[i]);
-            } else {
-                gi = gi.min(x[i] - self.lower[i]);
-            }
+            let gi = g[i].max(x[i] - self.upper[i]).min(x[i] - self.lower[i]);
             norm = norm.max(gi.abs());
         }
         norm

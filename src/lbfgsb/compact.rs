@@ -31,7 +31,7 @@
 
 use super::dense::{NotPositiveDefinite, Square, cholesky, solve_lower, solve_lower_transposed};
 use super::error::{LbfgsbError, allocate};
-use super::vectors::{axpy, dot};
+use super::vectors::{axpy, axpy_dot, combine, dot, dots, neg_dot, neg_into, scale_dot};
 
 pub struct LimitedMemory {
     n: usize,
@@ -55,11 +55,26 @@ pub struct LimitedMemory {
     /// `(head, len, θ)` before the last [`reset`](Self::reset), while no pair
     /// was added since: the pairs are still in the buffers.
     before_reset: Option<(usize, usize, f64)>,
+    /// Whether the Gram matrices and the factor `J` of the middle matrix are
+    /// kept. Without bounds L-BFGS-B needs neither (no Cauchy point once
+    /// there are pairs, and its step `−B⁻¹g` is [`two_loop`](Self::two_loop)'s):
+    /// only `sᵢᵀyᵢ` (the diagonal of `SᵀY`) and `yᵢᵀyᵢ` are kept then.
+    compact: bool,
 }
 
 impl LimitedMemory {
-    /// An empty memory for pairs of `n`-vectors, with room for `capacity` pairs.
+    /// An empty memory for pairs of `n`-vectors, with room for `capacity` pairs,
+    /// that keeps the compact form (`SᵀY`, `SᵀS`, `YᵀY` and `M`) up to date.
     pub fn try_new(n: usize, capacity: usize) -> Result<Self, LbfgsbError> {
+        Self::try_new_with(n, capacity, true)
+    }
+
+    /// As [`try_new`](Self::try_new); `compact = false` keeps only the pairs
+    /// and their `sᵀy`, `yᵀy`: for problems without bounds, whose step is
+    /// [`two_loop`](Self::two_loop)'s. The Gram matrices other than those
+    /// diagonals, [`middle_product`](Self::middle_product) and
+    /// [`restricted_products`](Self::restricted_products) are then unavailable.
+    pub fn try_new_with(n: usize, capacity: usize, compact: bool) -> Result<Self, LbfgsbError> {
         if capacity < 1 {
             return Err(LbfgsbError::InvalidSetting(format!("maxcor must be at least 1, got {capacity}")));
         }
@@ -85,6 +100,7 @@ impl LimitedMemory {
             yy: square()?,
             j_factor: square()?,
             before_reset: None,
+            compact,
         })
     }
 
@@ -185,9 +201,16 @@ impl LimitedMemory {
         self.y[range].copy_from_slice(y);
         let newest = self.len;
         self.len += 1;
+        self.sy.set(newest, newest, sy);
+        self.yy.set(newest, newest, yy);
+        self.theta = yy / sy;
+        if !self.compact {
+            return Ok(());
+        }
         for j in 0..newest {
             let (sj, yj) = (self.s(j), self.y(j));
-            let (s_yj, sj_y, s_sj, y_yj) = (dot(s, yj), dot(sj, y), dot(s, sj), dot(y, yj));
+            // One pass over the stored pair for all its products with the new one.
+            let [s_yj, sj_y, y_yj, s_sj] = dots([(s, yj), (sj, y), (y, yj), (s, sj)]);
             self.sy.set(newest, j, s_yj);
             self.sy.set(j, newest, sj_y);
             self.ss.set(newest, j, s_sj);
@@ -195,11 +218,46 @@ impl LimitedMemory {
             self.yy.set(newest, j, y_yj);
             self.yy.set(j, newest, y_yj);
         }
-        self.sy.set(newest, newest, sy);
         self.ss.set(newest, newest, dot(s, s));
-        self.yy.set(newest, newest, yy);
-        self.theta = yy / sy;
         self.factor_middle()
+    }
+
+    /// `d ← −H·g`, `H = B⁻¹` by the two-loop recursion (Nocedal 1980) from
+    /// `H₀ = I/θ`:
+    ///
+    /// ```text
+    /// q = −g;  for i = k−1 … 0:  αᵢ = ρᵢ·sᵢᵀq,  q ← q − αᵢ·yᵢ
+    /// r = q/θ; for i = 0 … k−1:  βᵢ = ρᵢ·yᵢᵀr,  r ← r + (αᵢ − βᵢ)·sᵢ
+    /// ```
+    ///
+    /// with `ρᵢ = 1/sᵢᵀyᵢ`; `d = r`. `alpha` is scratch of length `k`. Each
+    /// update is fused with the next product, so the recursion reads each
+    /// pair once per loop.
+    pub fn two_loop(&self, g: &[f64], d: &mut [f64], alpha: &mut [f64]) {
+        let k = self.len;
+        if k == 0 {
+            neg_into(d, g);
+            return;
+        }
+        let rho = |i: usize| 1.0 / self.sy.get(i, i);
+        let mut product = neg_dot(d, g, self.s(k - 1));
+        for i in (0..k).rev() {
+            alpha[i] = rho(i) * product;
+            if i > 0 {
+                product = axpy_dot(-alpha[i], self.y(i), d, self.s(i - 1));
+            } else {
+                axpy(-alpha[i], self.y(i), d);
+            }
+        }
+        let mut product = scale_dot(d, 1.0 / self.theta, self.y(0));
+        for i in 0..k {
+            let beta = rho(i) * product;
+            if i + 1 < k {
+                product = axpy_dot(alpha[i] - beta, self.s(i), d, self.y(i + 1));
+            } else {
+                axpy(alpha[i] - beta, self.s(i), d);
+            }
+        }
     }
 
     /// `T = θ·SᵀS + L·D⁻¹·Lᵀ` into `j_factor`, then its Cholesky factor `J`.
@@ -220,6 +278,7 @@ impl LimitedMemory {
 
     /// `out ← M·v` for `v`, `out` of length `2k`.
     pub fn middle_product(&self, v: &[f64], out: &mut [f64]) {
+        debug_assert!(self.compact || self.len == 0, "the middle matrix is not kept");
         let k = self.len;
         let (v1, v2) = (&v[..k], &v[k..2 * k]);
         let (p1, p2) = out[..2 * k].split_at_mut(k);
@@ -247,8 +306,9 @@ impl LimitedMemory {
     pub fn w_transpose_times(&self, v: &[f64], out: &mut [f64]) {
         let k = self.len;
         for j in 0..k {
-            out[j] = dot(self.y(j), v);
-            out[k + j] = self.theta * dot(self.s(j), v);
+            let [yv, sv] = dots([(self.y(j), v), (self.s(j), v)]);
+            out[j] = yv;
+            out[k + j] = self.theta * sv;
         }
     }
 
@@ -264,16 +324,28 @@ impl LimitedMemory {
 
     /// `out ← out + Y·a + S·b` for `a`, `b` of length `k`.
     pub fn add_combination(&self, a: &[f64], b: &[f64], out: &mut [f64]) {
-        for j in 0..self.len {
-            axpy(a[j], self.y(j), out);
-            axpy(b[j], self.s(j), out);
-        }
+        let k = self.len;
+        combine(
+            out,
+            2 * k,
+            |j| if j % 2 == 0 { a[j / 2] } else { b[j / 2] },
+            |j| if j % 2 == 0 { self.y(j / 2) } else { self.s(j / 2) },
+        );
     }
 
     /// The Gram matrices of the pairs restricted to the variables in `indices`:
     /// `yy ← YᵀEEᵀY`, `ss ← SᵀEEᵀS`, `sy ← SᵀEEᵀY` where `E` selects `indices`.
     pub fn restricted_products(&self, indices: &[usize], yy: &mut Square, ss: &mut Square, sy: &mut Square) {
+        debug_assert!(self.compact || self.len == 0, "the Gram matrices are not kept");
         let k = self.len;
+        if indices.is_empty() {
+            for matrix in [yy, ss, sy] {
+                for i in 0..k {
+                    matrix.data[i * matrix.ld..i * matrix.ld + k].fill(0.0);
+                }
+            }
+            return;
+        }
         for i in 0..k {
             let (si, yi) = (self.s(i), self.y(i));
             for j in 0..k {
@@ -418,6 +490,32 @@ mod tests {
                 let compact = dense_b(&memory, n);
                 for (a, b) in compact.iter().zip(&reference) {
                     assert!((a - b).abs() < 1e-9 * (1.0 + b.abs()), "capacity {capacity} seed {seed}: {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn two_loop_applies_the_inverse_of_the_compact_matrix() {
+        let n = 6;
+        for compact in [true, false] {
+            let mut memory = LimitedMemory::try_new_with(n, 3, compact).unwrap();
+            let mut reference = LimitedMemory::try_new(n, 3).unwrap();
+            for seed in 0..5 {
+                let (s, y) = pair(n, seed);
+                let sy: f64 = s.iter().zip(&y).map(|(a, b)| a * b).sum();
+                let yy: f64 = y.iter().map(|a| a * a).sum();
+                memory.push(&s, &y, sy, yy).unwrap();
+                reference.push(&s, &y, sy, yy).unwrap();
+                let b = dense_b(&reference, n);
+                let g: Vec<f64> = (0..n).map(|i| i as f64 - 2.5).collect();
+                let mut d = vec![0.0; n];
+                let mut alpha = vec![0.0; 3];
+                memory.two_loop(&g, &mut d, &mut alpha);
+                // B·d = −g
+                for i in 0..n {
+                    let bd: f64 = (0..n).map(|j| b[i * n + j] * d[j]).sum();
+                    assert!((bd + g[i]).abs() < 1e-9, "{compact} {seed}: {bd} vs {}", -g[i]);
                 }
             }
         }

@@ -40,10 +40,11 @@
 use super::bounds::Bounds;
 use super::cauchy::{CauchyWork, Status, cauchy_point};
 use super::compact::LimitedMemory;
+use super::dense::NotPositiveDefinite;
 use super::error::{LbfgsbError, allocate};
 use super::line_search::{MoreThuente, NotADescentDirection, Outcome, Tolerances};
 use super::subspace::{SubspaceWork, subspace_minimize};
-use super::vectors::{all_finite, difference, dot};
+use super::vectors::{all_finite, axpy_into, difference, dot};
 
 /// The longest line-search step without bounds (L-BFGS-B's constant).
 const UNBOUNDED_MAX_STEP: f64 = 1e10;
@@ -167,6 +168,8 @@ pub struct Lbfgsb {
     active: Vec<usize>,
     cauchy: CauchyWork,
     subspace: SubspaceWork,
+    /// The two-loop recursion's `αᵢ` (problems without bounds).
+    alpha: Vec<f64>,
     search: Option<MoreThuente>,
     /// The step being evaluated.
     stp: f64,
@@ -199,7 +202,7 @@ impl Lbfgsb {
             .map_err(|_| LbfgsbError::Allocation { what: "the active set", bytes: index_bytes })?;
         Ok(Lbfgsb {
             config,
-            memory: LimitedMemory::try_new(n, m)?,
+            memory: LimitedMemory::try_new_with(n, m, bounds.is_constrained())?,
             x: allocate("the iterate", n)?,
             f: f64::NAN,
             g: allocate("the gradient", n)?,
@@ -213,6 +216,7 @@ impl Lbfgsb {
             active,
             cauchy: CauchyWork::try_new(n, m)?,
             subspace: SubspaceWork::try_new(n, m)?,
+            alpha: allocate("the two-loop coefficients", m)?,
             bounds,
             search: None,
             stp: 0.0,
@@ -443,47 +447,11 @@ impl Lbfgsb {
     /// line search along it.
     fn begin_iteration(&mut self) -> Request {
         loop {
-            if self.bounds.is_constrained() || self.memory.is_empty() {
-                cauchy_point(
-                    &self.x,
-                    &self.g,
-                    &self.bounds,
-                    &self.memory,
-                    &mut self.status,
-                    &mut self.z,
-                    &mut self.cauchy,
-                );
-                self.free.clear();
-                self.active.clear();
-                for (i, s) in self.status.iter().enumerate() {
-                    if s.is_free() { self.free.push(i) } else { self.active.push(i) }
-                }
-            } else {
-                // Without bounds the Cauchy point is not needed: every variable
-                // is free and the subspace step starts from x itself.
-                self.z.copy_from_slice(&self.x);
+            if self.search_direction().is_err() {
+                // The compact matrices lost positive definiteness.
+                self.memory.reset();
+                continue;
             }
-            if !self.memory.is_empty() && !self.free.is_empty() {
-                let c_is_zero = !self.bounds.is_constrained();
-                let result = subspace_minimize(
-                    &self.x,
-                    &self.g,
-                    &self.bounds,
-                    &self.memory,
-                    &self.status,
-                    &self.free,
-                    &self.active,
-                    &self.cauchy.c,
-                    c_is_zero,
-                    &mut self.z,
-                    &mut self.subspace,
-                );
-                if result.is_err() {
-                    self.memory.reset();
-                    continue;
-                }
-            }
-            difference(&mut self.d, &self.z, &self.x);
             match self.start_line_search() {
                 Ok(()) => {
                     self.phase = Phase::LineSearch;
@@ -497,6 +465,40 @@ impl Lbfgsb {
                 }
             }
         }
+    }
+
+    /// `d ← z − x` with `z` the subspace minimizer from the Cauchy point.
+    fn search_direction(&mut self) -> Result<(), NotPositiveDefinite> {
+        if !self.bounds.is_constrained() {
+            // Without bounds no variable is ever held at a bound: the Cauchy
+            // point only shortens −g/θ, and the subspace step from it is the
+            // whole quasi-Newton step −B⁻¹g, which the two-loop recursion
+            // gives without forming the compact matrices.
+            self.memory.two_loop(&self.g, &mut self.d, &mut self.alpha);
+            return Ok(());
+        }
+        cauchy_point(&self.x, &self.g, &self.bounds, &self.memory, &mut self.status, &mut self.z, &mut self.cauchy);
+        self.free.clear();
+        self.active.clear();
+        for (i, s) in self.status.iter().enumerate() {
+            if s.is_free() { self.free.push(i) } else { self.active.push(i) }
+        }
+        if !self.memory.is_empty() && !self.free.is_empty() {
+            subspace_minimize(
+                &self.x,
+                &self.g,
+                &self.bounds,
+                &self.memory,
+                &self.status,
+                &self.free,
+                &self.active,
+                &self.cauchy.c,
+                &mut self.z,
+                &mut self.subspace,
+            )?;
+        }
+        difference(&mut self.d, &self.z, &self.x);
+        Ok(())
     }
 
     fn start_line_search(&mut self) -> Result<(), NotADescentDirection> {
@@ -519,15 +521,12 @@ impl Lbfgsb {
         Ok(())
     }
 
-    /// `trial ← P(x + stp·d)` (exactly `z` at `stp = 1`).
+    /// `trial ← P(x + stp·d)` (exactly `z` at `stp = 1` with bounds).
     fn set_trial_point(&mut self) {
-        if self.stp == 1.0 {
+        if self.stp == 1.0 && self.bounds.is_constrained() {
             self.trial.copy_from_slice(&self.z);
         } else {
-            let stp = self.stp;
-            for ((t, &xi), &di) in self.trial.iter_mut().zip(&self.x).zip(&self.d) {
-                *t = stp.mul_add(di, xi);
-            }
+            axpy_into(&mut self.trial, self.stp, &self.d, &self.x);
         }
         self.bounds.project(&mut self.trial);
     }

@@ -96,7 +96,7 @@ pub enum Projection {
 
 /// Moves the free variables of `z` (the Cauchy point on entry) to the
 /// subspace minimizer. `free` and `active` list the variables by status,
-/// `c` is `Wᵀ(x_cp − x)` from the Cauchy point (ignored when `c_is_zero`).
+/// `c` is `Wᵀ(x_cp − x)` from the Cauchy point.
 ///
 /// Fails if `K` cannot be factored; L-BFGS-B then drops its memory.
 #[allow(clippy::too_many_arguments)]
@@ -109,7 +109,6 @@ pub fn subspace_minimize(
     free: &[usize],
     active: &[usize],
     c: &[f64],
-    c_is_zero: bool,
     z: &mut [f64],
     work: &mut SubspaceWork,
 ) -> Result<Projection, NotPositiveDefinite> {
@@ -120,21 +119,15 @@ pub fn subspace_minimize(
 
     // r = −Zᵀ(g + θ(z − x) − W·M·c), stored full length with zeros off Z.
     let r = &mut work.step;
-    if c_is_zero {
-        for i in 0..n {
-            r[i] = -g[i] - theta * (z[i] - x[i]);
-        }
-    } else {
-        let mc = &mut work.mc[..2 * k];
-        memory.middle_product(&c[..2 * k], mc);
-        for i in 0..n {
-            r[i] = -g[i] - theta * (z[i] - x[i]);
-        }
-        let (a, b) = mc.split_at_mut(k);
-        // W·(M·c) = Y·a + θ·S·b
-        b.iter_mut().for_each(|v| *v *= theta);
-        memory.add_combination(a, b, r);
+    let mc = &mut work.mc[..2 * k];
+    memory.middle_product(&c[..2 * k], mc);
+    for i in 0..n {
+        r[i] = -g[i] - theta * (z[i] - x[i]);
     }
+    let (a, b) = mc.split_at_mut(k);
+    // W·(M·c) = Y·a + θ·S·b
+    b.iter_mut().for_each(|v| *v *= theta);
+    memory.add_combination(a, b, r);
     for &i in active {
         r[i] = 0.0;
     }
@@ -422,20 +415,8 @@ mod tests {
             let open = Bounds::unbounded(n).unwrap();
             let open_status: Vec<Status> =
                 status.iter().map(|s| if s.is_free() { Status::Unbounded } else { *s }).collect();
-            subspace_minimize(
-                &x,
-                &g,
-                &open,
-                &memory,
-                &open_status,
-                &free,
-                &active,
-                &c,
-                false,
-                &mut unprojected,
-                &mut work,
-            )
-            .unwrap();
+            subspace_minimize(&x, &g, &open, &memory, &open_status, &free, &active, &c, &mut unprojected, &mut work)
+                .unwrap();
             for (f, &i) in free.iter().enumerate() {
                 let expected = xcp[i] + newton[f];
                 assert!((unprojected[i] - expected).abs() < 1e-9, "{i}: {} vs {expected}", unprojected[i]);
@@ -444,7 +425,7 @@ mod tests {
                 assert_eq!(unprojected[i], xcp[i]);
             }
             // With the real bounds the point stays in the box.
-            subspace_minimize(&x, &g, &bounds, &memory, &status, &free, &active, &c, false, &mut z, &mut work).unwrap();
+            subspace_minimize(&x, &g, &bounds, &memory, &status, &free, &active, &c, &mut z, &mut work).unwrap();
             for i in 0..n {
                 assert!(z[i] >= bounds.lower()[i] && z[i] <= bounds.upper()[i]);
             }
