@@ -295,6 +295,31 @@ def _bound_value(value: Any, default: float, where: str) -> float:
         raise BoundsError(f"{where} is {value!r}, not a number or None") from e
 
 
+def _pairs(bounds: Any, n: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds from ``n`` (min, max) pairs, ``None`` for no bound."""
+    # Fast path, in NumPy: pairs of numbers or None.
+    try:
+        table = np.array(bounds, dtype=object)
+        if table.shape == (n, 2):
+            missing = table == None  # noqa: E711 (elementwise on an object array)
+            table[missing[:, 0], 0] = -np.inf
+            table[missing[:, 1], 1] = np.inf
+            values = table.astype(np.float64)
+            return values[:, 0].copy(), values[:, 1].copy()
+    except (TypeError, ValueError):
+        pass
+    # Anything else, pair by pair, for a message naming the pair at fault.
+    lower, upper = np.empty(n), np.empty(n)
+    for i, pair in enumerate(bounds):
+        try:
+            lo, hi = pair
+        except (TypeError, ValueError) as e:
+            raise BoundsError(f"bounds[{i}] is {pair!r}, not a (min, max) pair") from e
+        lower[i] = _bound_value(lo, -np.inf, f"the lower bound of bounds[{i}]")
+        upper[i] = _bound_value(hi, np.inf, f"the upper bound of bounds[{i}]")
+    return lower, upper
+
+
 def _bounds(bounds: Any, n: int) -> Tuple[np.ndarray, np.ndarray]:
     if bounds is None:
         return np.full(n, -np.inf), np.full(n, np.inf)
@@ -313,14 +338,7 @@ def _bounds(bounds: Any, n: int) -> Tuple[np.ndarray, np.ndarray]:
             )
         if len(bounds) != n:
             raise ShapeError(f"bounds has {len(bounds)} (min, max) pairs, but x0 has {n} variables")
-        lower, upper = np.empty(n), np.empty(n)
-        for i, pair in enumerate(bounds):
-            try:
-                lo, hi = pair
-            except (TypeError, ValueError) as e:
-                raise BoundsError(f"bounds[{i}] is {pair!r}, not a (min, max) pair") from e
-            lower[i] = _bound_value(lo, -np.inf, f"the lower bound of bounds[{i}]")
-            upper[i] = _bound_value(hi, np.inf, f"the upper bound of bounds[{i}]")
+        lower, upper = _pairs(bounds, n)
     for i in np.flatnonzero(np.isnan(lower) | np.isnan(upper)):
         raise BoundsError(f"bounds[{i}] = ({lower[i]}, {upper[i]}) holds NaN")
     for i in np.flatnonzero((lower > upper) | (lower == np.inf) | (upper == -np.inf)):

@@ -88,6 +88,61 @@ impl PartialEq for Breakpoint {
 }
 impl Eq for Breakpoint {}
 
+/// The breakpoints in increasing order, sorted lazily: the first comes from
+/// one scan; only if the path goes past it are the rest put in a heap. Often
+/// the Cauchy point is before the second breakpoint, and the `O(n)` heap
+/// construction is skipped.
+enum Breakpoints {
+    /// None taken yet.
+    Unsorted(Vec<Breakpoint>),
+    /// The first one taken; the rest as they were.
+    FirstTaken(Vec<Breakpoint>),
+    Heap(BinaryHeap<Breakpoint>),
+}
+
+impl Breakpoints {
+    /// Takes the breakpoints out of `storage` (given back by [`release`](Self::release)).
+    fn new(storage: &mut Vec<Breakpoint>) -> Self {
+        Breakpoints::Unsorted(std::mem::take(storage))
+    }
+
+    fn pop(&mut self) -> Option<Breakpoint> {
+        match self {
+            Breakpoints::Unsorted(list) => {
+                // `max` in the heap's order: the smallest t (ties: smallest index).
+                let (first, _) = list.iter().enumerate().max_by(|a, b| a.1.cmp(b.1))?;
+                let next = list.swap_remove(first);
+                *self = Breakpoints::FirstTaken(std::mem::take(list));
+                Some(next)
+            }
+            Breakpoints::FirstTaken(list) => {
+                let mut heap = BinaryHeap::from(std::mem::take(list));
+                let next = heap.pop();
+                *self = Breakpoints::Heap(heap);
+                next
+            }
+            Breakpoints::Heap(heap) => heap.pop(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Breakpoints::Unsorted(list) | Breakpoints::FirstTaken(list) => list.is_empty(),
+            Breakpoints::Heap(heap) => heap.is_empty(),
+        }
+    }
+
+    /// Puts the (emptied) storage back for the next call.
+    fn release(self, storage: &mut Vec<Breakpoint>) {
+        let mut list = match self {
+            Breakpoints::Unsorted(list) | Breakpoints::FirstTaken(list) => list,
+            Breakpoints::Heap(heap) => heap.into_vec(),
+        };
+        list.clear();
+        *storage = list;
+    }
+}
+
 /// The Cauchy point's scratch space, allocated once per problem.
 pub struct CauchyWork {
     /// The path's direction on the current segment.
@@ -206,8 +261,8 @@ pub fn cauchy_point(
     let mut t_total = 0.0;
     *segments = 1;
 
-    let mut heap = BinaryHeap::from(std::mem::take(breakpoints));
-    while let Some(Breakpoint { t: t_break, index: b }) = heap.pop() {
+    let mut queue = Breakpoints::new(breakpoints);
+    while let Some(Breakpoint { t: t_break, index: b }) = queue.pop() {
         let length = t_break - t_start;
         if step_in_segment < length {
             break;
@@ -246,11 +301,9 @@ pub fn cauchy_point(
         }
         f2 = f2.max(curvature_floor);
         t_start = t_break;
-        step_in_segment = if heap.is_empty() && bounded_path { 0.0 } else { -f1 / f2 };
+        step_in_segment = if queue.is_empty() && bounded_path { 0.0 } else { -f1 / f2 };
     }
-    let mut heap_storage = heap.into_vec();
-    heap_storage.clear();
-    *breakpoints = heap_storage;
+    queue.release(breakpoints);
 
     let step = step_in_segment.max(0.0);
     t_total += step;

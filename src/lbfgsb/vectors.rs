@@ -139,8 +139,8 @@ mod tests {
         let vs: Vec<Vec<f64>> = (0..3).map(|j| (0..n).map(|i| (i + j) as f64).collect()).collect();
         let mut out = vec![1.0; n];
         combine(&mut out, 3, |j| j as f64 + 1.0, |j| &vs[j]);
-        for i in 0..n {
-            assert_eq!(out[i], 1.0 + (i as f64) + 2.0 * (i + 1) as f64 + 3.0 * (i + 2) as f64);
+        for (i, &v) in out.iter().enumerate() {
+            assert_eq!(v, 1.0 + (i as f64) + 2.0 * (i + 1) as f64 + 3.0 * (i + 2) as f64);
         }
     }
 }
