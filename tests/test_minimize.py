@@ -610,6 +610,17 @@ def test_non_callables_raise_type_error():
         minimize(square, [1.0], jac=True, callback=3)
 
 
+def test_memory_that_cannot_be_allocated_raises_memory_error():
+    with pytest.raises(MemoryError, match="cannot allocate"):
+        minimize(square, np.ones(1000), jac=True, options=dict(maxcor=2**60))
+
+
+def test_hess_inv_without_pairs_is_the_identity():
+    result = minimize(square, [1.0, 2.0], jac=True, options=dict(maxiter=0))
+    assert result.hess_inv.n_corrs == 0
+    np.testing.assert_array_equal(result.hess_inv.todense(), np.eye(2))
+
+
 def test_gradient_as_list_is_accepted():
     result = minimize(lambda x: (float(x @ x), list(2 * x)), [1.0, 2.0], jac=True)
     assert result.success

@@ -112,18 +112,11 @@ impl Bounds {
         // the projected component is g_i clamped to [x_i − u_i, x_i − l_i].
         // Branch-free passes (they vectorize); NaN is looked for separately
         // because max/min skip it.
-        if g.iter().fold(false, |any, gi| any | gi.is_nan()) {
-            return f64::NAN;
+        if self.constrained {
+            max_abs_nan(g.len(), |i| g[i].max(x[i] - self.upper[i]).min(x[i] - self.lower[i]), |i| g[i])
+        } else {
+            max_abs_nan(g.len(), |i| g[i], |i| g[i])
         }
-        if !self.constrained {
-            return g.iter().fold(0.0f64, |norm, gi| norm.max(gi.abs()));
-        }
-        let mut norm = 0.0f64;
-        for i in 0..g.len() {
-            let gi = g[i].max(x[i] - self.upper[i]).min(x[i] - self.lower[i]);
-            norm = norm.max(gi.abs());
-        }
-        norm
     }
 
     /// The largest `α ∈ [0, cap]` with `x + α·d` inside the box (`x` inside).
@@ -154,6 +147,37 @@ impl Bounds {
         }
         alpha
     }
+}
+
+/// `max_i |value(i)|` (0 if `n = 0`), or NaN if some `check(i)` is NaN: in
+/// lanes, compiled for the SIMD level (`max` by comparison, NaN looked for
+/// separately, so the pass vectorizes).
+#[inline(always)]
+fn max_abs_nan(n: usize, value: impl Fn(usize) -> f64, check: impl Fn(usize) -> f64) -> f64 {
+    const LANES: usize = 8;
+    crate::simd::dispatch(
+        #[inline(always)]
+        || {
+            let mut largest = [0.0f64; LANES];
+            let mut nan = [false; LANES];
+            let body = n / LANES * LANES;
+            let mut i = 0;
+            while i < body {
+                for lane in 0..LANES {
+                    let v = value(i + lane).abs();
+                    largest[lane] = if v > largest[lane] { v } else { largest[lane] };
+                    nan[lane] |= check(i + lane).is_nan();
+                }
+                i += LANES;
+            }
+            for (lane, j) in (body..n).enumerate() {
+                let v = value(j).abs();
+                largest[lane] = if v > largest[lane] { v } else { largest[lane] };
+                nan[lane] |= check(j).is_nan();
+            }
+            if nan.iter().any(|&b| b) { f64::NAN } else { largest.iter().fold(0.0f64, |m, &v| m.max(v)) }
+        },
+    )
 }
 
 #[cfg(test)]

@@ -22,9 +22,13 @@
 //! so `p = M·v` is `p₂ = J⁻ᵀ·J⁻¹·(v₂ + L·D⁻¹·v₁)`, `p₁ = D⁻¹·(Lᵀ·p₂ − v₁)`.
 //! Vectors of length `2k` are laid out as `[Y part (k), S part (k)]`.
 //!
-//! The pairs are stored in ring buffers of `m` slots of `n` values; the small
-//! Gram matrices `SᵀY`, `SᵀS`, `YᵀY` (by position, oldest first) are kept up
-//! to date with `O(k·n)` work per new pair, and `J` is refactored (`O(k³)`).
+//! The pairs are stored in ring buffers of `m + 1` slots of `n` values: the
+//! slot after the newest pair is where the next pair is computed
+//! ([`staging_mut`](LimitedMemory::staging_mut)), so that a pair whose
+//! curvature turns out too small has not overwritten the oldest one, and an
+//! accepted pair is not copied. The small Gram matrices `SᵀY`, `SᵀS`, `YᵀY`
+//! (by position, oldest first) are kept up to date with `O(k·n)` work per new
+//! pair, and `J` is refactored (`O(k³)`).
 
 // Index loops read like the matrix formulas they implement.
 #![allow(clippy::needless_range_loop)]
@@ -36,7 +40,7 @@ use super::vectors::{axpy, axpy_dot, combine, dot, dots, neg_dot, neg_into, scal
 pub struct LimitedMemory {
     n: usize,
     capacity: usize,
-    /// `s` vectors, slot after slot (`capacity × n`).
+    /// `s` vectors, slot after slot (`(capacity + 1) × n`).
     s: Vec<f64>,
     /// `y` vectors, same slots.
     y: Vec<f64>,
@@ -78,7 +82,7 @@ impl LimitedMemory {
         if capacity < 1 {
             return Err(LbfgsbError::InvalidSetting(format!("maxcor must be at least 1, got {capacity}")));
         }
-        let pairs = capacity
+        let pairs = (capacity + 1)
             .checked_mul(n)
             .ok_or(LbfgsbError::Allocation { what: "the correction pairs", bytes: usize::MAX })?;
         let square = || {
@@ -123,7 +127,16 @@ impl LimitedMemory {
     }
 
     fn slot(&self, position: usize) -> usize {
-        (self.head + position) % self.capacity
+        (self.head + position) % (self.capacity + 1)
+    }
+
+    /// The `s` and `y` of the next pair, to be written by the caller and then
+    /// added by [`commit`](Self::commit) (or left, if it is not to be kept).
+    /// Writing here ends the possibility to [`undo_reset`](Self::undo_reset).
+    pub fn staging_mut(&mut self) -> (&mut [f64], &mut [f64]) {
+        self.before_reset = None;
+        let range = self.slot(self.len) * self.n..(self.slot(self.len) + 1) * self.n;
+        (&mut self.s[range.clone()], &mut self.y[range])
     }
 
     /// `s` of the pair at `position` (0 = oldest).
@@ -182,9 +195,18 @@ impl LimitedMemory {
     /// Fails if `T` is not numerically positive definite; the memory must then
     /// be [`reset`](Self::reset) (L-BFGS-B restarts from `B = I`).
     pub fn push(&mut self, s: &[f64], y: &[f64], sy: f64, yy: f64) -> Result<(), NotPositiveDefinite> {
+        let (staged_s, staged_y) = self.staging_mut();
+        staged_s.copy_from_slice(s);
+        staged_y.copy_from_slice(y);
+        self.commit(sy, yy)
+    }
+
+    /// Adds the pair written into [`staging_mut`](Self::staging_mut), with
+    /// `sᵀy = sy > 0` and `yᵀy = yy`, as [`push`](Self::push) does.
+    pub fn commit(&mut self, sy: f64, yy: f64) -> Result<(), NotPositiveDefinite> {
         self.before_reset = None;
         if self.len == self.capacity {
-            self.head = (self.head + 1) % self.capacity;
+            self.head = (self.head + 1) % (self.capacity + 1);
             self.len -= 1;
             for matrix in [&mut self.sy, &mut self.ss, &mut self.yy] {
                 for i in 0..self.len {
@@ -195,10 +217,6 @@ impl LimitedMemory {
                 }
             }
         }
-        let slot = self.slot(self.len);
-        let range = slot * self.n..(slot + 1) * self.n;
-        self.s[range.clone()].copy_from_slice(s);
-        self.y[range].copy_from_slice(y);
         let newest = self.len;
         self.len += 1;
         self.sy.set(newest, newest, sy);
@@ -207,8 +225,16 @@ impl LimitedMemory {
         if !self.compact {
             return Ok(());
         }
+        // Field borrows (not `self.s(…)`), so the Gram matrices can be written meanwhile.
+        let (n, slots, head) = (self.n, self.capacity + 1, self.head);
+        let (s_all, y_all) = (self.s.as_slice(), self.y.as_slice());
+        let range = |position: usize| {
+            let start = (head + position) % slots * n;
+            start..start + n
+        };
+        let (s, y) = (&s_all[range(newest)], &y_all[range(newest)]);
         for j in 0..newest {
-            let (sj, yj) = (self.s(j), self.y(j));
+            let (sj, yj) = (&s_all[range(j)], &y_all[range(j)]);
             // One pass over the stored pair for all its products with the new one.
             let [s_yj, sj_y, y_yj, s_sj] = dots([(s, yj), (sj, y), (y, yj), (s, sj)]);
             self.sy.set(newest, j, s_yj);

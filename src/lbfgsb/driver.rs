@@ -44,7 +44,7 @@ use super::dense::NotPositiveDefinite;
 use super::error::{LbfgsbError, allocate};
 use super::line_search::{MoreThuente, NotADescentDirection, Outcome, Tolerances};
 use super::subspace::{SubspaceWork, subspace_minimize};
-use super::vectors::{all_finite, axpy_into, difference, dot};
+use super::vectors::{all_finite, axpy_into, difference, dot, dots};
 
 /// The longest line-search step without bounds (L-BFGS-B's constant).
 const UNBOUNDED_MAX_STEP: f64 = 1e10;
@@ -160,9 +160,8 @@ pub struct Lbfgsb {
     trial_g: Vec<f64>,
     /// Cauchy point, then subspace minimizer.
     z: Vec<f64>,
-    /// Search direction `z − x`; reused for `s` and `y` of an update.
+    /// Search direction `z − x`.
     d: Vec<f64>,
-    y: Vec<f64>,
     status: Vec<Status>,
     free: Vec<usize>,
     active: Vec<usize>,
@@ -210,7 +209,6 @@ impl Lbfgsb {
             trial_g: allocate("the trial gradient", n)?,
             z: allocate("the subspace point", n)?,
             d: allocate("the search direction", n)?,
-            y: allocate("the gradient change", n)?,
             status: allocate("the variable status", n)?,
             free,
             active,
@@ -366,8 +364,11 @@ impl Lbfgsb {
                 self.evaluations += 1;
                 self.trials += 1;
                 let search = self.search.as_mut().expect("a line search is running");
-                let outcome = if f.is_finite() && all_finite(&self.trial_g) {
-                    search.resume(self.stp, f, dot(&self.trial_g, &self.d))
+                // A NaN or infinite gradient component makes the slope non-finite
+                // (the direction is finite; inf·0 is NaN), so one pass checks both.
+                let slope = dot(&self.trial_g, &self.d);
+                let outcome = if f.is_finite() && slope.is_finite() {
+                    search.resume(self.stp, f, slope)
                 } else {
                     search.resume_non_finite(self.stp)
                 };
@@ -430,15 +431,17 @@ impl Lbfgsb {
     /// curvature `sᵀy` is not safely positive (`sᵀy ≤ ε·yᵀy`).
     fn update_memory(&mut self) {
         // After `accept`, `trial` and `trial_g` hold the previous iterate.
-        difference(&mut self.d, &self.x, &self.trial);
-        difference(&mut self.y, &self.g, &self.trial_g);
-        let sy = dot(&self.d, &self.y);
-        let yy = dot(&self.y, &self.y);
+        // The pair is computed in the memory's staging slot: kept by `commit`
+        // without a copy, or left there to be overwritten.
+        let (s, y) = self.memory.staging_mut();
+        difference(s, &self.x, &self.trial);
+        difference(y, &self.g, &self.trial_g);
+        let [sy, yy] = dots([(s, y), (y, y)]);
         if sy.is_nan() || sy <= f64::EPSILON * yy {
             self.skipped_updates += 1;
             return;
         }
-        if self.memory.push(&self.d, &self.y, sy, yy).is_err() {
+        if self.memory.commit(sy, yy).is_err() {
             self.memory.reset();
         }
     }
@@ -502,7 +505,8 @@ impl Lbfgsb {
     }
 
     fn start_line_search(&mut self) -> Result<(), NotADescentDirection> {
-        let d_norm = dot(&self.d, &self.d).sqrt();
+        let [d_squared, slope] = dots([(&self.d, &self.d), (&self.g, &self.d)]);
+        let d_norm = d_squared.sqrt();
         let max_step = if !self.bounds.is_constrained() {
             UNBOUNDED_MAX_STEP
         } else if self.fresh {
@@ -512,7 +516,6 @@ impl Lbfgsb {
             self.bounds.max_step(&self.x, &self.d, UNBOUNDED_MAX_STEP)
         };
         let first = if self.fresh && !self.bounds.is_boxed() { (1.0 / d_norm).min(max_step) } else { 1.0 };
-        let slope = dot(&self.g, &self.d);
         let (search, stp) = MoreThuente::start(Tolerances::default(), self.f, slope, first, 0.0, max_step)?;
         self.search = Some(search);
         self.stp = stp;
