@@ -16,8 +16,10 @@ objective (exact on a quiet machine).
 Workload: the chained Rosenbrock function
 ``Σ 100(x[i+1] − x[i]²)² + (1 − x[i])²`` from ``(-1.2, 1, -1.2, 1, ...)`` with
 its gradient (``jac=True``), ``maxcor=10``, ``gtol=ftol=0`` so that neither
-solver stops early, a fixed ``maxiter``. Both solvers run the same algorithm
-and take nearly the same iterates (the table shows evaluations per iteration).
+solver stops early, a fixed ``maxiter``; without bounds, and (``--bounds``,
+default on) with the box ``[-2, 0.9]`` for every variable, given as a list of
+pairs. Both solvers run the same algorithm and take nearly the same iterates
+(the table shows evaluations per iteration).
 
 Contenders alternate within each round (the order rotates); the table shows
 medians over rounds, and the ratio is the median of the per-round ratios.
@@ -91,15 +93,16 @@ def objective_cpu_ns(n: int, calls: int) -> float:
     return (time.thread_time_ns() - start) / calls
 
 
-def sample(solver, n: int, iterations: int, clock: str, objective_ns: float):
+def sample(solver, n: int, iterations: int, clock: str, objective_ns: float, bounded: bool):
     """One whole call: (overhead per iteration in ns, objective ns per
     iteration, evaluations per iteration, iterations)."""
     f = Objective()
     x0 = start_point(n)
     options = dict(maxcor=MAXCOR, maxiter=iterations, gtol=0.0, ftol=0.0)
+    bounds = [(-2.0, 0.9)] * n if bounded else None
     read = time.thread_time_ns if clock == "cpu" else now
     start = read()
-    result = solver(f, x0, jac=True, method="L-BFGS-B", options=options)
+    result = solver(f, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
     total = read() - start
     nit = max(result.nit, 1)
     inside = f.ns if clock == "wall" else f.calls * objective_ns
@@ -113,6 +116,8 @@ def main():
     parser.add_argument("--n", type=int, nargs="+", default=[100, 10_000], help="sizes to run")
     parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
                         help="thread CPU time (default) or wall time")
+    parser.add_argument("--bounds", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run with the box [-2, 0.9] (default on)")
     args = parser.parse_args()
     rounds = args.rounds or (5 if args.quick else 15)
     warnings.simplefilter("ignore")
@@ -127,30 +132,31 @@ def main():
           f"{os.cpu_count()} cores; chained Rosenbrock, maxcor {MAXCOR}; {args.clock} time; "
           f"median of {rounds} interleaved rounds")
     print()
-    header = ["n", "iterations", "objective / it", "evals / it"] + [f"{name} overhead / it" for name in contenders]
+    header = ["n", "bounds", "iterations", "objective / it", "evals / it"] + [f"{name} overhead / it" for name in contenders]
     if "scipy" in contenders:
         header.append("rustoptim vs scipy")
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join(["---:"] * len(header)) + "|")
-    for n in args.n:
+    cases = [(n, bounded) for n in args.n for bounded in ([False, True] if args.bounds else [False])]
+    for n, bounded in cases:
         iterations = ITERATIONS.get(n, 100)
         names = list(contenders)
         overhead = {name: [] for name in names}
         objective, evals, nits = [], {name: [] for name in names}, {name: [] for name in names}
         for name in names:  # warm-up (imports, first-touch allocations)
-            sample(contenders[name], n, 5, args.clock, 0.0)
+            sample(contenders[name], n, 5, args.clock, 0.0, bounded)
         for index in range(rounds):
             shift = index % len(names)
             objective_ns = objective_cpu_ns(n, 20 * iterations // 10) if args.clock == "cpu" else 0.0
             for name in names[shift:] + names[:shift]:
                 per_it, objective_per_it, evals_per_it, nit = sample(
-                    contenders[name], n, iterations, args.clock, objective_ns)
+                    contenders[name], n, iterations, args.clock, objective_ns, bounded)
                 overhead[name].append(per_it)
                 evals[name].append(evals_per_it)
                 nits[name].append(nit)
                 if name == "rustoptim":
                     objective.append(objective_per_it)
-        row = [f"{n:,}", "/".join(str(statistics.median(nits[name])) for name in names),
+        row = [f"{n:,}", "[-2, 0.9]" if bounded else "none", "/".join(str(statistics.median(nits[name])) for name in names),
                _us(statistics.median(objective)),
                "/".join(f"{statistics.median(evals[name]):.2f}" for name in names)]
         row += [_us(statistics.median(overhead[name])) for name in names]

@@ -531,6 +531,27 @@ def test_runs_are_deterministic():
     assert a.x.tobytes() == b.x.tobytes() and a.nfev == b.nfev
 
 
+@pytest.mark.parametrize("bounded", [False, True])
+def test_results_are_bitwise_the_same_at_every_simd_level_and_thread_count(bounded):
+    problem = PROBLEMS["extended_rosenbrock_100"]
+    bounds = [(-1.0, 0.9)] * problem.n if bounded else None
+    reference = None
+    threads_before = rustoptim.get_num_threads()
+    try:
+        for level in rustoptim.simd_levels():
+            for threads in (1, 2):
+                rustoptim.set_simd_level(level)
+                rustoptim.set_num_threads(threads)
+                result = minimize(problem.objective, problem.start, jac=True, bounds=bounds, options=TIGHT)
+                fingerprint = (result.x.tobytes(), result.fun, result.nfev, result.hess_inv.todense().tobytes())
+                if reference is None:
+                    reference = fingerprint
+                assert fingerprint == reference, (level, threads)
+    finally:
+        rustoptim.set_simd_level(None)
+        rustoptim.set_num_threads(threads_before)
+
+
 def test_objective_returning_a_one_element_array_is_accepted():
     result = minimize(lambda x: (np.array([np.sum(x * x)]), 2 * x), [1.0, 2.0], jac=True)
     assert result.success and result.fun == pytest.approx(0.0, abs=1e-12)
