@@ -109,8 +109,17 @@ impl Breakpoints {
     fn pop(&mut self) -> Option<Breakpoint> {
         match self {
             Breakpoints::Unsorted(list) => {
-                // `max` in the heap's order: the smallest t (ties: smallest index).
-                let (first, _) = list.iter().enumerate().max_by(|a, b| a.1.cmp(b.1))?;
+                // The heap's first: the smallest t, ties by the smallest index
+                // (breakpoints are never NaN, and were pushed by increasing index).
+                let mut first = 0;
+                for (position, breakpoint) in list.iter().enumerate().skip(1) {
+                    if breakpoint.t < list[first].t {
+                        first = position;
+                    }
+                }
+                if list.is_empty() {
+                    return None;
+                }
                 let next = list.swap_remove(first);
                 *self = Breakpoints::FirstTaken(std::mem::take(list));
                 Some(next)

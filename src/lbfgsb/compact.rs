@@ -37,6 +37,9 @@ use super::dense::{NotPositiveDefinite, Square, cholesky, solve_lower, solve_low
 use super::error::{LbfgsbError, allocate};
 use super::vectors::{axpy, axpy_dot, combine, dot, dots, neg_dot, neg_into, scale_dot};
 
+/// Indices gathered at a time by [`LimitedMemory::restricted_products`].
+pub const GATHER_BLOCK: usize = 256;
+
 pub struct LimitedMemory {
     n: usize,
     capacity: usize,
@@ -340,11 +343,13 @@ impl LimitedMemory {
 
     /// `out ← ` row `i` of `W`: `[y_0[i] … y_{k−1}[i], θ·s_0[i] … θ·s_{k−1}[i]]`.
     pub fn w_row(&self, i: usize, out: &mut [f64]) {
-        let k = self.len;
+        let (k, slots) = (self.len, self.capacity + 1);
+        let mut slot = self.head;
         for j in 0..k {
-            let start = self.slot(j) * self.n;
-            out[j] = self.y[start + i];
-            out[k + j] = self.theta * self.s[start + i];
+            let at = slot * self.n + i;
+            out[j] = self.y[at];
+            out[k + j] = self.theta * self.s[at];
+            slot = if slot + 1 == slots { 0 } else { slot + 1 };
         }
     }
 
@@ -361,36 +366,50 @@ impl LimitedMemory {
 
     /// The Gram matrices of the pairs restricted to the variables in `indices`:
     /// `yy ← YᵀEEᵀY`, `ss ← SᵀEEᵀS`, `sy ← SᵀEEᵀY` where `E` selects `indices`.
-    pub fn restricted_products(&self, indices: &[usize], yy: &mut Square, ss: &mut Square, sy: &mut Square) {
+    ///
+    /// The selected entries are gathered, [`GATHER_BLOCK`] indices at a time,
+    /// into `scratch` (at least `2·m·GATHER_BLOCK` long), whose contiguous rows
+    /// then give all the products of a pair of pairs in one fused pass.
+    pub fn restricted_products(
+        &self,
+        indices: &[usize],
+        yy: &mut Square,
+        ss: &mut Square,
+        sy: &mut Square,
+        scratch: &mut [f64],
+    ) {
         debug_assert!(self.compact || self.len == 0, "the Gram matrices are not kept");
         let k = self.len;
-        if indices.is_empty() {
-            for matrix in [yy, ss, sy] {
-                for i in 0..k {
-                    matrix.data[i * matrix.ld..i * matrix.ld + k].fill(0.0);
-                }
+        for matrix in [&mut *yy, &mut *ss, &mut *sy] {
+            for i in 0..k {
+                matrix.data[i * matrix.ld..i * matrix.ld + k].fill(0.0);
             }
-            return;
         }
-        for i in 0..k {
-            let (si, yi) = (self.s(i), self.y(i));
+        for block in indices.chunks(GATHER_BLOCK) {
+            let b = block.len();
+            // Rows 2j and 2j + 1 of the scratch: s_j and y_j at the block's indices.
             for j in 0..k {
                 let (sj, yj) = (self.s(j), self.y(j));
-                let mut s_y = 0.0;
-                for &e in indices {
-                    s_y += si[e] * yj[e];
+                let (s_row, y_row) = scratch[2 * j * b..(2 * j + 2) * b].split_at_mut(b);
+                for ((s_out, y_out), &e) in s_row.iter_mut().zip(y_row.iter_mut()).zip(block) {
+                    *s_out = sj[e];
+                    *y_out = yj[e];
                 }
-                sy.set(i, j, s_y);
-                if j <= i {
-                    let (mut y_y, mut s_s) = (0.0, 0.0);
-                    for &e in indices {
-                        y_y += yi[e] * yj[e];
-                        s_s += si[e] * sj[e];
+            }
+            let row = |r: usize| &scratch[r * b..(r + 1) * b];
+            for i in 0..k {
+                let (si, yi) = (row(2 * i), row(2 * i + 1));
+                for j in 0..=i {
+                    let (sj, yj) = (row(2 * j), row(2 * j + 1));
+                    let [s_y, y_s, y_y, s_s] = dots([(si, yj), (sj, yi), (yi, yj), (si, sj)]);
+                    sy.set(i, j, sy.get(i, j) + s_y);
+                    yy.set(i, j, yy.get(i, j) + y_y);
+                    ss.set(i, j, ss.get(i, j) + s_s);
+                    if j < i {
+                        sy.set(j, i, sy.get(j, i) + y_s);
+                        yy.set(j, i, yy.get(i, j));
+                        ss.set(j, i, ss.get(i, j));
                     }
-                    yy.set(i, j, y_y);
-                    yy.set(j, i, y_y);
-                    ss.set(i, j, s_s);
-                    ss.set(j, i, s_s);
                 }
             }
         }
@@ -542,6 +561,35 @@ mod tests {
                 for i in 0..n {
                     let bd: f64 = (0..n).map(|j| b[i * n + j] * d[j]).sum();
                     assert!((bd + g[i]).abs() < 1e-9, "{compact} {seed}: {bd} vs {}", -g[i]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn restricted_products_sum_over_the_indices() {
+        let n = 700;
+        let mut memory = LimitedMemory::try_new(n, 4).unwrap();
+        for seed in 0..3 {
+            let (s, y) = pair(n, seed);
+            let sy: f64 = s.iter().zip(&y).map(|(a, b)| a * b).sum();
+            let yy: f64 = y.iter().map(|a| a * a).sum();
+            memory.push(&s, &y, sy, yy).unwrap();
+        }
+        let k = memory.len();
+        // More indices than one gather block, and none.
+        for indices in [(0..n).step_by(2).collect::<Vec<_>>(), vec![]] {
+            let (mut yy, mut ss, mut sy) =
+                (Square::try_zeros(4).unwrap(), Square::try_zeros(4).unwrap(), Square::try_zeros(4).unwrap());
+            let mut scratch = vec![0.0; 2 * 4 * GATHER_BLOCK];
+            memory.restricted_products(&indices, &mut yy, &mut ss, &mut sy, &mut scratch);
+            for i in 0..k {
+                for j in 0..k {
+                    let sum = |a: &[f64], b: &[f64]| indices.iter().map(|&e| a[e] * b[e]).sum::<f64>();
+                    let close = |got: f64, want: f64| (got - want).abs() <= 1e-12 * (1.0 + want.abs());
+                    assert!(close(sy.get(i, j), sum(memory.s(i), memory.y(j))));
+                    assert!(close(yy.get(i, j), sum(memory.y(i), memory.y(j))));
+                    assert!(close(ss.get(i, j), sum(memory.s(i), memory.s(j))));
                 }
             }
         }

@@ -14,10 +14,11 @@
 //!
 //! # One iteration
 //! From the iterate `x` with gradient `g`:
-//! 1. the generalized Cauchy point `x_cp` ([`cauchy`](super::cauchy); skipped
-//!    without bounds once there are pairs: then `x_cp = x`);
+//! 1. the generalized Cauchy point `x_cp` ([`cauchy`](super::cauchy));
 //! 2. subspace minimization over the variables free at `x_cp`
-//!    ([`subspace`](super::subspace)), giving `z`;
+//!    ([`subspace`](super::subspace)), giving `z`. Without bounds no variable
+//!    is ever held, and steps 1–2 give `z = x − B⁻¹g`: computed directly by
+//!    the two-loop recursion ([`LimitedMemory::two_loop`]);
 //! 3. a Moré–Thuente line search ([`line_search`](super::line_search)) on
 //!    `x + α·d`, `d = z − x`, with `ftol = 1e-3`, `gtol = 0.9`, `xtol = 0.1`,
 //!    `α ≤ ` the longest step inside the box. The first step of a run (and

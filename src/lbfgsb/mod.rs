@@ -6,12 +6,14 @@
 //!
 //! - [`driver`]: the iteration as a state machine that asks its caller for
 //!   `f` and `∇f`, and [`run`], the loop with scipy's limits;
-//! - [`compact`]: the BFGS matrix in compact form `B = θI − W·M·Wᵀ`;
+//! - [`compact`]: the BFGS matrix in compact form `B = θI − W·M·Wᵀ`, and
+//!   the two-loop recursion for `−B⁻¹g` (problems without bounds);
 //! - [`cauchy`]: the generalized Cauchy point along the projected gradient path;
 //! - [`subspace`]: minimization over the free variables, with the 3.0 projection;
 //! - [`line_search`]: Moré–Thuente (MINPACK-2 `dcsrch`/`dcstep`);
 //! - [`bounds`]: the box; [`finite_diff`]: scipy's forward-difference steps;
-//! - [`dense`]: Cholesky and triangular solves of order ≤ 2m; [`vectors`].
+//! - [`dense`]: Cholesky and triangular solves of order ≤ m; [`vectors`]:
+//!   the length-`n` kernels (SIMD, sums in a fixed order).
 
 pub mod bounds;
 pub mod cauchy;

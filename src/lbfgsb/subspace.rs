@@ -40,8 +40,8 @@
 
 use super::bounds::Bounds;
 use super::cauchy::Status;
-use super::compact::LimitedMemory;
-use super::dense::{NotPositiveDefinite, Square, cholesky, solve_lower, solve_lower_transposed};
+use super::compact::{GATHER_BLOCK, LimitedMemory};
+use super::dense::{NotPositiveDefinite, Square, cholesky, solve_lower, solve_lower_rows, solve_lower_transposed};
 use super::error::{LbfgsbError, allocate};
 
 /// Scratch space of the subspace minimization, allocated once per problem.
@@ -59,6 +59,8 @@ pub struct SubspaceWork {
     /// Vectors of length `2m`.
     wv: Vec<f64>,
     mc: Vec<f64>,
+    /// Gathered entries of the pairs for the restricted products.
+    gathered: Vec<f64>,
 }
 
 impl SubspaceWork {
@@ -79,6 +81,7 @@ impl SubspaceWork {
             l2: square()?,
             wv: allocate("the subspace work vectors", 2 * m)?,
             mc: allocate("the subspace work vectors", 2 * m)?,
+            gathered: allocate("the subspace gather buffer", 2 * m * GATHER_BLOCK)?,
         })
     }
 }
@@ -187,14 +190,14 @@ fn factor_k(
     // After this block: yy = YᵀZZᵀY, ss = SᵀAAᵀS, sy = SᵀAAᵀY.
     let (yy, ss, sy) = (&mut work.yy, &mut work.ss, &mut work.sy);
     if active.len() <= free.len() {
-        memory.restricted_products(active, yy, ss, sy);
+        memory.restricted_products(active, yy, ss, sy, &mut work.gathered);
         for i in 0..k {
             for j in 0..k {
                 yy.set(i, j, memory.yy(i, j) - yy.get(i, j));
             }
         }
     } else {
-        memory.restricted_products(free, yy, ss, sy);
+        memory.restricted_products(free, yy, ss, sy, &mut work.gathered);
         for i in 0..k {
             for j in 0..k {
                 ss.set(i, j, memory.ss(i, j) - ss.get(i, j));
@@ -212,20 +215,16 @@ fn factor_k(
     }
     cholesky(l1, k)?;
     // K₂₁ = L_a − R_z: (i, j) = (SᵀAAᵀY)_ij for i > j, −(SᵀZZᵀY)_ij for i ≤ j,
-    // with SᵀZZᵀY = SᵀY − SᵀAAᵀY. C = L₁⁻¹·K₁₂ = L₁⁻¹·K₂₁ᵀ, column by column:
-    // column j of K₂₁ᵀ is row j of K₂₁.
+    // with SᵀZZᵀY = SᵀY − SᵀAAᵀY. C = L₁⁻¹·K₁₂ with K₁₂ = K₂₁ᵀ.
     let coupling = &mut work.coupling;
-    let column = &mut work.wv[..k];
-    for j in 0..k {
-        for i in 0..k {
-            // K₂₁[j][i]
-            column[i] = if j > i { sy.get(j, i) } else { -(memory.sy(j, i) - sy.get(j, i)) };
-        }
-        solve_lower(l1, k, column);
-        for i in 0..k {
-            coupling.set(i, j, column[i]);
+    for i in 0..k {
+        for j in 0..k {
+            // K₁₂[i][j] = K₂₁[j][i]
+            let value = if j > i { sy.get(j, i) } else { -(memory.sy(j, i) - sy.get(j, i)) };
+            coupling.set(i, j, value);
         }
     }
+    solve_lower_rows(l1, k, coupling);
     // L₂·L₂ᵀ = θ·SᵀAAᵀS + CᵀC
     let l2 = &mut work.l2;
     for i in 0..k {
