@@ -8,6 +8,8 @@
 //!   [`optimizers`]: the rules it runs, one file per optimizer.
 //! - [`lbfgs`]: torch's L-BFGS step as a state machine that asks its caller
 //!   for closure evaluations, with a strong-Wolfe line search.
+//! - [`lbfgsb`]: L-BFGS-B (bound-constrained, scipy's `minimize` method) as a
+//!   state machine that asks its caller for `f` and `∇f`.
 //! - [`partition`], [`pool`]: how a step is split across threads.
 //! - [`reduce`], [`clip`]: multi-tensor norms (deterministic for any thread
 //!   count) and in-place gradient scaling/clamping for gradient clipping.
@@ -23,6 +25,7 @@ pub mod elementwise;
 pub mod error;
 pub mod lbfgs;
 pub mod optimizers;
+pub mod lbfgsb;
 pub mod partition;
 pub mod pool;
 pub mod reduce;

@@ -11,7 +11,7 @@ param_groups[1]") or key; ``ValueError`` for malformed calls and invalid
 settings; ``InternalError`` for a bug caught at the boundary.
 """
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -150,3 +150,42 @@ class LbfgsCore:
     def import_state(self, state: Dict[str, Any], history_size: int) -> None:
         """Replace the state (``export_state``'s layout, 1-D arrays of this dtype);
         ``StateDictError`` and no change if anything is wrong."""
+
+# ------------------------------------------------------------------- minimize
+
+def lbfgsb_minimize(
+    fun: Callable[..., Any],
+    x0: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    args: Tuple[Any, ...],
+    gradient: str,
+    jac: Optional[Callable[..., Any]],
+    fd_steps: Optional[np.ndarray],
+    callback: Optional[Callable[[np.ndarray, float], bool]],
+    maxcor: int,
+    ftol: float,
+    gtol: float,
+    maxiter: int,
+    maxfun: int,
+    maxls: int,
+) -> Dict[str, Any]:
+    """Run L-BFGS-B to the end; ``rustoptim.minimize`` checks the arguments first.
+
+    ``x0``, ``lower``, ``upper``: contiguous float64 vectors of one length
+    (``±inf`` for no bound). ``gradient``: ``"fun"`` (``fun(x, *args)`` returns
+    ``(f, g)``), ``"jac"`` (``jac(x, *args)`` returns ``g``), ``"absolute"`` or
+    ``"relative"`` (forward differences of ``fun`` with ``fd_steps``, one value
+    or one per variable; for ``"relative"`` None means scipy's default). Every
+    call gets a fresh float64 copy of the point. ``callback(x, f)`` runs after
+    each iteration and returns True to stop. Exceptions from ``fun``, ``jac``
+    and ``callback`` propagate.
+
+    Returns ``x``, ``fun``, ``jac``, ``nit``, ``nfev``, ``njev``, ``restarts``,
+    ``termination`` (``"gtol"``, ``"ftol"``, ``"maxiter"``, ``"maxfun"``,
+    ``"callback"``, ``"abnormal"``), ``detail`` (why, for ``"abnormal"``), and
+    the memory at the end: ``s`` and ``y`` (``k × n``, oldest first) and ``theta``.
+    Raises ``ShapeError``/``BoundsError``/``NonFiniteError``/``OptionError`` on
+    inconsistent arguments, ``ShapeError``/``DTypeError`` when ``fun`` or ``jac``
+    returns something that is not a number / a gradient of ``x0``'s shape.
+    """

@@ -13,6 +13,7 @@ mod group;
 mod keys;
 mod lbfgs;
 mod rules;
+mod minimize;
 mod runtime;
 mod site;
 mod step;
@@ -25,6 +26,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     step::register(m)?;
     lbfgs::register(m)?;
+    minimize::register(m)?;
     bandwidth::register(m)?;
     runtime::register(m)?;
     clip::register(m)?;
