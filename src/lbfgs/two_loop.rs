@@ -17,16 +17,17 @@
 //! [`dispatch`]), which keeps the `2k` steps cheap when `n` is small.
 //!
 //! Long vectors may be split across a [`team`](super::team) of pool threads,
-//! each owning a run of the vectors' parts ([`Parts`]); after every step the
-//! members add the parts' dot products in part order, exactly as one thread
-//! does (and as the whole-vector kernels of [`vector_ops`](super::vector_ops)
-//! do), so the direction is bitwise the same for any thread count.
+//! each owning a run of the vectors' parts ([`Parts`]) and the slice of `d`
+//! they cover (its only `&mut`; the history and `g` are shared as `&`); after
+//! every step the members add the parts' dot products in part order, exactly
+//! as one thread does (and as the whole-vector kernels of
+//! [`vector_ops`](super::vector_ops) do), so the direction is bitwise the same
+//! for any thread count.
 
 use super::history::History;
-use super::team::{self, Barrier};
+use super::team::{self, Barrier, MAX_MEMBERS};
 use super::vector_ops::{MAX_PARTS, Parts, dot, part_axpy_dot, part_axpy_scale_dot, part_neg_dot};
 use crate::element::Element;
-use crate::partition::SharedMut;
 use crate::simd::dispatch;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,10 +49,10 @@ const MIN_ELEMENTS_PER_MEMBER: usize = 4096;
 const MIN_TEAM_WORK: usize = 1 << 22;
 
 fn team_size(n: usize, pairs: usize) -> usize {
-    if pairs == 0 || n < 2 * MIN_ELEMENTS_PER_MEMBER || n * pairs < MIN_TEAM_WORK {
+    if pairs == 0 || n < 2 * MIN_ELEMENTS_PER_MEMBER || n.saturating_mul(pairs) < MIN_TEAM_WORK {
         return 1;
     }
-    team::available_members().min(n / MIN_ELEMENTS_PER_MEMBER).min(Parts::of(n).count)
+    team::available_members().min(n / MIN_ELEMENTS_PER_MEMBER).min(Parts::of(n).count).min(MAX_MEMBERS)
 }
 
 /// Writes `−H·g` into `d` and returns `gᵀd` (computed in the pass that
@@ -92,93 +93,123 @@ enum Update<'a, F> {
     AxpyScale { alpha: F, x: &'a [F], scale: F, z: &'a [F] },
 }
 
-/// What the members share: `d`, `α`, and (in a team) the per-part results and
-/// the barrier.
-struct Shared<'a, 'b, F> {
-    d: &'a SharedMut<'b, F>,
-    alpha: &'a SharedMut<'b, F>,
-    team: Option<(&'a [[AtomicU64; MAX_PARTS]; 2], &'a Barrier)>,
+/// Two rounds of what the members publish after a step: one result per part,
+/// and one scalar from the leader (the `α_i` the next step needs). A member may
+/// start writing round r + 1 while a slower one still reads round r, never
+/// r + 2, because the barrier of round r + 1 waits for every member.
+type Exchange = [[AtomicU64; MAX_PARTS + 1]; 2];
+/// Where the leader's scalar goes in a round.
+const MESSAGE: usize = MAX_PARTS;
+
+/// What every member reads and none writes.
+struct Shared<'a, F> {
+    history: &'a History<F>,
+    g: &'a [F],
+    h_diag: F,
+    parts: Parts,
+    /// In a team: the exchange and the barrier.
+    team: Option<(&'a Exchange, &'a Barrier)>,
 }
 
-/// One member's view: its parts, and the round of per-part results it is on.
+/// One member and everything it writes: its own run of parts of `d` (as one
+/// exclusive slice) and, for the leader, `alpha`.
 struct Member<'a, F> {
-    index: usize,
-    parts: Parts,
+    /// The parts this member computes.
     mine: Range<usize>,
+    /// Its elements of `d`: `parts.span(mine)`, starting at element `offset`.
+    d: &'a mut [F],
+    offset: usize,
+    /// `Some` for the leader (member 0), which records torch's `al` and sends
+    /// each `α_i` to the others when the second loop needs it.
+    alpha: Option<&'a mut [F]>,
     round: usize,
-    g: &'a [F],
+    /// `gᵀd`, when the recursion is done.
+    gtd: F,
 }
 
 impl<F: Element> Member<'_, F> {
     /// Applies `update` to part `p` and returns the part's dot product.
     #[inline(always)]
-    fn part(&self, update: Update<'_, F>, p: usize, shared: &Shared<'_, '_, F>) -> F {
-        let r = self.parts.range(p);
-        // SAFETY: each member writes only its own parts of `d`.
-        let d = unsafe { shared.d.piece(r.clone()) };
+    fn part(&mut self, update: Update<'_, F>, p: usize, shared: &Shared<'_, F>) -> F {
+        let r = shared.parts.range(p);
+        let d = &mut self.d[r.start - self.offset..r.end - self.offset];
         match update {
-            Update::Negate { z } => part_neg_dot(d, &self.g[r.clone()], &z[r]),
+            Update::Negate { z } => part_neg_dot(d, &shared.g[r.clone()], &z[r]),
             Update::Axpy { alpha, x, z } => part_axpy_dot(alpha, &x[r.clone()], d, &z[r]),
             Update::AxpyScale { alpha, x, scale, z } => part_axpy_scale_dot(alpha, &x[r.clone()], d, scale, &z[r]),
         }
     }
 
     /// Applies `update` to this member's parts and returns the dot product over
-    /// the whole vector (parts added in order).
+    /// the whole vector (parts added in order) and the leader's `message`.
     #[inline(always)]
-    fn step(&mut self, update: Update<'_, F>, shared: &Shared<'_, '_, F>) -> F {
+    fn step(&mut self, update: Update<'_, F>, shared: &Shared<'_, F>, message: F) -> (F, F) {
         let mut total = F::ZERO;
         match shared.team {
             None => {
-                for p in 0..self.parts.count {
+                for p in self.mine.clone() {
                     total = total + self.part(update, p, shared);
                 }
+                (total, message)
             }
-            Some((partials, barrier)) => {
-                let slots = &partials[self.round % 2];
+            Some((exchange, barrier)) => {
+                let slots = &exchange[self.round % 2];
                 self.round += 1;
                 for p in self.mine.clone() {
                     slots[p].store(self.part(update, p, shared).to_f64().to_bits(), Ordering::Relaxed);
                 }
+                if self.alpha.is_some() {
+                    slots[MESSAGE].store(message.to_f64().to_bits(), Ordering::Relaxed);
+                }
                 barrier.wait();
-                for slot in &slots[..self.parts.count] {
+                for slot in &slots[..shared.parts.count] {
                     total = total + F::from_f64(f64::from_bits(slot.load(Ordering::Relaxed)));
                 }
+                (total, F::from_f64(f64::from_bits(slots[MESSAGE].load(Ordering::Relaxed))))
             }
         }
-        total
     }
 
-    /// The whole recursion, as seen by one member; returns `gᵀd`.
+    /// The whole recursion, as seen by one member; leaves `gᵀd` in `self.gtd`.
+    /// Every member computes the same scalars (the same part results, added in
+    /// the same order), so only `α_i` of the first loop, needed again in the
+    /// second, has to travel: the leader keeps it and sends it one step ahead.
     #[inline(always)]
-    fn run(&mut self, history: &History<F>, h_diag: F, shared: &Shared<'_, '_, F>) -> F {
+    fn run(&mut self, shared: &Shared<'_, F>) {
+        let history = shared.history;
         let k = history.len();
-        let mut s_dot_q = self.step(Update::Negate { z: history.step(k - 1) }, shared);
+        let mut s_dot_q = self.step(Update::Negate { z: history.step(k - 1) }, shared, F::ZERO).0;
         let mut y_dot_r = F::ZERO;
+        // α_0, computed last in the first loop and first used in the second.
+        let mut alpha_i = F::ZERO;
         for i in (0..k).rev() {
             let a = s_dot_q * history.rho(i);
-            if self.index == 0 {
-                // SAFETY: only member 0 writes `alpha`; the others read entry i
-                // after at least one later barrier.
-                unsafe { shared.alpha.piece(i..i + 1)[0] = a };
+            if let Some(alpha) = self.alpha.as_deref_mut() {
+                alpha[i] = a;
             }
             if i > 0 {
                 let update = Update::Axpy { alpha: -a, x: history.dir(i), z: history.step(i - 1) };
-                s_dot_q = self.step(update, shared);
+                s_dot_q = self.step(update, shared, F::ZERO).0;
             } else {
-                let update = Update::AxpyScale { alpha: -a, x: history.dir(0), scale: h_diag, z: history.dir(0) };
-                y_dot_r = self.step(update, shared);
+                let update =
+                    Update::AxpyScale { alpha: -a, x: history.dir(0), scale: shared.h_diag, z: history.dir(0) };
+                y_dot_r = self.step(update, shared, F::ZERO).0;
+                alpha_i = a;
             }
         }
         for i in 0..k {
             let beta = y_dot_r * history.rho(i);
-            // SAFETY: written by member 0 before a barrier this member has passed.
-            let coefficient = unsafe { shared.alpha.piece(i..i + 1)[0] } - beta;
+            let coefficient = alpha_i - beta;
             // The last update is followed by `gᵀd` for the caller.
-            let z = if i + 1 < k { history.dir(i + 1) } else { self.g };
-            y_dot_r = self.step(Update::Axpy { alpha: coefficient, x: history.step(i), z }, shared);
+            let z = if i + 1 < k { history.dir(i + 1) } else { shared.g };
+            let next_alpha = match self.alpha.as_deref() {
+                Some(alpha) if i + 1 < k => alpha[i + 1],
+                _ => F::ZERO,
+            };
+            (y_dot_r, alpha_i) =
+                self.step(Update::Axpy { alpha: coefficient, x: history.step(i), z }, shared, next_alpha);
         }
-        y_dot_r
+        self.gtd = y_dot_r;
     }
 }
 
@@ -192,13 +223,13 @@ fn two_loop_solo<F: Element>(g: &[F], history: &History<F>, h_diag: F, alpha: &m
         return dot(g, d);
     }
     let parts = Parts::of(g.len());
-    let (d, alpha) = (SharedMut::new(d), SharedMut::new(alpha));
-    let shared = Shared { d: &d, alpha: &alpha, team: None };
-    let mut member = Member { index: 0, parts, mine: 0..parts.count, round: 0, g };
+    let shared = Shared { history, g, h_diag, parts, team: None };
+    let mut member = Member { mine: 0..parts.count, d, offset: 0, alpha: Some(alpha), round: 0, gtd: F::ZERO };
     dispatch(
         #[inline(always)]
-        || member.run(history, h_diag, &shared),
-    )
+        || member.run(&shared),
+    );
+    member.gtd
 }
 
 /// The recursion on a team of `members` threads; `None` if no team was available.
@@ -211,25 +242,32 @@ fn two_loop_team<F: Element>(
     members: usize,
 ) -> Option<F> {
     let parts = Parts::of(g.len());
-    // Two rounds of per-part results, used alternately: a member may start
-    // writing round r + 1 while a slower one still reads round r, never r + 2.
-    let partials: [[AtomicU64; MAX_PARTS]; 2] = [const { [const { AtomicU64::new(0) }; MAX_PARTS] }; 2];
-    let d = SharedMut::new(d);
-    let alpha = SharedMut::new(alpha);
-    let gtd = AtomicU64::new(0);
-    let ran = team::run(members, |index, members, barrier| {
-        let shared = Shared { d: &d, alpha: &alpha, team: Some((&partials, barrier)) };
+    if members < 2 || members > parts.count.min(MAX_MEMBERS) {
+        return None;
+    }
+    // Cut `d` into one exclusive slice per member: member m computes parts
+    // `m·count/members .. (m+1)·count/members`, consecutive runs of elements.
+    let mut team: [Option<Member<'_, F>>; MAX_MEMBERS] = std::array::from_fn(|_| None);
+    let mut rest = d;
+    let mut alpha = Some(alpha);
+    for (index, slot) in team.iter_mut().take(members).enumerate() {
         let mine = index * parts.count / members..(index + 1) * parts.count / members;
-        let mut member = Member { index, parts, mine, round: 0, g };
-        let value = dispatch(
+        let span = parts.span(mine.clone());
+        let (chunk, tail) = std::mem::take(&mut rest).split_at_mut(span.len());
+        rest = tail;
+        *slot = Some(Member { mine, d: chunk, offset: span.start, alpha: alpha.take(), round: 0, gtd: F::ZERO });
+    }
+    debug_assert!(rest.is_empty());
+    let exchange: Exchange = [const { [const { AtomicU64::new(0) }; MAX_PARTS + 1] }; 2];
+    let ran = team::run(&mut team[..members], |member, _index, _members, barrier| {
+        let shared = Shared { history, g, h_diag, parts, team: Some((&exchange, barrier)) };
+        let member = member.as_mut().expect("every member was set up");
+        dispatch(
             #[inline(always)]
-            || member.run(history, h_diag, &shared),
+            || member.run(&shared),
         );
-        if index == 0 {
-            gtd.store(value.to_f64().to_bits(), Ordering::Relaxed);
-        }
     });
-    ran.then(|| F::from_f64(f64::from_bits(gtd.load(Ordering::Relaxed))))
+    ran.then(|| team[0].as_ref().expect("the leader").gtd)
 }
 
 #[cfg(test)]
@@ -285,7 +323,7 @@ mod tests {
             // y = A s for a diagonal positive A, so yᵀs > 0.
             let y: Vec<f64> = s.iter().enumerate().map(|(i, v)| v * (1.0 + (i % 5) as f64)).collect();
             let rho = 1.0 / dot(&y, &s);
-            h.push(&y, &s, rho);
+            h.push(&y, &s, rho).unwrap();
         }
         h
     }
