@@ -291,14 +291,17 @@ class LBFGS(Optimizer):
             return _split(closure(), params)[0]
         arrays = [p.data for p in params]
         try:
+            max_iter, max_eval = group["max_iter"], group["max_eval"]
+            if max_iter > _MAX_COUNT or max_eval > _MAX_COUNT:
+                max_iter, max_eval = min(max_iter, _MAX_COUNT), min(max_eval, _MAX_COUNT)
             if self._core is None:
                 self._core = self._new_core(group["history_size"])
             core = self._core
             core.begin(
                 arrays,
                 lr=float(group["lr"]),
-                max_iter=min(group["max_iter"], _MAX_COUNT),
-                max_eval=min(group["max_eval"], _MAX_COUNT),
+                max_iter=max_iter,
+                max_eval=max_eval,
                 tolerance_grad=float(group["tolerance_grad"]),
                 tolerance_change=float(group["tolerance_change"]),
                 history_size=group["history_size"],
@@ -308,7 +311,10 @@ class LBFGS(Optimizer):
         except (TypeError, ValueError, OverflowError):
             # A hyperparameter changed since the last check into something the
             # core cannot take: name it (the core's message cannot), else re-raise.
-            self._check_group(group)
+            try:
+                self._check_group(group)
+            except (TypeError, ValueError) as clear:
+                raise clear from None
             raise
         state = self.state[params[0]]
         resume = core.resume

@@ -280,11 +280,12 @@ impl<F: Element> Lbfgs<F> {
     /// [`iterate_mut`](Self::iterate_mut) and evaluates the objective there next.
     pub fn begin(&mut self, config: &LbfgsConfig) -> Result<(), OptimError> {
         config.validate()?;
-        check_history_size::<F>(config.history_size, self.n)?;
         if self.in_step() {
             return Err(OptimError::InvalidSetting("an L-BFGS step is already in progress".into()));
         }
         if config.history_size != self.history.capacity() {
+            // (The current capacity was checked when it was set.)
+            check_history_size::<F>(config.history_size, self.n)?;
             self.history.set_capacity(config.history_size);
             self.alpha_written = self.alpha_written.min(config.history_size);
             self.alpha.truncate(config.history_size);

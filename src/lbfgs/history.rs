@@ -85,8 +85,10 @@ impl<F: Element> History<F> {
     /// `i = len` is the staging slot.
     #[inline]
     fn slot(&self, i: usize) -> usize {
-        debug_assert!(i <= self.len && i < self.slots.len());
-        (self.head + i) % self.slots.len()
+        debug_assert!(i <= self.len && i < self.slots.len() && self.head < self.slots.len().max(1));
+        // `(head + i) % slots`, without a division: both are below `slots`.
+        let slot = self.head + i;
+        if slot >= self.slots.len() { slot - self.slots.len() } else { slot }
     }
 
     #[inline]

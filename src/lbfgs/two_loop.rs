@@ -101,7 +101,8 @@ type Exchange = [[AtomicU64; MAX_PARTS + 1]; 2];
 /// Where the leader's scalar goes in a round.
 const MESSAGE: usize = MAX_PARTS;
 
-/// What every member reads and none writes.
+/// What every member reads and none writes (small and `Copy`: passed by value).
+#[derive(Clone, Copy)]
 struct Shared<'a, F> {
     history: &'a History<F>,
     g: &'a [F],
@@ -130,7 +131,7 @@ struct Member<'a, F> {
 impl<F: Element> Member<'_, F> {
     /// Applies `update` to part `p` and returns the part's dot product.
     #[inline(always)]
-    fn part(&mut self, update: Update<'_, F>, p: usize, shared: &Shared<'_, F>) -> F {
+    fn part(&mut self, update: Update<'_, F>, p: usize, shared: Shared<'_, F>) -> F {
         let r = shared.parts.range(p);
         let d = &mut self.d[r.start - self.offset..r.end - self.offset];
         match update {
@@ -143,7 +144,7 @@ impl<F: Element> Member<'_, F> {
     /// Applies `update` to this member's parts and returns the dot product over
     /// the whole vector (parts added in order) and the leader's `message`.
     #[inline(always)]
-    fn step(&mut self, update: Update<'_, F>, shared: &Shared<'_, F>, message: F) -> (F, F) {
+    fn step(&mut self, update: Update<'_, F>, shared: Shared<'_, F>, message: F) -> (F, F) {
         let mut total = F::ZERO;
         match shared.team {
             None => {
@@ -175,7 +176,7 @@ impl<F: Element> Member<'_, F> {
     /// the same order), so only `α_i` of the first loop, needed again in the
     /// second, has to travel: the leader keeps it and sends it one step ahead.
     #[inline(always)]
-    fn run(&mut self, shared: &Shared<'_, F>) {
+    fn run(&mut self, shared: Shared<'_, F>) {
         let history = shared.history;
         let k = history.len();
         let mut s_dot_q = self.step(Update::Negate { z: history.step(k - 1) }, shared, F::ZERO).0;
@@ -227,7 +228,7 @@ fn two_loop_solo<F: Element>(g: &[F], history: &History<F>, h_diag: F, alpha: &m
     let mut member = Member { mine: 0..parts.count, d, offset: 0, alpha: Some(alpha), round: 0, gtd: F::ZERO };
     dispatch(
         #[inline(always)]
-        || member.run(&shared),
+        || member.run(shared),
     );
     member.gtd
 }
@@ -264,7 +265,7 @@ fn two_loop_team<F: Element>(
         let member = member.as_mut().expect("every member was set up");
         dispatch(
             #[inline(always)]
-            || member.run(&shared),
+            || member.run(shared),
         );
     });
     ran.then(|| team[0].as_ref().expect("the leader").gtd)

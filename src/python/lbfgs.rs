@@ -112,7 +112,11 @@ fn is_writeable<F: NumpyElement>(array: &Bound<'_, PyArrayDyn<F>>) -> bool {
 /// elements (a field of a packed structured array, `np.frombuffer` at an odd
 /// offset). Reading such an array as `F` would be undefined behaviour, and
 /// writing it would hit the wrong bytes.
-fn check_layout<F: NumpyElement>(array: &Bound<'_, PyArrayDyn<F>>, name: &str) -> Result<(), InputError> {
+/// `name` is only called to build the error message.
+fn check_layout<F: NumpyElement>(
+    array: &Bound<'_, PyArrayDyn<F>>,
+    name: impl FnOnce() -> String,
+) -> Result<(), InputError> {
     let item = std::mem::size_of::<F>() as isize;
     let aligned = flags(array) & NPY_ARRAY_ALIGNED != 0;
     let whole = array.shape().iter().zip(array.strides()).all(|(&len, &stride)| len <= 1 || stride % item == 0);
@@ -120,9 +124,10 @@ fn check_layout<F: NumpyElement>(array: &Bound<'_, PyArrayDyn<F>>, name: &str) -
         return Ok(());
     }
     Err(InputError::Layout(format!(
-        "{name} is not laid out in aligned {item}-byte elements (strides {:?} bytes{}), as happens with a field \
+        "{} is not laid out in aligned {item}-byte elements (strides {:?} bytes{}), as happens with a field \
          of a packed structured array or np.frombuffer at an odd offset; pass an aligned copy instead, e.g. \
          np.ascontiguousarray(...) or .copy() (for a param, optimize the copy and write the result back)",
+        name(),
         array.strides(),
         if aligned { "" } else { ", data not aligned" },
     )))
@@ -159,7 +164,7 @@ fn checked_params<'py, F: NumpyElement>(
     let mut total = 0usize;
     for (i, param) in params.iter().enumerate() {
         let array = typed::<F>(param, "param", Some(i))?;
-        check_layout(&array, &format!("param {i}"))?;
+        check_layout(&array, || format!("param {i}"))?;
         if !is_writeable(&array) {
             return Err(InputError::ReadOnly(format!("param {i} is read-only; rustoptim updates params in place")));
         }
@@ -188,7 +193,7 @@ fn same_params<'py, F: NumpyElement>(
     let mut total = 0;
     for (i, param) in params.iter().enumerate() {
         let array = typed::<F>(param, "param", Some(i))?;
-        check_layout(&array, &format!("param {i}"))?;
+        check_layout(&array, || format!("param {i}"))?;
         if !is_writeable(&array) {
             return Err(InputError::ReadOnly(format!("param {i} became read-only during the step")));
         }
@@ -232,7 +237,7 @@ fn gather_grads<'py, F: NumpyElement + Copy + Element>(
             continue;
         };
         let array = typed::<F>(grad, "the grad of param", Some(i))?;
-        check_layout(&array, &format!("the grad of param {i}"))?;
+        check_layout(&array, || format!("the grad of param {i}"))?;
         if array.shape() != param.shape() {
             return Err(InputError::Shape(format!(
                 "the grad of param {i} has shape {:?}, but its param has shape {:?}",
@@ -310,7 +315,7 @@ fn abandon_loosely<F: NumpyElement + Copy + Element>(opt: &mut Lbfgs<F>, params:
         if offset + len > point.len() {
             return;
         }
-        if is_writeable(&array) && check_layout(&array, "param").is_ok() {
+        if is_writeable(&array) && check_layout(&array, String::new).is_ok() {
             scatter(&array, &point[offset..offset + len]);
         }
         offset += len;
@@ -589,7 +594,7 @@ fn parse_state<F: NumpyElement + Element>(
         if array.ndim() != 1 || array.len() != dim {
             return Err(fail(format!("{what} must be a 1-D array of {dim} elements, got shape {:?}", array.shape())));
         }
-        check_layout(&array, what).map_err(|e| e.into_pyerr(py))?;
+        check_layout(&array, || what.to_string()).map_err(|e| e.into_pyerr(py))?;
         let mut values = try_zeroed(dim, "an L-BFGS state vector").map_err(|e| optim_error(py, e))?;
         gather(&array, &mut values);
         Ok(values)
