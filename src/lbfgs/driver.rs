@@ -286,7 +286,7 @@ impl<F: Element> Lbfgs<F> {
         if config.history_size != self.history.capacity() {
             // (The current capacity was checked when it was set.)
             check_history_size::<F>(config.history_size, self.n)?;
-            self.history.set_capacity(config.history_size);
+            self.history.set_capacity(config.history_size)?;
             self.alpha_written = self.alpha_written.min(config.history_size);
             self.alpha.truncate(config.history_size);
         }
@@ -607,9 +607,8 @@ impl<F: Element> Lbfgs<F> {
         }
     }
 
-    /// Replaces the whole state, taking over the saved history's vectors. Everything
-    /// is checked and allocated first: on error nothing changes. The history
-    /// capacity becomes `history_size`.
+    /// Replaces the whole state. Everything is checked and allocated first: on
+    /// error nothing changes. The history capacity becomes `history_size`.
     pub fn restore(&mut self, state: SavedState<F>, history_size: usize) -> Result<(), OptimError> {
         if self.in_step() {
             return Err(OptimError::InvalidSetting("cannot load state during an L-BFGS step".into()));
@@ -656,7 +655,7 @@ impl<F: Element> Lbfgs<F> {
             return Ok(());
         };
         // The fallible part, before anything changes.
-        let history = History::from_pairs(n, history_size, it.history)?;
+        let history = History::from_pairs(n, history_size, &it.history)?;
         let alpha_present = it.alpha.is_some();
         let alpha = it.alpha.unwrap_or_default();
 

@@ -1,37 +1,39 @@
 //! The L-BFGS memory: the last `m` curvature pairs `(s_i, y_i)` and `ρ_i = 1/(y_iᵀs_i)`.
 //!
-//! Memory grows as pairs arrive, as torch's lists do: each pair lives in two
-//! vectors of its own, allocated (fallibly) the first time a slot is needed,
-//! so a `history_size` of a million costs nothing until a million pairs have
-//! been accepted. The slots are used as a ring of at most `m + 1`: the extra
-//! slot is where the next pair is computed ([`History::staging`]), because
-//! torch only keeps a pair whose `yᵀs > 1e-10` and only knows that once the
-//! pair has been computed, so the candidate must not overwrite the oldest pair
-//! before it is accepted ([`History::commit`]). Once `m + 1` slots exist,
-//! adding and evicting pairs allocates and copies nothing.
+//! The pairs live in two flat buffers (all `y_i`, all `s_i`), one slot of `n`
+//! elements per pair, used as a ring of at most `m + 1` slots: the extra slot
+//! is where the next pair is computed ([`History::staging`]), because torch
+//! only keeps a pair whose `yᵀs > 1e-10` and only knows that once the pair has
+//! been computed, so the candidate must not overwrite the oldest pair before it
+//! is accepted ([`History::commit`]).
+//!
+//! Memory grows as pairs arrive, as torch's lists do: a slot is added (and
+//! written) only when a pair needs it, so a `history_size` of a million costs
+//! nothing until that many pairs have been accepted. The buffers reserve room
+//! geometrically (address space only: untouched pages cost no memory), so
+//! growing is amortized and fallible. Once `m + 1` slots exist, adding and
+//! evicting pairs allocates and copies nothing. Flat buffers keep each access
+//! to a pair one multiplication away from its data, which the two-loop
+//! recursion does `3m` times per iteration.
 
-use super::memory::{try_grow, try_zeroed};
+use super::memory::try_grow;
 use crate::element::Element;
 use crate::error::OptimError;
-
-/// One slot of the ring: a pair, or room for one.
-struct Slot<F> {
-    /// `y_i` (torch's `old_dirs` entry).
-    dir: Vec<F>,
-    /// `s_i` (torch's `old_stps` entry).
-    step: Vec<F>,
-    /// `ρ_i` (torch's `ro` entry).
-    rho: F,
-}
 
 pub struct History<F> {
     /// Elements per vector.
     dim: usize,
     /// `m`: how many pairs are kept.
     capacity: usize,
-    /// At most `capacity + 1`. While fewer exist the ring has never wrapped
-    /// (`head == 0`), so a new slot can be appended without reordering.
-    slots: Vec<Slot<F>>,
+    /// Slots that exist: at most `capacity + 1`. While fewer exist the ring has
+    /// never wrapped (`head == 0`), so a slot can be appended without reordering.
+    slots: usize,
+    /// `y_i` (torch's `old_dirs`), `slots · dim` elements.
+    dirs: Vec<F>,
+    /// `s_i` (torch's `old_stps`), `slots · dim` elements.
+    steps: Vec<F>,
+    /// `ρ_i` (torch's `ro`), one per slot.
+    rho: Vec<F>,
     /// Slot of the oldest pair.
     head: usize,
     len: usize,
@@ -44,24 +46,22 @@ impl<F: Element> History<F> {
     /// If `capacity` is 0.
     pub fn new(dim: usize, capacity: usize) -> Self {
         assert!(capacity >= 1, "an L-BFGS history holds at least one pair");
-        History { dim, capacity, slots: Vec::new(), head: 0, len: 0 }
+        History { dim, capacity, slots: 0, dirs: Vec::new(), steps: Vec::new(), rho: Vec::new(), head: 0, len: 0 }
     }
 
-    /// A memory holding `pairs` (`(y, s, ρ)`, oldest first), which it takes
-    /// over without copying.
+    /// A memory holding copies of `pairs` (`(y, s, ρ)`, oldest first).
     ///
     /// # Panics
     /// If `capacity` is 0, there are more pairs than `capacity`, or a vector does
     /// not have `dim` elements (callers check these first).
-    pub fn from_pairs(dim: usize, capacity: usize, pairs: Vec<(Vec<F>, Vec<F>, F)>) -> Result<Self, OptimError> {
-        let mut history = History::new(dim, capacity);
+    pub fn from_pairs(dim: usize, capacity: usize, pairs: &[(Vec<F>, Vec<F>, F)]) -> Result<Self, OptimError> {
         assert!(pairs.len() <= capacity, "more pairs than the history holds");
-        try_grow(&mut history.slots, pairs.len(), "the L-BFGS history")?;
-        for (dir, step, rho) in pairs {
-            assert!(dir.len() == dim && step.len() == dim, "history vector of the wrong length");
-            history.slots.push(Slot { dir, step, rho });
+        let mut history = History::new(dim, capacity);
+        // Exactly the pairs, plus the slot the next pair is computed in.
+        history.reserve_slots((pairs.len() + 1).min(capacity + 1))?;
+        for (y, s, rho) in pairs {
+            history.push(y, s, *rho)?;
         }
-        history.len = history.slots.len();
         Ok(history)
     }
 
@@ -85,51 +85,73 @@ impl<F: Element> History<F> {
     /// `i = len` is the staging slot.
     #[inline]
     fn slot(&self, i: usize) -> usize {
-        debug_assert!(i <= self.len && i < self.slots.len() && self.head < self.slots.len().max(1));
-        // `(head + i) % slots`, without a division: both are below `slots`.
+        debug_assert!(i <= self.len && i < self.slots && self.head < self.slots);
+        // `(head + i) % slots` without a division: both are below `slots`.
         let slot = self.head + i;
-        if slot >= self.slots.len() { slot - self.slots.len() } else { slot }
+        if slot >= self.slots { slot - self.slots } else { slot }
     }
 
     #[inline]
-    fn pair(&self, i: usize) -> &Slot<F> {
-        assert!(i < self.len, "history index out of range");
-        &self.slots[self.slot(i)]
+    fn range(&self, slot: usize) -> std::ops::Range<usize> {
+        slot * self.dim..(slot + 1) * self.dim
     }
 
     /// `y_i`, oldest first.
     #[inline]
     pub fn dir(&self, i: usize) -> &[F] {
-        &self.pair(i).dir
+        assert!(i < self.len, "history index out of range");
+        &self.dirs[self.range(self.slot(i))]
     }
 
     /// `s_i`, oldest first.
     #[inline]
     pub fn step(&self, i: usize) -> &[F] {
-        &self.pair(i).step
+        assert!(i < self.len, "history index out of range");
+        &self.steps[self.range(self.slot(i))]
     }
 
     /// `ρ_i = 1/(y_iᵀs_i)`, oldest first.
     #[inline]
     pub fn rho(&self, i: usize) -> F {
-        self.pair(i).rho
+        assert!(i < self.len, "history index out of range");
+        self.rho[self.slot(i)]
+    }
+
+    /// Makes room (address space) for `slots` slots in all.
+    fn reserve_slots(&mut self, slots: usize) -> Result<(), OptimError> {
+        let elements = slots
+            .checked_mul(self.dim)
+            .ok_or(OptimError::InvalidSetting("the L-BFGS history would exceed the address space".into()))?;
+        let (dirs, steps, rho) = (self.dirs.len(), self.steps.len(), self.rho.len());
+        try_grow(&mut self.dirs, elements.saturating_sub(dirs), "the L-BFGS history (old_dirs)")?;
+        try_grow(&mut self.steps, elements.saturating_sub(steps), "the L-BFGS history (old_stps)")?;
+        try_grow(&mut self.rho, slots.saturating_sub(rho), "the L-BFGS history (ro)")?;
+        Ok(())
     }
 
     /// The spare slot's `(y, s)` buffers, where the next candidate pair is
-    /// written; they hold no pair until [`commit`](Self::commit). The first time
-    /// a slot is needed its vectors are allocated; that can fail.
+    /// written; they hold no pair until [`commit`](Self::commit). Until the
+    /// ring is full this adds a slot, which can fail.
     pub fn staging(&mut self) -> Result<(&mut [F], &mut [F]), OptimError> {
-        if self.slots.len() == self.len {
-            // Only before the ring is full: the memory grows by one slot.
+        if self.slots == self.len {
             debug_assert!(self.head == 0 && self.len <= self.capacity);
-            try_grow(&mut self.slots, 1, "the L-BFGS history")?;
-            let dir = try_zeroed(self.dim, "an L-BFGS history vector (old_dirs)")?;
-            let step = try_zeroed(self.dim, "an L-BFGS history vector (old_stps)")?;
-            self.slots.push(Slot { dir, step, rho: F::ZERO });
+            let elements = (self.slots + 1) * self.dim;
+            if self.dirs.capacity() < elements || self.steps.capacity() < elements || self.rho.capacity() == self.slots
+            {
+                // Double the room, up to the m + 1 slots a full ring needs; if
+                // that much address space is refused, room for this slot only.
+                let doubled = (2 * self.slots).clamp(self.slots + 1, self.capacity + 1);
+                if self.reserve_slots(doubled).is_err() {
+                    self.reserve_slots(self.slots + 1)?;
+                }
+            }
+            self.dirs.resize(elements, F::ZERO);
+            self.steps.resize(elements, F::ZERO);
+            self.rho.push(F::ZERO);
+            self.slots += 1;
         }
-        let slot = self.slot(self.len);
-        let Slot { dir, step, .. } = &mut self.slots[slot];
-        Ok((dir, step))
+        let range = self.range(self.slot(self.len));
+        Ok((&mut self.dirs[range.clone()], &mut self.steps[range]))
     }
 
     /// Accepts the staged pair as the newest, with `ρ = rho`; evicts the oldest
@@ -138,11 +160,11 @@ impl<F: Element> History<F> {
     /// # Panics
     /// If nothing was staged.
     pub fn commit(&mut self, rho: F) {
-        assert!(self.slots.len() > self.len, "commit without a staged pair");
+        assert!(self.slots > self.len, "commit without a staged pair");
         let slot = self.slot(self.len);
-        self.slots[slot].rho = rho;
+        self.rho[slot] = rho;
         if self.len == self.capacity {
-            self.head = (self.head + 1) % self.slots.len();
+            self.head = if self.head + 1 == self.slots { 0 } else { self.head + 1 };
         } else {
             self.len += 1;
         }
@@ -160,32 +182,30 @@ impl<F: Element> History<F> {
 
     /// Forgets every pair and frees their memory.
     pub fn clear(&mut self) {
-        self.slots = Vec::new();
-        self.head = 0;
-        self.len = 0;
+        *self = History::new(self.dim, self.capacity);
     }
 
-    /// Changes how many pairs are kept, keeping the newest ones and freeing the
-    /// memory of the others. Allocates nothing.
-    pub fn set_capacity(&mut self, capacity: usize) {
+    /// Changes how many pairs are kept, keeping the newest ones. The memory
+    /// of the pairs dropped is freed: the kept ones are copied into new
+    /// buffers, which can fail (then nothing changes).
+    pub fn set_capacity(&mut self, capacity: usize) -> Result<(), OptimError> {
         assert!(capacity >= 1, "an L-BFGS history holds at least one pair");
         if capacity == self.capacity {
-            return;
+            return Ok(());
         }
-        // Oldest pair first, at slot 0, so that the ring may grow again.
-        self.slots.rotate_left(self.head);
-        self.head = 0;
         let keep = self.len.min(capacity);
-        self.slots.drain(..self.len - keep);
-        self.len = keep;
-        // At most one spare slot stays.
-        self.slots.truncate(keep + 1);
-        self.capacity = capacity;
+        let mut resized = History::new(self.dim, capacity);
+        resized.reserve_slots((keep + 1).min(capacity + 1))?;
+        for i in self.len - keep..self.len {
+            resized.push(self.dir(i), self.step(i), self.rho(i))?;
+        }
+        *self = resized;
+        Ok(())
     }
 
-    /// Bytes held by the stored vectors (spare slot included).
+    /// Bytes of the slots that exist (each holding a pair or staging one).
     pub fn allocated_bytes(&self) -> usize {
-        self.slots.len() * 2 * self.dim * std::mem::size_of::<F>()
+        self.slots * 2 * self.dim * std::mem::size_of::<F>()
     }
 }
 
@@ -249,10 +269,10 @@ mod tests {
         for k in 0..6 {
             h.push(&[k as f64], &[k as f64], k as f64).unwrap();
         }
-        h.set_capacity(2);
+        h.set_capacity(2).unwrap();
         assert_eq!(contents(&h), vec![(4.0, 4.0, 4.0), (5.0, 5.0, 5.0)]);
-        assert_eq!(h.allocated_bytes(), 3 * 2 * 8);
-        h.set_capacity(5);
+        assert_eq!(h.allocated_bytes(), 2 * 2 * 8);
+        h.set_capacity(5).unwrap();
         h.push(&[6.0], &[6.0], 6.0).unwrap();
         h.push(&[7.0], &[7.0], 7.0).unwrap();
         assert_eq!(contents(&h).len(), 4);
@@ -262,11 +282,9 @@ mod tests {
     }
 
     #[test]
-    fn restored_pairs_are_taken_over() {
+    fn restored_pairs_continue_the_ring() {
         let pairs = vec![(vec![1.0, 2.0], vec![3.0, 4.0], 0.5), (vec![5.0, 6.0], vec![7.0, 8.0], 0.25)];
-        let pointer = pairs[0].0.as_ptr();
-        let mut h = History::from_pairs(2, 3, pairs).unwrap();
-        assert_eq!(h.dir(0).as_ptr(), pointer);
+        let mut h = History::from_pairs(2, 3, &pairs).unwrap();
         assert_eq!(contents(&h), vec![(1.0, 3.0, 0.5), (5.0, 7.0, 0.25)]);
         h.push(&[9.0, 9.0], &[9.0, 9.0], 1.0).unwrap();
         h.push(&[10.0, 10.0], &[10.0, 10.0], 2.0).unwrap();

@@ -100,89 +100,88 @@ enum Update<'a, F> {
 type Exchange = [[AtomicU64; MAX_PARTS + 1]; 2];
 /// Where the leader's scalar goes in a round.
 const MESSAGE: usize = MAX_PARTS;
+/// In a team: the exchange and the barrier.
+type Team<'a> = Option<(&'a Exchange, &'a Barrier)>;
 
-/// What every member reads and none writes (small and `Copy`: passed by value).
-#[derive(Clone, Copy)]
-struct Shared<'a, F> {
+/// One member: what it reads (shared as `&`) and what it writes (its own).
+///
+/// `TEAM` is false on the calling thread alone, which then owns all of `d` and
+/// `alpha`; the exchange, the barrier and the offsets compile away there.
+struct Member<'a, F, const TEAM: bool> {
     history: &'a History<F>,
     g: &'a [F],
     h_diag: F,
     parts: Parts,
-    /// In a team: the exchange and the barrier.
-    team: Option<(&'a Exchange, &'a Barrier)>,
-}
-
-/// One member and everything it writes: its own run of parts of `d` (as one
-/// exclusive slice) and, for the leader, `alpha`.
-struct Member<'a, F> {
-    /// The parts this member computes.
+    /// The parts this member computes: all of them when not in a team.
     mine: Range<usize>,
-    /// Its elements of `d`: `parts.span(mine)`, starting at element `offset`.
+    /// Its elements of `d` (`parts.span(mine)`), an exclusive slice, and the
+    /// element where they start.
     d: &'a mut [F],
     offset: usize,
-    /// `Some` for the leader (member 0), which records torch's `al` and sends
-    /// each `α_i` to the others when the second loop needs it.
+    /// torch's `al`: `Some` for the leader (member 0, or the thread alone),
+    /// which records `α_i` and sends it to the others when the second loop
+    /// needs it.
     alpha: Option<&'a mut [F]>,
+    /// In a team: the round of the exchange this member is on.
     round: usize,
-    /// `gᵀd`, when the recursion is done.
-    gtd: F,
+    /// In a team: the `α_i` received at the last barrier, and the one the
+    /// leader sends at the next.
+    inbox: F,
+    outbox: F,
 }
 
-impl<F: Element> Member<'_, F> {
+impl<F: Element, const TEAM: bool> Member<'_, F, TEAM> {
     /// Applies `update` to part `p` and returns the part's dot product.
     #[inline(always)]
-    fn part(&mut self, update: Update<'_, F>, p: usize, shared: Shared<'_, F>) -> F {
-        let r = shared.parts.range(p);
-        let d = &mut self.d[r.start - self.offset..r.end - self.offset];
+    fn part(&mut self, update: Update<'_, F>, p: usize) -> F {
+        let r = self.parts.range(p);
+        let d = if TEAM { &mut self.d[r.start - self.offset..r.end - self.offset] } else { &mut self.d[r.clone()] };
         match update {
-            Update::Negate { z } => part_neg_dot(d, &shared.g[r.clone()], &z[r]),
+            Update::Negate { z } => part_neg_dot(d, &self.g[r.clone()], &z[r]),
             Update::Axpy { alpha, x, z } => part_axpy_dot(alpha, &x[r.clone()], d, &z[r]),
             Update::AxpyScale { alpha, x, scale, z } => part_axpy_scale_dot(alpha, &x[r.clone()], d, scale, &z[r]),
         }
     }
 
     /// Applies `update` to this member's parts and returns the dot product over
-    /// the whole vector (parts added in order) and the leader's `message`.
+    /// the whole vector (parts added in order). In a team, also delivers the
+    /// leader's `outbox` to every member's `inbox`.
     #[inline(always)]
-    fn step(&mut self, update: Update<'_, F>, shared: Shared<'_, F>, message: F) -> (F, F) {
+    fn step(&mut self, update: Update<'_, F>, team: Team<'_>) -> F {
         let mut total = F::ZERO;
-        match shared.team {
-            None => {
-                for p in self.mine.clone() {
-                    total = total + self.part(update, p, shared);
-                }
-                (total, message)
+        if !TEAM {
+            for p in 0..self.parts.count {
+                total = total + self.part(update, p);
             }
-            Some((exchange, barrier)) => {
-                let slots = &exchange[self.round % 2];
-                self.round += 1;
-                for p in self.mine.clone() {
-                    slots[p].store(self.part(update, p, shared).to_f64().to_bits(), Ordering::Relaxed);
-                }
-                if self.alpha.is_some() {
-                    slots[MESSAGE].store(message.to_f64().to_bits(), Ordering::Relaxed);
-                }
-                barrier.wait();
-                for slot in &slots[..shared.parts.count] {
-                    total = total + F::from_f64(f64::from_bits(slot.load(Ordering::Relaxed)));
-                }
-                (total, F::from_f64(f64::from_bits(slots[MESSAGE].load(Ordering::Relaxed))))
-            }
+            return total;
         }
+        let (exchange, barrier) = team.expect("a team member has an exchange");
+        let slots = &exchange[self.round % 2];
+        self.round += 1;
+        for p in self.mine.clone() {
+            slots[p].store(self.part(update, p).to_f64().to_bits(), Ordering::Relaxed);
+        }
+        if self.alpha.is_some() {
+            slots[MESSAGE].store(self.outbox.to_f64().to_bits(), Ordering::Relaxed);
+        }
+        barrier.wait();
+        for slot in &slots[..self.parts.count] {
+            total = total + F::from_f64(f64::from_bits(slot.load(Ordering::Relaxed)));
+        }
+        self.inbox = F::from_f64(f64::from_bits(slots[MESSAGE].load(Ordering::Relaxed)));
+        total
     }
 
-    /// The whole recursion, as seen by one member; leaves `gᵀd` in `self.gtd`.
-    /// Every member computes the same scalars (the same part results, added in
-    /// the same order), so only `α_i` of the first loop, needed again in the
-    /// second, has to travel: the leader keeps it and sends it one step ahead.
+    /// The whole recursion, as seen by one member; returns `gᵀd`. Every member
+    /// computes the same scalars (the same part results, added in the same
+    /// order), so only `α_i` of the first loop, needed again in the second, has
+    /// to travel: the leader keeps it and sends it one step ahead.
     #[inline(always)]
-    fn run(&mut self, shared: Shared<'_, F>) {
-        let history = shared.history;
+    fn run(&mut self, team: Team<'_>) -> F {
+        let history = self.history;
         let k = history.len();
-        let mut s_dot_q = self.step(Update::Negate { z: history.step(k - 1) }, shared, F::ZERO).0;
+        let mut s_dot_q = self.step(Update::Negate { z: history.step(k - 1) }, team);
         let mut y_dot_r = F::ZERO;
-        // α_0, computed last in the first loop and first used in the second.
-        let mut alpha_i = F::ZERO;
         for i in (0..k).rev() {
             let a = s_dot_q * history.rho(i);
             if let Some(alpha) = self.alpha.as_deref_mut() {
@@ -190,27 +189,31 @@ impl<F: Element> Member<'_, F> {
             }
             if i > 0 {
                 let update = Update::Axpy { alpha: -a, x: history.dir(i), z: history.step(i - 1) };
-                s_dot_q = self.step(update, shared, F::ZERO).0;
+                s_dot_q = self.step(update, team);
             } else {
-                let update =
-                    Update::AxpyScale { alpha: -a, x: history.dir(0), scale: shared.h_diag, z: history.dir(0) };
-                y_dot_r = self.step(update, shared, F::ZERO).0;
-                alpha_i = a;
+                let update = Update::AxpyScale { alpha: -a, x: history.dir(0), scale: self.h_diag, z: history.dir(0) };
+                // α_0 travels with this step.
+                self.outbox = a;
+                y_dot_r = self.step(update, team);
             }
         }
         for i in 0..k {
             let beta = y_dot_r * history.rho(i);
-            let coefficient = alpha_i - beta;
+            // The leader has α_i; the others received it at the last barrier.
+            let coefficient = match self.alpha.as_deref() {
+                Some(alpha) => alpha[i],
+                None => self.inbox,
+            } - beta;
+            if TEAM {
+                if let Some(alpha) = self.alpha.as_deref() {
+                    self.outbox = if i + 1 < k { alpha[i + 1] } else { F::ZERO };
+                }
+            }
             // The last update is followed by `gᵀd` for the caller.
-            let z = if i + 1 < k { history.dir(i + 1) } else { shared.g };
-            let next_alpha = match self.alpha.as_deref() {
-                Some(alpha) if i + 1 < k => alpha[i + 1],
-                _ => F::ZERO,
-            };
-            (y_dot_r, alpha_i) =
-                self.step(Update::Axpy { alpha: coefficient, x: history.step(i), z }, shared, next_alpha);
+            let z = if i + 1 < k { history.dir(i + 1) } else { self.g };
+            y_dot_r = self.step(Update::Axpy { alpha: coefficient, x: history.step(i), z }, team);
         }
-        self.gtd = y_dot_r;
+        y_dot_r
     }
 }
 
@@ -224,13 +227,23 @@ fn two_loop_solo<F: Element>(g: &[F], history: &History<F>, h_diag: F, alpha: &m
         return dot(g, d);
     }
     let parts = Parts::of(g.len());
-    let shared = Shared { history, g, h_diag, parts, team: None };
-    let mut member = Member { mine: 0..parts.count, d, offset: 0, alpha: Some(alpha), round: 0, gtd: F::ZERO };
+    let mut member = Member::<F, false> {
+        history,
+        g,
+        h_diag,
+        parts,
+        mine: 0..parts.count,
+        d,
+        offset: 0,
+        alpha: Some(alpha),
+        round: 0,
+        inbox: F::ZERO,
+        outbox: F::ZERO,
+    };
     dispatch(
         #[inline(always)]
-        || member.run(shared),
-    );
-    member.gtd
+        || member.run(None),
+    )
 }
 
 /// The recursion on a team of `members` threads; `None` if no team was available.
@@ -246,9 +259,11 @@ fn two_loop_team<F: Element>(
     if members < 2 || members > parts.count.min(MAX_MEMBERS) {
         return None;
     }
+    let exchange: Exchange = [const { [const { AtomicU64::new(0) }; MAX_PARTS + 1] }; 2];
     // Cut `d` into one exclusive slice per member: member m computes parts
     // `m·count/members .. (m+1)·count/members`, consecutive runs of elements.
-    let mut team: [Option<Member<'_, F>>; MAX_MEMBERS] = std::array::from_fn(|_| None);
+    // Each member's state, `gᵀd` included, is its own.
+    let mut team: [Option<(Member<'_, F, true>, F)>; MAX_MEMBERS] = std::array::from_fn(|_| None);
     let mut rest = d;
     let mut alpha = Some(alpha);
     for (index, slot) in team.iter_mut().take(members).enumerate() {
@@ -256,19 +271,30 @@ fn two_loop_team<F: Element>(
         let span = parts.span(mine.clone());
         let (chunk, tail) = std::mem::take(&mut rest).split_at_mut(span.len());
         rest = tail;
-        *slot = Some(Member { mine, d: chunk, offset: span.start, alpha: alpha.take(), round: 0, gtd: F::ZERO });
+        let member = Member {
+            history,
+            g,
+            h_diag,
+            parts,
+            mine,
+            d: chunk,
+            offset: span.start,
+            alpha: alpha.take(),
+            round: 0,
+            inbox: F::ZERO,
+            outbox: F::ZERO,
+        };
+        *slot = Some((member, F::ZERO));
     }
     debug_assert!(rest.is_empty());
-    let exchange: Exchange = [const { [const { AtomicU64::new(0) }; MAX_PARTS + 1] }; 2];
-    let ran = team::run(&mut team[..members], |member, _index, _members, barrier| {
-        let shared = Shared { history, g, h_diag, parts, team: Some((&exchange, barrier)) };
-        let member = member.as_mut().expect("every member was set up");
-        dispatch(
+    let ran = team::run(&mut team[..members], |state, _index, _members, barrier| {
+        let (member, gtd) = state.as_mut().expect("every member was set up");
+        *gtd = dispatch(
             #[inline(always)]
-            || member.run(shared),
+            || member.run(Some((&exchange, barrier))),
         );
     });
-    ran.then(|| team[0].as_ref().expect("the leader").gtd)
+    ran.then(|| team[0].as_ref().expect("the leader").1)
 }
 
 #[cfg(test)]
