@@ -18,7 +18,7 @@ arithmetic runs in ``rustoptim._core``.
 from . import errors
 from . import lr_scheduler
 from . import swa_utils
-from ._core import __version__  # Cargo.toml's version, compiled in; the wheel's metadata has the same.
+from ._core import __version__ as __version__  # Cargo.toml's version, compiled in; the wheel's metadata has the same.
 from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
