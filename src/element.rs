@@ -25,6 +25,8 @@ pub trait Element:
     const ONE: Self;
     /// The dtype name NumPy uses (`"float32"`, `"float64"`), for error messages.
     const NAME: &'static str;
+    /// The machine epsilon (`numpy.finfo(dtype).eps`), as a double.
+    const EPSILON: f64;
 
     /// A Python double rounded to this type, as torch rounds scalar arguments.
     fn from_f64(x: f64) -> Self;
@@ -42,6 +44,7 @@ macro_rules! impl_element {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             const NAME: &'static str = $name;
+            const EPSILON: f64 = <$t>::EPSILON as f64;
 
             #[inline(always)]
             fn from_f64(x: f64) -> Self {
@@ -79,4 +82,17 @@ impl_element!(f64, "float64");
 pub fn nan_max<F: Element>(a: F, b: F) -> F {
     // `b > a` is false when `a` is NaN, so a NaN `a` is kept as well.
     if b.is_nan() || b > a { b } else { a }
+}
+
+/// torch's two-sided `start.lerp_(end, weight)`: `start + w·(end − start)` with
+/// one rounding when `|w| < 0.5`, else `end + (w − 1)·(end − start)`, also with
+/// one rounding. `weight` is already rounded to the element type.
+#[inline(always)]
+pub fn torch_lerp<F: Element>(start: F, end: F, weight: F) -> F {
+    let difference = end - start;
+    if weight.abs() < F::from_f64(0.5) {
+        weight.mul_add(difference, start)
+    } else {
+        (weight - F::ONE).mul_add(difference, end)
+    }
 }

@@ -9,7 +9,7 @@ use crate::simd::{self, SimdLevel};
 use std::sync::Mutex;
 
 /// Tests that change the global SIMD level or pool size must not overlap.
-static GLOBAL_SETTINGS: Mutex<()> = Mutex::new(());
+pub(crate) static GLOBAL_SETTINGS: Mutex<()> = Mutex::new(());
 
 /// A deterministic pseudo-random sequence with magnitudes from 1e-9 to 1e3 and exact zeros.
 fn values<F: Element>(n: usize, seed: u64) -> Vec<F> {

@@ -6,6 +6,9 @@
 //! - [`elementwise`]: the multi-tensor driver of every element-wise optimizer
 //!   (checks, per-tensor constants, the split across threads, SIMD dispatch);
 //!   [`optimizers`]: the rules it runs, one file per optimizer.
+//! - [`tensorwise`]: the driver of optimizers that update each tensor as a
+//!   whole (Adafactor, Muon), with [`row_sums`] (deterministic row, column and
+//!   whole-tensor sums of squares) and [`matmul`] (matrix products).
 //! - [`lbfgs`]: torch's L-BFGS step as a state machine that asks its caller
 //!   for closure evaluations, with a strong-Wolfe line search.
 //! - [`partition`], [`pool`]: how a step is split across threads.
@@ -17,10 +20,13 @@ pub mod element;
 pub mod elementwise;
 pub mod error;
 pub mod lbfgs;
+pub mod matmul;
 pub mod optimizers;
 pub mod partition;
 pub mod pool;
+pub mod row_sums;
 pub mod simd;
+pub mod tensorwise;
 
 #[cfg(test)]
 mod kernel_tests;

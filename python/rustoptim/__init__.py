@@ -42,6 +42,8 @@ from .runtime import (
 )
 from .serialization import load, save
 from .sgd import SGD
+from .adafactor import Adafactor
+from .muon import Muon
 
 __all__ = [
     "Parameter",
@@ -69,6 +71,8 @@ __all__ = [
     "FileFormatError",
     "HyperparameterError",
     "InternalError",
+    "Adafactor",
+    "Muon",
 ]
 
 __version__ = "0.1.0"

@@ -5,3 +5,9 @@ pub mod sgd;
 
 pub use adam::AdamConfig;
 pub use sgd::SgdConfig;
+
+pub mod adafactor;
+pub mod muon;
+
+pub use adafactor::AdafactorConfig;
+pub use muon::{LrAdjustment, MuonConfig};

@@ -12,6 +12,7 @@ mod rules;
 mod runtime;
 mod site;
 mod step;
+mod tensor_step;
 
 use pyo3::prelude::*;
 
@@ -21,5 +22,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     lbfgs::register(m)?;
     bandwidth::register(m)?;
     runtime::register(m)?;
+    tensor_step::register(m)?;
     Ok(())
 }

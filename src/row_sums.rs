@@ -1,0 +1,287 @@
+//! Deterministic sums of squares over the rows and columns of a batch of
+//! matrices: what Adafactor's factored second moment and the norms of Adafactor
+//! and Muon need.
+//!
+//! A tensor is viewed as a C-ordered batch of matrices ([`Matrices`]): a param
+//! of shape `(..., R, C)` is `B = prod(...)` matrices of `R x C`; a vector of
+//! `n` elements is one `1 x n` matrix, a 0-d param one `1 x 1` matrix.
+//!
+//! # Order of the additions (fixed, whatever the thread count or SIMD level)
+//! Squares are formed and added in `f64` (a float32 square is exact there), so
+//! the sums are more accurate than torch's float32 accumulations.
+//! - A row's sum: [`LANES`] accumulators, lane `k` adding the squares of columns
+//!   `k, k + LANES, ...` in order; the lanes are then added `0, 1, ..., LANES-1`.
+//! - A column's sum: the rows are cut into blocks of [`ROW_BLOCK`] rows (blocks
+//!   never span two matrices of the batch); within a block the squares are added
+//!   row by row in order, then the block sums are added in block order.
+//! - A whole tensor's sum: its row sums added in order (batch, then row).
+//!
+//! Threads only decide which blocks of rows they compute; how each sum is
+//! grouped depends on the shape alone, so results are bitwise the same for any
+//! thread count. The NumPy reference of the tests follows the same order.
+
+use crate::element::Element;
+use crate::partition::MIN_ELEMENTS_PER_TASK;
+use crate::pool;
+use crate::simd::dispatch;
+use rayon::prelude::*;
+
+/// Interleaved accumulators of a row sum.
+pub const LANES: usize = 8;
+/// Rows per block of a column sum (and per task of a parallel pass).
+pub const ROW_BLOCK: usize = 32;
+
+/// A tensor's elements as a C-ordered batch of `batch` matrices of `rows x cols`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Matrices {
+    pub batch: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl Matrices {
+    /// The view of a tensor of `shape`: matrices over its last two dimensions.
+    pub fn of(shape: &[usize]) -> Self {
+        match shape {
+            [] => Matrices { batch: 1, rows: 1, cols: 1 },
+            [n] => Matrices { batch: 1, rows: 1, cols: *n },
+            [leading @ .., rows, cols] => Matrices { batch: leading.iter().product(), rows: *rows, cols: *cols },
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.batch * self.rows * self.cols
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Blocks of at most [`ROW_BLOCK`] rows per matrix.
+    pub fn blocks_per_matrix(&self) -> usize {
+        self.rows.div_ceil(ROW_BLOCK)
+    }
+
+    /// Every block of rows: `(matrix, first row, row count)`, in order.
+    pub fn blocks(&self) -> impl Iterator<Item = RowBlock> + '_ {
+        let per_matrix = self.blocks_per_matrix();
+        (0..self.batch * per_matrix).map(move |i| {
+            let (matrix, block) = (i / per_matrix, i % per_matrix);
+            let first = block * ROW_BLOCK;
+            RowBlock { matrix, first_row: matrix * self.rows + first, rows: ROW_BLOCK.min(self.rows - first) }
+        })
+    }
+
+    /// Whether a pass over the elements is worth splitting across threads.
+    pub fn parallel(&self) -> bool {
+        self.len() >= 2 * MIN_ELEMENTS_PER_TASK && pool::num_threads() > 1 && self.batch * self.blocks_per_matrix() > 1
+    }
+}
+
+/// A block of consecutive rows of one matrix; `first_row` counts rows across the batch.
+#[derive(Clone, Copy, Debug)]
+pub struct RowBlock {
+    pub matrix: usize,
+    pub first_row: usize,
+    pub rows: usize,
+}
+
+/// The square of `x`, in `f64`.
+#[inline(always)]
+pub fn wide_square<F: Element>(x: F) -> f64 {
+    let x = x.to_f64();
+    x * x
+}
+
+/// Sum of `f(i)` for `i in 0..n` in the row order above ([`LANES`] interleaved accumulators).
+#[inline(always)]
+pub fn lane_sum(n: usize, mut f: impl FnMut(usize) -> f64) -> f64 {
+    let mut lanes = [0.0f64; LANES];
+    let whole = n / LANES * LANES;
+    let mut i = 0;
+    while i < whole {
+        for (k, lane) in lanes.iter_mut().enumerate() {
+            *lane += f(i + k);
+        }
+        i += LANES;
+    }
+    for (k, lane) in lanes.iter_mut().enumerate().take(n - whole) {
+        *lane += f(whole + k);
+    }
+    lanes.iter().fold(0.0, |sum, &lane| sum + lane)
+}
+
+/// The sum of squares of every element, in the order of the module doc.
+pub fn sum_of_squares<F: Element>(x: &[F], shape: Matrices) -> f64 {
+    let mut rows = vec![0.0f64; shape.batch * shape.rows];
+    row_sums_of_squares(x, shape, &mut rows);
+    rows.iter().fold(0.0, |sum, &row| sum + row)
+}
+
+/// Each row's sum of squares into `out` (one entry per row of the batch).
+pub fn row_sums_of_squares<F: Element>(x: &[F], shape: Matrices, out: &mut [f64]) {
+    assert_eq!(x.len(), shape.len());
+    assert_eq!(out.len(), shape.batch * shape.rows);
+    for_each_block(shape, out, 1, |block, sums| {
+        let cols = shape.cols;
+        for (row, sum) in sums.iter_mut().enumerate() {
+            let start = (block.first_row + row) * cols;
+            let values = &x[start..start + cols];
+            *sum = lane_sum(cols, |c| wide_square(values[c]));
+        }
+    });
+}
+
+/// Each row's sum of squares into `row_out` (one per row of the batch) and
+/// each column's into `col_out` (one per column of each matrix), reading `x`
+/// once. `partials` holds one column vector per block of rows.
+pub fn row_and_column_sums_of_squares<F: Element>(
+    x: &[F],
+    shape: Matrices,
+    row_out: &mut [f64],
+    col_out: &mut [f64],
+    partials: &mut [f64],
+) {
+    let cols = shape.cols;
+    let per_matrix = shape.blocks_per_matrix();
+    assert_eq!(x.len(), shape.len());
+    assert_eq!(row_out.len(), shape.batch * shape.rows);
+    assert_eq!(col_out.len(), shape.batch * cols);
+    assert_eq!(partials.len(), shape.batch * per_matrix * cols);
+    if shape.is_empty() {
+        col_out.fill(0.0);
+        row_out.fill(0.0);
+        return;
+    }
+    let task = |block: RowBlock, rows: &mut [f64], partial: &mut [f64]| {
+        dispatch(
+            #[inline(always)]
+            || block_sums(x, cols, block, rows, partial),
+        )
+    };
+    let blocks: Vec<RowBlock> = shape.blocks().collect();
+    let mut row_slices: Vec<&mut [f64]> = Vec::with_capacity(blocks.len());
+    let mut rest = &mut *row_out;
+    for block in &blocks {
+        let (head, tail) = rest.split_at_mut(block.rows);
+        row_slices.push(head);
+        rest = tail;
+    }
+    if shape.parallel() {
+        pool::pool().install(|| {
+            blocks
+                .par_iter()
+                .zip(row_slices.into_par_iter())
+                .zip(partials.par_chunks_mut(cols))
+                .for_each(|((&block, rows), partial)| task(block, rows, partial));
+        });
+    } else {
+        for ((&block, rows), partial) in blocks.iter().zip(row_slices).zip(partials.chunks_mut(cols)) {
+            task(block, rows, partial);
+        }
+    }
+    // Block sums are added in block order, per matrix.
+    for (matrix, column_sums) in col_out.chunks_mut(cols).enumerate() {
+        column_sums.fill(0.0);
+        for block in 0..per_matrix {
+            let start = (matrix * per_matrix + block) * cols;
+            for (sum, &part) in column_sums.iter_mut().zip(&partials[start..start + cols]) {
+                *sum += part;
+            }
+        }
+    }
+}
+
+/// One block of rows: each row's lane sum, and the block's column sums.
+#[inline(always)]
+fn block_sums<F: Element>(x: &[F], cols: usize, block: RowBlock, rows: &mut [f64], partial: &mut [f64]) {
+    partial.fill(0.0);
+    for (row, sum) in rows.iter_mut().enumerate() {
+        let start = (block.first_row + row) * cols;
+        let values = &x[start..start + cols];
+        let partial = &mut partial[..cols];
+        *sum = lane_sum(cols, |c| {
+            let square = wide_square(values[c]);
+            partial[c] += square;
+            square
+        });
+    }
+}
+
+/// Runs `work(block, the entries of its rows)` for every block of rows, on the
+/// pool when the tensor is large. `out` has `per_row` entries per row of the
+/// batch (1 for row sums, the column count for the param itself).
+pub fn for_each_block<T: Send>(
+    shape: Matrices,
+    out: &mut [T],
+    per_row: usize,
+    work: impl Fn(RowBlock, &mut [T]) + Sync,
+) {
+    assert_eq!(out.len(), shape.batch * shape.rows * per_row);
+    let blocks: Vec<RowBlock> = shape.blocks().collect();
+    let mut slices: Vec<&mut [T]> = Vec::with_capacity(blocks.len());
+    let mut rest = out;
+    for block in &blocks {
+        let (head, tail) = rest.split_at_mut(block.rows * per_row);
+        slices.push(head);
+        rest = tail;
+    }
+    let run = |block: RowBlock, slice: &mut [T]| {
+        dispatch(
+            #[inline(always)]
+            || work(block, slice),
+        )
+    };
+    if shape.parallel() {
+        pool::pool().install(|| blocks.par_iter().zip(slices.into_par_iter()).for_each(|(&b, s)| run(b, s)));
+    } else {
+        for (&block, slice) in blocks.iter().zip(slices) {
+            run(block, slice);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_become_batches_of_matrices() {
+        assert_eq!(Matrices::of(&[]), Matrices { batch: 1, rows: 1, cols: 1 });
+        assert_eq!(Matrices::of(&[7]), Matrices { batch: 1, rows: 1, cols: 7 });
+        assert_eq!(Matrices::of(&[2, 3, 4, 5]), Matrices { batch: 6, rows: 4, cols: 5 });
+    }
+
+    #[test]
+    fn sums_follow_the_documented_order() {
+        let shape = Matrices { batch: 2, rows: 70, cols: 13 };
+        let x: Vec<f64> = (0..shape.len()).map(|i| ((i * 37 % 101) as f64 - 50.0) * 1.1e-3).collect();
+        let mut rows = vec![0.0; 140];
+        let mut cols = vec![0.0; 26];
+        let mut partials = vec![0.0; 2 * 3 * 13];
+        row_and_column_sums_of_squares(&x, shape, &mut rows, &mut cols, &mut partials);
+        for r in 0..140 {
+            let mut lanes = [0.0; LANES];
+            for c in 0..13 {
+                lanes[c % LANES] += x[r * 13 + c] * x[r * 13 + c];
+            }
+            assert_eq!(rows[r].to_bits(), lanes.iter().fold(0.0, |s, &l| s + l).to_bits());
+        }
+        for b in 0..2 {
+            for c in 0..13 {
+                let mut total = 0.0;
+                for block in 0..3 {
+                    let mut part = 0.0;
+                    for r in block * ROW_BLOCK..(70).min((block + 1) * ROW_BLOCK) {
+                        let v = x[(b * 70 + r) * 13 + c];
+                        part += v * v;
+                    }
+                    total += part;
+                }
+                assert_eq!(cols[b * 13 + c].to_bits(), total.to_bits());
+            }
+        }
+        let total = rows.iter().fold(0.0, |s, &r| s + r);
+        assert_eq!(sum_of_squares(&x, shape).to_bits(), total.to_bits());
+    }
+}
