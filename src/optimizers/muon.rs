@@ -121,7 +121,7 @@ impl TensorRule for MuonConfig {
 
         // Momentum, and the iteration's input in the wide orientation.
         let buffer = &mut *tensor.slots[0];
-        momentum_and_input(self, tensor.grad, buffer, x, cols, transposed);
+        momentum_and_input(self, tensor.grad, buffer, x, (rows, cols), transposed);
         if m == 0 {
             return;
         }
@@ -166,7 +166,14 @@ impl TensorRule for MuonConfig {
 
 /// `m = lerp(m, g, 1 − μ)` in place, and the iteration's input (`lerp(g, m, μ)`
 /// with Nesterov, else `m`) into `x`, transposed when the matrix is tall.
-fn momentum_and_input<F: Element>(config: &MuonConfig, grad: &[F], buffer: &mut [F], x: &mut [F], cols: usize, transposed: bool) {
+fn momentum_and_input<F: Element>(
+    config: &MuonConfig,
+    grad: &[F],
+    buffer: &mut [F],
+    x: &mut [F],
+    (rows, cols): (usize, usize),
+    transposed: bool,
+) {
     let to_grad = F::from_f64(1.0 - config.momentum);
     let to_buffer = F::from_f64(config.momentum);
     let nesterov = config.nesterov;
@@ -177,7 +184,6 @@ fn momentum_and_input<F: Element>(config: &MuonConfig, grad: &[F], buffer: &mut 
     };
     if transposed {
         // Written transposed: one pass on the calling thread (cheap next to the products).
-        let rows = grad.len() / cols;
         for (offset, (&g, m)) in grad.iter().zip(buffer.iter_mut()).enumerate() {
             x[(offset % cols) * rows + offset / cols] = input(g, m);
         }
