@@ -5,6 +5,7 @@ malformed state dicts rejected with StateDictError without changing anything."""
 from __future__ import annotations
 
 import copy
+import inspect
 import pickle
 
 import numpy as np
@@ -12,13 +13,15 @@ import pytest
 import rustoptim
 from rustoptim import SGD, Adam, AdamW, Parameter, StateDictError
 
-from optimizer_table import CONFIG_IDS, CONFIGS  # noqa: E402
+from optimizer_table import CONFIG_IDS, CONFIGS, as_param, param_shape  # noqa: E402
 SHAPES = [(4,), (3, 2), (), (2, 3)]
 
 
-def make_params(dtype=np.float64):
+def make_params(dtype=np.float64, cls=None):
+    """Params of SHAPES (as matrices for optimizers of matrices, ``only_2d``)."""
     rng = np.random.default_rng(0)
-    arrays = [np.asarray(rng.standard_normal(s), dtype=dtype) for s in SHAPES]
+    shapes = SHAPES if cls is None else [param_shape(cls, s) for s in SHAPES]
+    arrays = [np.asarray(rng.standard_normal(s), dtype=dtype) for s in shapes]
     arrays[3] = np.asfortranarray(arrays[3])
     return [Parameter(a) for a in arrays]
 
@@ -125,7 +128,7 @@ def test_duplicates_leave_gaps_in_the_numbering():
 
 @pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
 def test_no_aliasing_in_either_direction(cls, kwargs):
-    params = make_params()
+    params = make_params(cls=cls)
     optimizer = make_optimizer(cls, kwargs, params)
     run(optimizer, params, range(3))
     sd = optimizer.state_dict()
@@ -142,7 +145,7 @@ def test_no_aliasing_in_either_direction(cls, kwargs):
     assert_same_tree(optimizer.state_dict(), before)
 
     # A loaded optimizer copies too.
-    other_params = make_params()
+    other_params = make_params(cls=cls)
     loaded = make_optimizer(cls, kwargs, other_params)
     source = copy.deepcopy(before)
     loaded.load_state_dict(source)
@@ -179,11 +182,11 @@ TRANSPORTS = {"memory": _in_memory, "pickle": _pickled, "deepcopy": _deep_copied
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
 def test_resumed_run_is_bitwise_identical(cls, kwargs, dtype, transport, tmp_path):
-    uninterrupted = make_params(dtype)
+    uninterrupted = make_params(dtype, cls)
     reference = make_optimizer(cls, kwargs, uninterrupted)
     run(reference, uninterrupted, range(8))
 
-    first = make_params(dtype)
+    first = make_params(dtype, cls)
     optimizer = make_optimizer(cls, kwargs, first)
     run(optimizer, first, range(4))
     sd = optimizer.state_dict()
@@ -193,7 +196,8 @@ def test_resumed_run_is_bitwise_identical(cls, kwargs, dtype, transport, tmp_pat
     second = [Parameter(p.data.copy(order="K")) for p in first]
     resumed = make_optimizer(cls, {**kwargs, "lr": 123.0}, second)
     resumed.load_state_dict(moved)
-    assert resumed.param_groups[0]["lr"] == kwargs.get("lr", 1e-3) and resumed.param_groups[1]["lr"] == 0.01
+    default_lr = inspect.signature(cls).parameters["lr"].default
+    assert resumed.param_groups[0]["lr"] == kwargs.get("lr", default_lr) and resumed.param_groups[1]["lr"] == 0.01
     assert_same_tree(resumed.state_dict(), optimizer.state_dict())
     run(resumed, second, range(4, 8))
 
@@ -205,7 +209,7 @@ def test_resumed_run_is_bitwise_identical(cls, kwargs, dtype, transport, tmp_pat
 @pytest.mark.parametrize("how", ["pickle", "deepcopy"])
 @pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
 def test_copied_optimizer_continues_identically(cls, kwargs, how):
-    params = make_params()
+    params = make_params(cls=cls)
     optimizer = make_optimizer(cls, kwargs, params)
     run(optimizer, params, range(3))
     clone = pickle.loads(pickle.dumps(optimizer)) if how == "pickle" else copy.deepcopy(optimizer)
@@ -248,7 +252,7 @@ def test_loaded_state_is_laid_out_like_its_param():
 
 @pytest.mark.parametrize("cls", [Adam, AdamW, SGD])
 def test_missing_flags_are_refilled(cls):
-    params = make_params()
+    params = make_params(cls=cls)
     optimizer = make_optimizer(cls, {}, params)
     run(optimizer, params, range(2))
     sd = optimizer.state_dict()
@@ -429,7 +433,7 @@ def _assert_unchanged(optimizer, snapshot):
 @pytest.mark.parametrize("name,cls,mutate,message", MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_malformed_state_dict_is_rejected_without_changes(name, cls, mutate, message):
     kwargs = SGD_KWARGS if cls is SGD else dict(lr=0.05)
-    params = make_params()
+    params = make_params(cls=cls)
     source = make_optimizer(cls, kwargs, params)
     run(source, params, range(4))
     if name == "param_names too short":
@@ -437,7 +441,7 @@ def test_malformed_state_dict_is_rejected_without_changes(name, cls, mutate, mes
             group["param_names"] = [f"p{i}" for i in range(len(group["params"]))]
     sd = mutate(copy.deepcopy(source.state_dict()))
 
-    target_params = make_params()
+    target_params = make_params(cls=cls)
     target = make_optimizer(cls, kwargs, target_params)
     run(target, target_params, range(2))
     snapshot = _snapshot(target)
@@ -451,9 +455,9 @@ def test_malformed_state_dict_is_rejected_without_changes(name, cls, mutate, mes
 @pytest.mark.parametrize("where", ["step", "lr"])
 def test_values_beyond_a_float_are_a_state_dict_error(cls, kwargs, where):
     """10**400 is a Python int no float can hold: refused by name, not an OverflowError."""
-    params = [rustoptim.Parameter(np.ones(3))]
+    params = [rustoptim.Parameter(as_param(cls, np.ones(3)))]
     optimizer = cls(params, **kwargs)
-    optimizer.step(grads=[np.ones(3)])
+    optimizer.step(grads=[as_param(cls, np.ones(3))])
     state_dict = optimizer.state_dict()
     if where == "lr":
         state_dict["param_groups"][0]["lr"] = 10**400
