@@ -39,7 +39,8 @@ impl<'a, F> MatRef<'a, F> {
     }
 }
 
-/// Output rows per task: enough work per task to be worth a thread.
+/// Output rows per task are a multiple of this: enough work to be worth a
+/// thread, and a multiple of the kernels' tile heights.
 const ROWS_PER_TASK: usize = 64;
 
 /// `c ← beta·c + alpha·(a·b)` for a row-major `c` of `a.rows x b.cols`.
@@ -65,7 +66,10 @@ pub fn gemm<F: Element>(alpha: F, a: MatRef<'_, F>, b: MatRef<'_, F>, beta: F, c
         run(0, c);
         return;
     }
-    let rows_per_task = m.div_ceil(tasks);
+    // Tasks start at multiples of ROWS_PER_TASK rows: a multiple of every
+    // kernel tile height, so each task's tiles are the single-thread tiles
+    // (an edge tile rounds differently from a full one).
+    let rows_per_task = m.div_ceil(tasks).next_multiple_of(ROWS_PER_TASK);
     pool::pool().install(|| {
         c.par_chunks_mut(rows_per_task * n).enumerate().for_each(|(task, block)| run(task * rows_per_task, block));
     });

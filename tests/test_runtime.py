@@ -19,6 +19,7 @@ CONFIGS = [
     (rustoptim.AdamW, dict(lr=1e-2, maximize=True)),
     (rustoptim.SGD, dict(lr=1e-2, momentum=0.9, dampening=0.1, weight_decay=0.01)),
     (rustoptim.SGD, dict(lr=1e-2, momentum=0.9, nesterov=True)),
+    (rustoptim.Adafactor, dict(lr=1e-2, weight_decay=0.1)),
 ]
 
 
