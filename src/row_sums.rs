@@ -93,22 +93,54 @@ pub fn wide_square<F: Element>(x: F) -> f64 {
     x * x
 }
 
-/// Sum of `f(i)` for `i in 0..n` in the row order above ([`LANES`] interleaved accumulators).
+/// Sum over a row in the order of the module doc: `terms(chunk)` gives the
+/// [`LANES`] terms of each whole chunk of the row, `tail(k)` the terms of the
+/// `remainder` columns; lane `k` adds the `k`-th term of every chunk, then its
+/// tail term, and the lanes are added in order. Written over fixed-size arrays
+/// so that the compiler vectorizes the lanes (plain loops: `array::map` and
+/// `array::from_fn` are not always inlined).
 #[inline(always)]
-pub fn lane_sum(n: usize, mut f: impl FnMut(usize) -> f64) -> f64 {
+pub fn lane_sum(chunks: usize, mut terms: impl FnMut(usize) -> [f64; LANES], remainder: usize, mut tail: impl FnMut(usize) -> f64) -> f64 {
     let mut lanes = [0.0f64; LANES];
-    let whole = n / LANES * LANES;
-    let mut i = 0;
-    while i < whole {
-        for (k, lane) in lanes.iter_mut().enumerate() {
-            *lane += f(i + k);
+    for chunk in 0..chunks {
+        let values = terms(chunk);
+        for k in 0..LANES {
+            lanes[k] += values[k];
         }
-        i += LANES;
     }
-    for (k, lane) in lanes.iter_mut().enumerate().take(n - whole) {
-        *lane += f(whole + k);
+    for (k, lane) in lanes.iter_mut().enumerate().take(remainder) {
+        *lane += tail(k);
     }
     lanes.iter().fold(0.0, |sum, &lane| sum + lane)
+}
+
+/// The `i`-th whole chunk of `values` as an array.
+#[inline(always)]
+pub fn chunk<T: Copy>(values: &[T], i: usize) -> [T; LANES] {
+    let start = i * LANES;
+    values[start..start + LANES].try_into().expect("a whole chunk")
+}
+
+/// A row's sum of squares, in lane order.
+#[inline(always)]
+pub fn row_sum_of_squares<F: Element>(row: &[F]) -> f64 {
+    let whole = row.len() / LANES;
+    let tail = &row[whole * LANES..];
+    lane_sum(
+        whole,
+        #[inline(always)]
+        |i| {
+            let values = chunk(row, i);
+            let mut squares = [0.0; LANES];
+            for k in 0..LANES {
+                squares[k] = wide_square(values[k]);
+            }
+            squares
+        },
+        tail.len(),
+        #[inline(always)]
+        |k| wide_square(tail[k]),
+    )
 }
 
 /// The sum of squares of every element, in the order of the module doc.
@@ -122,14 +154,19 @@ pub fn sum_of_squares<F: Element>(x: &[F], shape: Matrices) -> f64 {
 pub fn row_sums_of_squares<F: Element>(x: &[F], shape: Matrices, out: &mut [f64]) {
     assert_eq!(x.len(), shape.len());
     assert_eq!(out.len(), shape.batch * shape.rows);
-    for_each_block(shape, out, 1, |block, sums| {
-        let cols = shape.cols;
-        for (row, sum) in sums.iter_mut().enumerate() {
-            let start = (block.first_row + row) * cols;
-            let values = &x[start..start + cols];
-            *sum = lane_sum(cols, |c| wide_square(values[c]));
-        }
-    });
+    let cols = shape.cols;
+    for_each_block(
+        shape,
+        out,
+        1,
+        #[inline(always)]
+        |block, sums| {
+            for (row, sum) in sums.iter_mut().enumerate() {
+                let start = (block.first_row + row) * cols;
+                *sum = row_sum_of_squares(&x[start..start + cols]);
+            }
+        },
+    );
 }
 
 /// Each row's sum of squares into `row_out` (one per row of the batch) and
@@ -196,15 +233,25 @@ pub fn row_and_column_sums_of_squares<F: Element>(
 #[inline(always)]
 fn block_sums<F: Element>(x: &[F], cols: usize, block: RowBlock, rows: &mut [f64], partial: &mut [f64]) {
     partial.fill(0.0);
+    let whole = cols / LANES;
     for (row, sum) in rows.iter_mut().enumerate() {
         let start = (block.first_row + row) * cols;
         let values = &x[start..start + cols];
-        let partial = &mut partial[..cols];
-        *sum = lane_sum(cols, |c| {
-            let square = wide_square(values[c]);
-            partial[c] += square;
-            square
-        });
+        let (head, tail) = partial.split_at_mut(whole * LANES);
+        let mut lanes = [0.0f64; LANES];
+        for (chunk, columns) in values.chunks_exact(LANES).zip(head.chunks_exact_mut(LANES)) {
+            for k in 0..LANES {
+                let square = wide_square(chunk[k]);
+                lanes[k] += square;
+                columns[k] += square;
+            }
+        }
+        for (k, (&value, column)) in values[whole * LANES..].iter().zip(tail.iter_mut()).enumerate() {
+            let square = wide_square(value);
+            lanes[k] += square;
+            *column += square;
+        }
+        *sum = lanes.iter().fold(0.0, |s, &lane| s + lane);
     }
 }
 

@@ -32,7 +32,8 @@
 //! `ZeroDivisionError` for it).
 
 use crate::element::{Element, nan_max, torch_lerp};
-use crate::row_sums::{self, Matrices, for_each_block, lane_sum, wide_square};
+use crate::simd::dispatch;
+use crate::row_sums::{self, LANES, Matrices, chunk, for_each_block, lane_sum, wide_square};
 use crate::tensorwise::{TensorRule, WholeTensor, Workspace, WorkspaceSize, advance_step, py_max, py_min};
 
 /// Hyperparameters of one param group, read fresh at every step. Tensors of
@@ -78,27 +79,6 @@ enum Variance<'a, F> {
     Full(&'a [F]),
 }
 
-/// Evaluates `$body` with `$v(c)` = `V` at column `c` of `$row` (counted across
-/// the batch) of matrix `$matrix`: one copy of the body per form of `V`, so
-/// each loop is compiled without a branch or an indirect call.
-macro_rules! with_row_variance {
-    ($variance:expr, $matrix:expr, $row:expr, $cols:expr, |$v:ident| $body:expr) => {
-        match $variance {
-            Variance::Factored { row_var, col_var, row_means } => {
-                let (r, mean) = (row_var[$row], row_means[$matrix]);
-                let col = &col_var[$matrix * $cols..($matrix + 1) * $cols];
-                let $v = |c: usize| (r * col[c]) / mean;
-                $body
-            }
-            Variance::Full(variance) => {
-                let values = &variance[$row * $cols..($row + 1) * $cols];
-                let $v = |c: usize| values[c];
-                $body
-            }
-        }
-    };
-}
-
 impl TensorRule for AdafactorConfig {
     fn slot_count(&self, shape: &[usize]) -> usize {
         if is_factored(shape) { 2 } else { 1 }
@@ -117,9 +97,12 @@ impl TensorRule for AdafactorConfig {
     fn workspace(&self, shape: &[usize]) -> WorkspaceSize {
         let m = Matrices::of(shape);
         let row_sums = m.batch * m.rows;
+        if !is_factored(shape) {
+            return WorkspaceSize { values: 0, wide: row_sums };
+        }
         let column_sums = m.batch * m.cols;
         let partials = m.batch * m.blocks_per_matrix() * m.cols;
-        // Factored: row sums, column sums and block partials (f64), one row mean per matrix.
+        // Row sums, column sums and block partials (f64), one row mean per matrix.
         WorkspaceSize { values: m.batch, wide: row_sums + column_sums + partials }
     }
 
@@ -165,15 +148,20 @@ impl TensorRule for AdafactorConfig {
             Variance::Factored { row_var: &*row_var, col_var: &*col_var, row_means: &*row_means }
         } else {
             let variance = &mut **first;
-            for (v, &g) in variance.iter_mut().zip(grad) {
-                *v = torch_lerp(*v, g * g, beta2_hat);
-            }
+            dispatch(
+                #[inline(always)]
+                || {
+                    for (v, &g) in variance.iter_mut().zip(grad) {
+                        *v = torch_lerp(*v, g * g, beta2_hat);
+                    }
+                },
+            );
             Variance::Full(&*variance)
         };
 
         // ‖u‖, from the row sums of u², without storing u.
         let cols = shape.cols;
-        let u_scale = |v: F| F::ONE / nan_max(v, floor).sqrt();
+        let u = UpdateScale { floor, sign };
         for_each_block(
             shape,
             rows_sums,
@@ -183,9 +171,10 @@ impl TensorRule for AdafactorConfig {
                 for (row_in_block, sum) in sums.iter_mut().enumerate() {
                     let row = block.first_row + row_in_block;
                     let g = &grad[row * cols..(row + 1) * cols];
-                    *sum = with_row_variance!(variance, block.matrix, row, cols, |v| {
-                        lane_sum(cols, |c| wide_square(u_scale(v(c)) * (g[c] * sign)))
-                    });
+                    *sum = match variance.row(block.matrix, row, cols) {
+                        RowVariance::Factored(v) => u.row_sum_of_squares(&v, g),
+                        RowVariance::Full(v) => u.row_sum_of_squares(&v, g),
+                    };
                 }
             },
         );
@@ -204,18 +193,130 @@ impl TensorRule for AdafactorConfig {
                 for (row_in_block, theta) in params.chunks_mut(cols).enumerate() {
                     let row = block.first_row + row_in_block;
                     let g = &grad[row * cols..(row + 1) * cols];
-                    with_row_variance!(variance, block.matrix, row, cols, |v| {
-                        for c in 0..cols {
-                            let u = u_scale(v(c)) * (g[c] * sign);
-                            theta[c] = step_size.mul_add(u, theta[c] * decay);
-                        }
-                    })
+                    match variance.row(block.matrix, row, cols) {
+                        RowVariance::Factored(v) => u.apply(&v, g, theta, step_size, decay),
+                        RowVariance::Full(v) => u.apply(&v, g, theta, step_size, decay),
+                    }
                 }
             },
         );
     }
 }
 
+/// `u = ⟦⟦1 / ⟦sqrt(max(V, floor))⟧⟧ · g⟧` (g with its maximize sign).
+#[derive(Clone, Copy)]
+struct UpdateScale<F> {
+    floor: F,
+    sign: F,
+}
+
+impl<F: Element> UpdateScale<F> {
+    #[inline(always)]
+    fn u(&self, v: F, g: F) -> F {
+        (F::ONE / nan_max(v, self.floor).sqrt()) * (g * self.sign)
+    }
+
+    /// Σ u² over a row, in lane order.
+    #[inline(always)]
+    fn row_sum_of_squares(&self, v: &impl RowValues<F>, g: &[F]) -> f64 {
+        let whole = g.len() / LANES;
+        let tail = &g[whole * LANES..];
+        lane_sum(
+            whole,
+            #[inline(always)]
+            |i| {
+                let (v, g) = (v.chunk(i), chunk(g, i));
+                let mut squares = [0.0; LANES];
+                for k in 0..LANES {
+                    squares[k] = wide_square(self.u(v[k], g[k]));
+                }
+                squares
+            },
+            tail.len(),
+            #[inline(always)]
+            |k| wide_square(self.u(v.at(whole * LANES + k), tail[k])),
+        )
+    }
+
+    /// `θ = ⟦θ·decay⟧ + step_size·u` (one FMA) over a row.
+    #[inline(always)]
+    fn apply(&self, v: &impl RowValues<F>, g: &[F], theta: &mut [F], step_size: F, decay: F) {
+        let whole = g.len() / LANES;
+        for (i, out) in theta.chunks_exact_mut(LANES).enumerate() {
+            let (v, g) = (v.chunk(i), chunk(g, i));
+            for k in 0..LANES {
+                out[k] = step_size.mul_add(self.u(v[k], g[k]), out[k] * decay);
+            }
+        }
+        for c in whole * LANES..g.len() {
+            theta[c] = step_size.mul_add(self.u(v.at(c), g[c]), theta[c] * decay);
+        }
+    }
+}
+
+/// The values of `V` along one row.
+trait RowValues<F> {
+    /// Columns `LANES·i ..` of the `i`-th whole chunk.
+    fn chunk(&self, i: usize) -> [F; LANES];
+    fn at(&self, column: usize) -> F;
+}
+
+/// `V = ⟦⟦r · col_var[j]⟧ / mean⟧` along a row of a factored tensor.
+struct FactoredRow<'a, F> {
+    r: F,
+    mean: F,
+    col_var: &'a [F],
+}
+
+impl<F: Element> RowValues<F> for FactoredRow<'_, F> {
+    #[inline(always)]
+    fn chunk(&self, i: usize) -> [F; LANES] {
+        let mut values = chunk(self.col_var, i);
+        for v in values.iter_mut() {
+            *v = (self.r * *v) / self.mean;
+        }
+        values
+    }
+    #[inline(always)]
+    fn at(&self, column: usize) -> F {
+        (self.r * self.col_var[column]) / self.mean
+    }
+}
+
+/// `V = variance[j]` along a row of an unfactored tensor.
+struct FullRow<'a, F>(&'a [F]);
+
+impl<F: Element> RowValues<F> for FullRow<'_, F> {
+    #[inline(always)]
+    fn chunk(&self, i: usize) -> [F; LANES] {
+        chunk(self.0, i)
+    }
+    #[inline(always)]
+    fn at(&self, column: usize) -> F {
+        self.0[column]
+    }
+}
+
+/// One row of `V`, in either form.
+enum RowVariance<'a, F> {
+    Factored(FactoredRow<'a, F>),
+    Full(FullRow<'a, F>),
+}
+
+impl<'a, F: Element> Variance<'a, F> {
+    /// Row `row` (counted across the batch) of matrix `matrix`.
+    #[inline(always)]
+    fn row(&self, matrix: usize, row: usize, cols: usize) -> RowVariance<'a, F> {
+        match *self {
+            Variance::Factored { row_var, col_var, row_means } => RowVariance::Factored(FactoredRow {
+                r: row_var[row],
+                mean: row_means[matrix],
+                col_var: &col_var[matrix * cols..(matrix + 1) * cols],
+            }),
+            Variance::Full(variance) => RowVariance::Full(FullRow(&variance[row * cols..(row + 1) * cols])),
+        }
+    }
+}
 
 /// `‖x‖` from a sum of squares, rounded to the dtype as torch's norm is, as a Python float.
 fn rounded_norm<F: Element>(sum_of_squares: f64) -> f64 {

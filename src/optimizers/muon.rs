@@ -154,9 +154,20 @@ impl TensorRule for MuonConfig {
             dispatch(
                 #[inline(always)]
                 || {
-                    for (offset, theta) in range.clone().zip(theta.iter_mut()) {
-                        let o = if transposed { orthogonal[(offset % cols) * rows + offset / cols] } else { orthogonal[offset] };
-                        *theta = step_size.mul_add(o, *theta * decay);
+                    if !transposed {
+                        for (theta, &o) in theta.iter_mut().zip(&orthogonal[range.clone()]) {
+                            *theta = step_size.mul_add(o, *theta * decay);
+                        }
+                        return;
+                    }
+                    // Element (r, c) of the param is element (c, r) of the iterate.
+                    let (mut r, mut c) = (range.start / cols, range.start % cols);
+                    for theta in theta.iter_mut() {
+                        *theta = step_size.mul_add(orthogonal[c * rows + r], *theta * decay);
+                        c += 1;
+                        if c == cols {
+                            (r, c) = (r + 1, 0);
+                        }
                     }
                 },
             )
