@@ -161,11 +161,11 @@ class ReferenceSGD:
 # ---------------------------------------------------------------------------
 # Adafactor and Muon (whole-tensor optimizers). Their sums of squares follow the
 # Rust core's fixed order (src/row_sums.rs): squares in float64; a row summed
-# over 8 interleaved lanes (lane k takes columns k, k+8, ...), lanes added in
+# over 16 interleaved lanes (lane k takes columns k, k+16, ...), lanes added in
 # order; a column summed over blocks of 32 rows, each block row by row, blocks
 # in order; a whole tensor as its row sums in order.
 
-_LANES, _ROW_BLOCK = 8, 32
+_LANES, _ROW_BLOCK = 16, 32
 
 
 def _as_matrices(x: np.ndarray) -> np.ndarray:

@@ -124,3 +124,14 @@ class LbfgsCore:
     def import_state(self, state: Dict[str, Any], history_size: int) -> None:
         """Replace the state (``export_state``'s layout, 1-D arrays of this dtype);
         ``StateDictError`` and no change if anything is wrong."""
+
+# ------------------------------------------------------- whole-tensor optimizers
+
+def tensor_step(rule: str, batches: List[Any], state: Dict[Any, Dict[str, Any]]) -> None:
+    """One step of a whole-tensor optimizer (``"adafactor"``, ``"muon"``) over
+    every param group, in place; batches as for ``step``: ``(group_index, group,
+    params, grads, entries, positions)``. Every group's hyperparameters and
+    arrays (state arrays of the shapes the rule gives, C-ordered) are checked
+    and the scratch memory is allocated (``MemoryError`` if it cannot be)
+    before anything is written; new scalar state and created state arrays are
+    stored into ``state`` after the kernels succeed. Params of any layout."""

@@ -33,7 +33,7 @@
 
 use crate::element::{Element, nan_max, torch_lerp};
 use crate::simd::dispatch;
-use crate::row_sums::{self, LANES, Matrices, chunk, for_each_block, lane_sum, wide_square};
+use crate::row_sums::{self, LANES, Matrices, chunk, for_each_block, for_each_block_pair, lane_sum, wide_square};
 use crate::tensorwise::{TensorRule, WholeTensor, Workspace, WorkspaceSize, advance_step, py_max, py_min};
 
 /// Hyperparameters of one param group, read fresh at every step. Tensors of
@@ -97,13 +97,14 @@ impl TensorRule for AdafactorConfig {
     fn workspace(&self, shape: &[usize]) -> WorkspaceSize {
         let m = Matrices::of(shape);
         let row_sums = m.batch * m.rows;
+        // The update u (one value per element), then one row mean per matrix.
         if !is_factored(shape) {
-            return WorkspaceSize { values: 0, wide: row_sums };
+            return WorkspaceSize { values: m.len(), wide: row_sums };
         }
         let column_sums = m.batch * m.cols;
         let partials = m.batch * m.blocks_per_matrix() * m.cols;
-        // Row sums, column sums and block partials (f64), one row mean per matrix.
-        WorkspaceSize { values: m.batch, wide: row_sums + column_sums + partials }
+        // Row sums, column sums and block partials (f64).
+        WorkspaceSize { values: m.len() + m.batch, wide: row_sums + column_sums + partials }
     }
 
     fn update<F: Element>(&self, tensor: &mut WholeTensor<'_, F>, workspace: &mut Workspace<F>) {
@@ -125,6 +126,7 @@ impl TensorRule for AdafactorConfig {
         let grad = tensor.grad;
 
         let (rows_sums, rest) = workspace.wide.split_at_mut(shape.batch * shape.rows);
+        let (updates, row_means) = workspace.values.split_at_mut(n);
         let [first, second, ..] = &mut tensor.slots;
         let variance = if is_factored(tensor.shape) {
             let (row_var, col_var) = (&mut **first, &mut **second);
@@ -140,7 +142,7 @@ impl TensorRule for AdafactorConfig {
                 *var = torch_lerp(*var, squared_norm::<F>(sum) / rows, beta2_hat);
             }
             let eps1 = F::from_f64(eps1);
-            let row_means = &mut workspace.values[..shape.batch];
+            let row_means = &mut row_means[..shape.batch];
             for (mean, matrix) in row_means.iter_mut().zip(row_var.chunks(shape.rows)) {
                 let sum = matrix.iter().fold(0.0f64, |s, &v| s + v.to_f64());
                 *mean = nan_max(F::from_f64(sum) / rows, eps1);
@@ -159,21 +161,21 @@ impl TensorRule for AdafactorConfig {
             Variance::Full(&*variance)
         };
 
-        // ‖u‖, from the row sums of u², without storing u.
+        // u into the workspace, and ‖u‖ from the row sums of u².
         let cols = shape.cols;
         let u = UpdateScale { floor, sign };
-        for_each_block(
+        for_each_block_pair(
             shape,
-            rows_sums,
-            1,
+            (rows_sums, 1),
+            (updates, cols),
             #[inline(always)]
-            |block, sums| {
-                for (row_in_block, sum) in sums.iter_mut().enumerate() {
+            |block, sums, updates| {
+                for (row_in_block, (sum, out)) in sums.iter_mut().zip(updates.chunks_mut(cols)).enumerate() {
                     let row = block.first_row + row_in_block;
                     let g = &grad[row * cols..(row + 1) * cols];
                     *sum = match variance.row(block.matrix, row, cols) {
-                        RowVariance::Factored(v) => u.row_sum_of_squares(&v, g),
-                        RowVariance::Full(v) => u.row_sum_of_squares(&v, g),
+                        RowVariance::Factored(v) => u.store(&v, g, out),
+                        RowVariance::Full(v) => u.store(&v, g, out),
                     };
                 }
             },
@@ -183,20 +185,17 @@ impl TensorRule for AdafactorConfig {
         let step_size = F::from_f64(-alpha / denominator);
         // Multiplying by 1 is exact, so no decay needs no branch.
         let decay = if self.weight_decay != 0.0 { F::from_f64(1.0 - self.lr * self.weight_decay) } else { F::ONE };
-
+        let updates: &[F] = updates;
         for_each_block(
             shape,
             tensor.param,
             cols,
             #[inline(always)]
             |block, params| {
-                for (row_in_block, theta) in params.chunks_mut(cols).enumerate() {
-                    let row = block.first_row + row_in_block;
-                    let g = &grad[row * cols..(row + 1) * cols];
-                    match variance.row(block.matrix, row, cols) {
-                        RowVariance::Factored(v) => u.apply(&v, g, theta, step_size, decay),
-                        RowVariance::Full(v) => u.apply(&v, g, theta, step_size, decay),
-                    }
+                let start = block.first_row * cols;
+                let updates = &updates[start..start + params.len()];
+                for (theta, &u) in params.iter_mut().zip(updates) {
+                    *theta = step_size.mul_add(u, *theta * decay);
                 }
             },
         );
@@ -216,41 +215,35 @@ impl<F: Element> UpdateScale<F> {
         (F::ONE / nan_max(v, self.floor).sqrt()) * (g * self.sign)
     }
 
-    /// Σ u² over a row, in lane order.
+    /// u along a row into `out`; returns Σ u² in lane order.
     #[inline(always)]
-    fn row_sum_of_squares(&self, v: &impl RowValues<F>, g: &[F]) -> f64 {
+    fn store(&self, v: &impl RowValues<F>, g: &[F], out: &mut [F]) -> f64 {
         let whole = g.len() / LANES;
+        let (head, tail_out) = out.split_at_mut(whole * LANES);
         let tail = &g[whole * LANES..];
+        let mut chunks = head.chunks_exact_mut(LANES);
         lane_sum(
             whole,
             #[inline(always)]
             |i| {
                 let (v, g) = (v.chunk(i), chunk(g, i));
+                let out = chunks.next().expect("one output chunk per chunk");
                 let mut squares = [0.0; LANES];
                 for k in 0..LANES {
-                    squares[k] = wide_square(self.u(v[k], g[k]));
+                    let u = self.u(v[k], g[k]);
+                    out[k] = u;
+                    squares[k] = wide_square(u);
                 }
                 squares
             },
             tail.len(),
             #[inline(always)]
-            |k| wide_square(self.u(v.at(whole * LANES + k), tail[k])),
+            |k| {
+                let u = self.u(v.at(whole * LANES + k), tail[k]);
+                tail_out[k] = u;
+                wide_square(u)
+            },
         )
-    }
-
-    /// `θ = ⟦θ·decay⟧ + step_size·u` (one FMA) over a row.
-    #[inline(always)]
-    fn apply(&self, v: &impl RowValues<F>, g: &[F], theta: &mut [F], step_size: F, decay: F) {
-        let whole = g.len() / LANES;
-        for (i, out) in theta.chunks_exact_mut(LANES).enumerate() {
-            let (v, g) = (v.chunk(i), chunk(g, i));
-            for k in 0..LANES {
-                out[k] = step_size.mul_add(self.u(v[k], g[k]), out[k] * decay);
-            }
-        }
-        for c in whole * LANES..g.len() {
-            theta[c] = step_size.mul_add(self.u(v.at(c), g[c]), theta[c] * decay);
-        }
     }
 }
 
