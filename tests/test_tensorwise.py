@@ -209,3 +209,12 @@ def test_muon_update_is_orthogonal():
     optimizer.step(grads=[rng.standard_normal((40, 30))])
     singular = np.linalg.svd(-param / np.sqrt(40 / 30), compute_uv=False)
     np.testing.assert_allclose(singular, 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("module", ["adafactor", "muon"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"rustoptim.{module}"))
+    assert result.attempted > 0 and result.failed == 0

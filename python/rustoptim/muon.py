@@ -68,10 +68,8 @@ class Muon(TensorwiseOptimizer):
       >>> w = np.eye(3) * 2.0
       >>> opt = rustoptim.Muon([w], lr=0.1, weight_decay=0.0)
       >>> _ = opt.step(grads=[w.copy()])
-      >>> np.round(w, 3)                              # every singular value moved by about lr
-      array([[1.9, 0. , 0. ],
-             [0. , 1.9, 0. ],
-             [0. , 0. , 1.9]])
+      >>> np.round(np.diag(w), 3)   # the same step along each singular direction: lr times NS's 0.69
+      array([1.931, 1.931, 1.931])
 
     References: Jordan et al., "Muon: An optimizer for hidden layers in neural
     networks" (2024), kellerjordan.github.io/posts/muon; Liu et al., "Muon is
