@@ -59,7 +59,7 @@ pub fn gemm<F: Element>(alpha: F, a: MatRef<'_, F>, b: MatRef<'_, F>, beta: F, c
         // SAFETY: the sub-matrix of `a` starts at row `first_row` and spans
         // `rows` rows, inside `a.values` (checked above); `c` is a distinct,
         // exclusively borrowed row-major `rows x n` block; `b` is in bounds.
-        unsafe { gemm_raw(rows, k, n, alpha, a.values.as_ptr().add(first_row * a.row_stride), a.row_stride, a.col_stride, b, beta, c) }
+        unsafe { gemm_raw(rows, k, n, alpha, a.values.as_ptr().add(first_row * a.row_stride), a.row_stride, a.col_stride, b, beta, c, n) }
     };
     let tasks = (m / ROWS_PER_TASK).clamp(1, pool::num_threads());
     if tasks == 1 || m * n * k < (1 << 20) {
@@ -75,9 +75,55 @@ pub fn gemm<F: Element>(alpha: F, a: MatRef<'_, F>, b: MatRef<'_, F>, beta: F, c
     });
 }
 
+/// [`gemm`] for a product the caller knows to be symmetric (`a·aᵀ`, or `s·s`
+/// for a symmetric `s`), with `c` symmetric too when `beta != 0`: only the
+/// blocks of [`ROWS_PER_TASK`] rows from their diagonal block rightwards are
+/// computed (about half the work), then the lower triangle is copied from the
+/// upper one, so the result is exactly symmetric. The blocks are fixed by the
+/// size alone, so the result does not depend on the thread count.
+pub fn gemm_symmetric<F: Element>(alpha: F, a: MatRef<'_, F>, b: MatRef<'_, F>, beta: F, c: &mut [F]) {
+    let (m, k) = (a.rows, a.cols);
+    assert_eq!((b.rows, b.cols), (k, m), "a symmetric product is square");
+    assert_eq!(c.len(), m * m, "output has the wrong size");
+    assert!(a.values.len() > a.last_index() || m * k == 0);
+    assert!(b.values.len() > b.last_index() || k * m == 0);
+    if m == 0 {
+        return;
+    }
+    let block_row = |block: usize, rows: &mut [F]| {
+        let first = block * ROWS_PER_TASK;
+        let height = rows.len() / m;
+        let width = m - first;
+        // This block's rows, columns `first..`: a `height x width` block of `c`
+        // with row stride `m`.
+        let b_columns = MatRef { values: &b.values[first * b.col_stride..], cols: width, ..b };
+        // SAFETY: rows `first..first + height` of `a` and columns `first..` of
+        // `b` are in bounds (checked above); the output block starts at column
+        // `first` of `rows` and its last element is the last of `rows`.
+        unsafe {
+            gemm_raw(
+                height, k, width, alpha, a.values.as_ptr().add(first * a.row_stride), a.row_stride, a.col_stride,
+                b_columns, beta, &mut rows[first..], m,
+            )
+        }
+    };
+    let parallel = m * m * k >= (1 << 21) && pool::num_threads() > 1;
+    if parallel {
+        pool::pool().install(|| c.par_chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(|(i, rows)| block_row(i, rows)));
+    } else {
+        c.chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(|(i, rows)| block_row(i, rows));
+    }
+    for i in 0..m {
+        for j in 0..i {
+            c[i * m + j] = c[j * m + i];
+        }
+    }
+}
+
 /// # Safety
-/// `a` must point to `m x k` elements reachable with its strides, `c` must be a
-/// row-major `m x n` block, `b` a valid `k x n` matrix, and `F` is `f32` or `f64`.
+/// `a` must point to `m x k` elements reachable with its strides, `c` must hold
+/// an `m x n` block with rows `c_row_stride` apart, `b` must be a valid `k x n`
+/// matrix, and `F` is `f32` or `f64`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_raw<F: Element>(
     m: usize,
@@ -90,10 +136,12 @@ unsafe fn gemm_raw<F: Element>(
     b: MatRef<'_, F>,
     beta: F,
     c: &mut [F],
+    c_row_stride: usize,
 ) {
+    debug_assert!(m == 0 || n == 0 || c.len() >= (m - 1) * c_row_stride + n);
     let (rsa, csa) = (a_row_stride as isize, a_col_stride as isize);
     let (rsb, csb) = (b.row_stride as isize, b.col_stride as isize);
-    let (rsc, csc) = (n as isize, 1);
+    let (rsc, csc) = (c_row_stride as isize, 1);
     // Element is implemented for f32 and f64 only; each branch runs for its own
     // type, so the pointer casts change nothing.
     if TypeId::of::<F>() == TypeId::of::<f32>() {
@@ -147,6 +195,25 @@ mod tests {
             gemm(1.0, xm, xm.t(), 0.0, &mut out);
             results.push(out);
         }
+        // A symmetric product equals the general one to rounding, is exactly
+        // symmetric, and does not depend on the thread count.
+        let xm = MatRef::row_major(&x[..150 * 300], 150, 300);
+        let mut general = vec![0.0f32; 150 * 150];
+        gemm(1.0, xm, xm.t(), 0.0, &mut general);
+        let mut symmetric_results = Vec::new();
+        for threads in [1, 2, 3] {
+            crate::pool::set_num_threads(threads).unwrap();
+            let mut symmetric = vec![7.0f32; 150 * 150];
+            gemm_symmetric(1.0, xm, xm.t(), 0.0, &mut symmetric);
+            for i in 0..150 {
+                for j in 0..150 {
+                    assert_eq!(symmetric[i * 150 + j], symmetric[j * 150 + i]);
+                    assert!((symmetric[i * 150 + j] - general[i * 150 + j]).abs() <= 1e-3 * general[i * 150 + j].abs().max(1.0));
+                }
+            }
+            symmetric_results.push(symmetric);
+        }
+        assert!(symmetric_results.windows(2).all(|w| w[0].iter().zip(&w[1]).all(|(p, q)| p.to_bits() == q.to_bits())));
         crate::pool::set_num_threads(2).unwrap();
         assert!(results.windows(2).all(|w| w[0].iter().zip(&w[1]).all(|(p, q)| p.to_bits() == q.to_bits())));
     }

@@ -27,7 +27,7 @@
 //! has. Everything outside the iteration follows torch's rounding.
 
 use crate::element::{Element, nan_max, torch_lerp};
-use crate::matmul::{MatRef, gemm};
+use crate::matmul::{MatRef, gemm, gemm_symmetric};
 use crate::partition::{SharedMut, for_each_piece};
 use crate::row_sums::{self, Matrices};
 use crate::simd::dispatch;
@@ -134,11 +134,12 @@ impl TensorRule for MuonConfig {
         let [a, b, c] = self.ns_coefficients.map(F::from_f64);
         let (mut x, mut next) = (x, next);
         for _ in 0..self.ns_steps {
+            // X·Xᵀ and S·S are symmetric: half the products of a general multiply.
             let xm = MatRef::row_major(x, m, n);
-            gemm(F::ONE, xm, xm.t(), F::ZERO, gram);
+            gemm_symmetric(F::ONE, xm, xm.t(), F::ZERO, gram);
             polynomial.copy_from_slice(gram);
             let g = MatRef::row_major(gram, m, m);
-            gemm(c, g, g, b, polynomial);
+            gemm_symmetric(c, g, g, b, polynomial);
             next.copy_from_slice(x);
             gemm(F::ONE, MatRef::row_major(polynomial, m, m), MatRef::row_major(x, m, n), a, next);
             std::mem::swap(&mut x, &mut next);

@@ -52,6 +52,9 @@ struct Prepared<'py, F: NumpyElement> {
     key: Bound<'py, PyAny>,
 }
 
+/// One group's rule and its tensors of each dtype, as the kernels see them.
+type GroupWork<'a, R> = (&'a R, Vec<WholeTensor<'a, f32>>, Vec<WholeTensor<'a, f64>>);
+
 /// One param group's config and its validated tensors of each dtype.
 struct PreparedBatch<'py, R> {
     rule: R,
@@ -79,7 +82,7 @@ fn run_step<'py, R: TensorRuleBinding>(
         .sum();
     let advanced: Vec<(Vec<Scalars>, Vec<Scalars>)>;
     {
-        let mut work: Vec<(&R, Vec<WholeTensor<'_, f32>>, Vec<WholeTensor<'_, f64>>)> = prepared
+        let mut work: Vec<GroupWork<'_, R>> = prepared
             .iter_mut()
             .map(|b| (&b.rule, tensors(&mut b.float32), tensors(&mut b.float64)))
             .collect();
