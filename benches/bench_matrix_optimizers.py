@@ -8,7 +8,9 @@ Each round times one step of every contender in turn (same shape, float32,
 fresh random gradients); the table reports each contender's fastest round and
 its time relative to rustoptim's. The fastest round, not the median: on a
 shared machine a step is often preempted for a whole scheduler slice (10-15 ms
-here), which the median of a few rounds still carries. torch and NumPy get the same thread
+here), which the median of a few rounds still carries. With ``--threads 1`` the
+time is the process's CPU time (``time.process_time``), which preemption does
+not inflate; with more threads it is wall time. torch and NumPy get the same thread
 count as rustoptim (torch.set_num_threads; OPENBLAS_NUM_THREADS is set before
 NumPy is imported).
 """
@@ -44,6 +46,8 @@ except ImportError:
     torch = None
 
 SHAPES = [(768, 768), (768, 3072), (3072, 768)]
+#: CPU time when everything runs on one thread (see the module docstring), else wall time.
+CLOCK = time.process_time if ARGS.threads == 1 else time.perf_counter
 ADAFACTOR = dict(lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.01)
 MUON = dict(lr=0.02, weight_decay=0.1, momentum=0.95, nesterov=True, ns_coefficients=(3.4445, -4.7750, 2.0315),
             eps=1e-7, ns_steps=5)
@@ -148,9 +152,9 @@ def measure(name, shape, rounds, rng):
     for r in range(rounds + 1):
         grad = rng.standard_normal(shape).astype(np.float32)
         for label, step in runs:
-            start = time.perf_counter()
+            start = CLOCK()
             step(grad)
-            elapsed = time.perf_counter() - start
+            elapsed = CLOCK() - start
             if r > 0:  # the first round warms up (allocations, thread pools)
                 times[label].append(elapsed)
     return {label: float(np.min(values)) for label, values in times.items()}
@@ -167,7 +171,8 @@ def main():
     shapes = SHAPES[1:2] if ARGS.quick else SHAPES
     rounds = 3 if ARGS.quick else ARGS.rounds
     rng = np.random.default_rng(0)
-    print(f"# {ARGS.threads} thread(s), float32, fastest of {rounds} (Muon: {max(3, rounds // 3)}) interleaved rounds; "
+    clock = "CPU time" if ARGS.threads == 1 else "wall time"
+    print(f"# {ARGS.threads} thread(s), float32, {clock}, fastest of {rounds} (Muon: {max(3, rounds // 3)}) interleaved rounds; "
           f"numpy {np.__version__}, torch {torch.__version__ if torch is not None else 'not installed'}")
     print("| optimizer | shape | rustoptim | NumPy | NumPy / rustoptim | torch | torch / rustoptim |")
     print("|:---|:---|---:|---:|---:|---:|---:|")

@@ -135,3 +135,40 @@ pub fn py_max(a: f64, b: f64) -> f64 {
 pub fn py_min(a: f64, b: f64) -> f64 {
     if b < a { b } else { a }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optimizers::{AdafactorConfig, MuonConfig};
+
+    #[test]
+    fn bad_tensors_are_refused_before_any_write() {
+        let rule = AdafactorConfig::default();
+        let (mut p0, g0, mut r0, mut c0) = (vec![1.0f64; 6], vec![0.5; 6], vec![0.0; 2], vec![0.0; 3]);
+        let (mut p1, g1, mut v1) = (vec![1.0f64; 4], vec![0.5; 4], vec![0.0; 3]);
+        let mut workspace = Workspace::<f64>::try_new([rule.workspace(&[2, 3]), rule.workspace(&[4])]).unwrap();
+        let mut slots0 = crate::elementwise::empty_slots();
+        (slots0[0], slots0[1]) = (&mut r0[..], &mut c0[..]);
+        let mut slots1 = crate::elementwise::empty_slots();
+        slots1[0] = &mut v1[..]; // one element short
+        let mut tensors = [
+            WholeTensor { param: &mut p0, grad: &g0, shape: &[2, 3], slots: slots0, scalars: [0.0; 4] },
+            WholeTensor { param: &mut p1, grad: &g1, shape: &[4], slots: slots1, scalars: [0.0; 4] },
+        ];
+        let error = step(&rule, &mut tensors, &mut workspace).unwrap_err();
+        assert_eq!(error, OptimError::LengthMismatch { index: 1, what: "a slot", expected: 4, got: 3 });
+        assert!(p0.iter().all(|&x| x == 1.0) && r0.iter().all(|&x| x == 0.0));
+
+        let muon = MuonConfig::default();
+        let (mut p, g, mut m) = (vec![1.0f32; 4], vec![0.5f32; 4], vec![0.0f32; 4]);
+        let mut slots = crate::elementwise::empty_slots();
+        slots[0] = &mut m[..];
+        let mut tensors = [WholeTensor { param: &mut p, grad: &g, shape: &[4], slots, scalars: [0.0; 4] }];
+        let mut workspace = Workspace::<f32>::try_new([WorkspaceSize::default()]).unwrap();
+        let error = step(&muon, &mut tensors, &mut workspace).unwrap_err();
+        assert!(matches!(error, OptimError::InvalidSetting(ref m) if m.contains("2D")), "{error:?}");
+        assert_eq!(advance_step(16_777_216.0), 16_777_216.0);
+        assert_eq!(py_max(1.0, f64::NAN), 1.0);
+        assert!(py_max(f64::NAN, 1.0).is_nan());
+    }
+}
