@@ -83,16 +83,3 @@ pub fn nan_max<F: Element>(a: F, b: F) -> F {
     // `b > a` is false when `a` is NaN, so a NaN `a` is kept as well.
     if b.is_nan() || b > a { b } else { a }
 }
-
-/// torch's two-sided `start.lerp_(end, weight)`: `start + w·(end − start)` with
-/// one rounding when `|w| < 0.5`, else `end + (w − 1)·(end − start)`, also with
-/// one rounding. `weight` is already rounded to the element type.
-#[inline(always)]
-pub fn torch_lerp<F: Element>(start: F, end: F, weight: F) -> F {
-    let difference = end - start;
-    if weight.abs() < F::from_f64(0.5) {
-        weight.mul_add(difference, start)
-    } else {
-        (weight - F::ONE).mul_add(difference, end)
-    }
-}

@@ -123,7 +123,7 @@ pub fn step<F: Element, R: ElementwiseRule>(rule: &R, tensors: &mut [Tensor<'_, 
             }
         };
         tensor.scalars = advanced;
-        let mut slots = tensor.slots.iter_mut().map(|s| SharedMut::new(&mut **s));
+        let mut slots = tensor.slots.iter_mut().map(|s| SharedMut::new(s));
         shared.push(SharedTensor {
             param: SharedMut::new(&mut *tensor.param),
             grad: tensor.grad,

@@ -226,7 +226,7 @@ fn mismatched_lengths_are_rejected_before_any_change() {
     let err = elementwise::step(&AdamConfig::default(), &mut tensors).unwrap_err();
     assert!(err.to_string().contains("grad of tensor 1 has 2 elements, expected 3"), "{err}");
     assert_eq!(tensors[0].scalars[0], 0.0, "no scalar state advanced");
-    drop(tensors);
+    let _ = tensors;
     assert_eq!(p0, vec![1.0; 4]);
 }
 
@@ -236,7 +236,7 @@ fn a_missing_slot_is_rejected_before_any_change() {
     let mut tensors = [Tensor::new(&mut p, &g).with_slots([m.as_mut_slice()])];
     let err = elementwise::step(&AdamConfig::default(), &mut tensors).unwrap_err();
     assert!(err.to_string().contains("slot 1 of tensor 0 has 0 elements, expected 4"), "{err}");
-    drop(tensors);
+    let _ = tensors;
     assert_eq!(p, vec![1.0; 4]);
 }
 

@@ -12,10 +12,15 @@
 //! - [`lbfgs`]: torch's L-BFGS step as a state machine that asks its caller
 //!   for closure evaluations, with a strong-Wolfe line search.
 //! - [`partition`], [`pool`]: how a step is split across threads.
+//! - [`reduce`], [`clip`]: multi-tensor norms (deterministic for any thread
+//!   count) and in-place gradient scaling/clamping for gradient clipping.
+//! - [`average`]: EMA/SWA weight averaging, one in-place pass over all tensors.
 //! - [`simd`]: run-time choice of AVX2/AVX-512 in a baseline build.
 //! - [`bandwidth`]: the memory-traffic ceiling the benchmarks compare against.
 
+pub mod average;
 pub mod bandwidth;
+pub mod clip;
 pub mod element;
 pub mod elementwise;
 pub mod error;
@@ -24,12 +29,15 @@ pub mod matmul;
 pub mod optimizers;
 pub mod partition;
 pub mod pool;
+pub mod reduce;
 pub mod row_sums;
 pub mod simd;
 pub mod tensorwise;
 
 #[cfg(test)]
 mod kernel_tests;
+#[cfg(test)]
+mod rule_tests;
 
 #[cfg(feature = "python")]
 mod python;

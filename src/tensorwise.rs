@@ -121,11 +121,6 @@ fn check_tensor<F, R: TensorRule>(rule: &R, index: usize, tensor: &WholeTensor<'
     Ok(())
 }
 
-/// torch's `step += 1` on a float32 0-d tensor: the count saturates at 2^24.
-pub fn advance_step(step: f64) -> f64 {
-    (step as f32 + 1.0) as f64
-}
-
 /// Python's `max(a, b)`: `b` only if `b > a` (so a NaN `b` loses, a NaN `a` wins).
 pub fn py_max(a: f64, b: f64) -> f64 {
     if b > a { b } else { a }
@@ -167,7 +162,6 @@ mod tests {
         let mut workspace = Workspace::<f32>::try_new([WorkspaceSize::default()]).unwrap();
         let error = step(&muon, &mut tensors, &mut workspace).unwrap_err();
         assert!(matches!(error, OptimError::InvalidSetting(ref m) if m.contains("2D")), "{error:?}");
-        assert_eq!(advance_step(16_777_216.0), 16_777_216.0);
         assert_eq!(py_max(1.0, f64::NAN), 1.0);
         assert!(py_max(f64::NAN, 1.0).is_nan());
     }

@@ -46,6 +46,8 @@ def assert_matches(actual: np.ndarray, expected: np.ndarray, case: dict, what: s
         np.testing.assert_array_equal(actual, expected, err_msg=what)
     elif expected.size == 0:
         return
+    elif not np.any(expected):  # all zeros (Rprop's prev after a sign flip): no scale to be relative to
+        np.testing.assert_array_equal(actual, expected, err_msg=what)
     elif expected.dtype == np.float64:
         np.testing.assert_allclose(actual, expected, rtol=case["rtol64"], atol=0, err_msg=what)
     else:
@@ -112,9 +114,9 @@ def test_trajectory_matches_torch(case, layout, place, untouched):
     else:
         assert state_dict["state"] == {}
     for index, entry in state_dict["state"].items():
-        # The recorded keys of this param (Adafactor's depend on its shape).
-        recorded = [k[len(f"state{index}_"):] for k in data.files if k.startswith(f"state{index}_")]
-        assert sorted(entry) == sorted(recorded) and set(recorded) <= set(case["state_keys"])
+        # Keys can differ between groups (RMSprop's grad_avg only where centered).
+        recorded = sorted(k.split("_", 1)[1] for k in data.files if k.startswith(f"state{index}_"))
+        assert sorted(entry) == recorded and set(recorded) <= set(case["state_keys"])
         for key, value in entry.items():
             if not isinstance(value, np.ndarray):
                 assert type(value) is float and value == float(data[f"state{index}_{key}"]), key
@@ -134,4 +136,5 @@ def test_state_key_order_is_torchs(case):
     optimizer.step()
     order = BY_NAME[case["optimizer"]].state_keys
     for entry in optimizer.state.values():
-        assert list(entry) == [k for k in order if k in entry] and set(entry) <= set(case["state_keys"])
+        assert set(entry) <= set(case["state_keys"])
+        assert list(entry) == [k for k in order if k in entry]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rustoptim import SGD, Adam, AdamW, Parameter
+from optimizer_table import CONFIG_IDS, CONFIGS, as_param, param_shape
+from rustoptim import SGD, Parameter
 
-from optimizer_table import CONFIG_IDS, CONFIGS, as_param, param_shape  # noqa: E402
 SHAPES = [(5,), (2, 3), (), (4, 2)]
 
 

@@ -5,15 +5,14 @@ malformed state dicts rejected with StateDictError without changing anything."""
 from __future__ import annotations
 
 import copy
-import inspect
 import pickle
 
 import numpy as np
 import pytest
 import rustoptim
-from rustoptim import SGD, Adam, AdamW, Parameter, StateDictError
+from optimizer_table import CONFIG_IDS, CONFIGS, OPTIMIZERS, as_param, param_shape
+from rustoptim import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, Parameter, RMSprop, StateDictError
 
-from optimizer_table import CONFIG_IDS, CONFIGS, as_param, param_shape  # noqa: E402
 SHAPES = [(4,), (3, 2), (), (2, 3)]
 
 
@@ -196,8 +195,7 @@ def test_resumed_run_is_bitwise_identical(cls, kwargs, dtype, transport, tmp_pat
     second = [Parameter(p.data.copy(order="K")) for p in first]
     resumed = make_optimizer(cls, {**kwargs, "lr": 123.0}, second)
     resumed.load_state_dict(moved)
-    default_lr = inspect.signature(cls).parameters["lr"].default
-    assert resumed.param_groups[0]["lr"] == kwargs.get("lr", default_lr) and resumed.param_groups[1]["lr"] == 0.01
+    assert resumed.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"] and resumed.param_groups[1]["lr"] == 0.01
     assert_same_tree(resumed.state_dict(), optimizer.state_dict())
     run(resumed, second, range(4, 8))
 
@@ -250,25 +248,40 @@ def test_loaded_state_is_laid_out_like_its_param():
     optimizer.step()
 
 
-@pytest.mark.parametrize("cls", [Adam, AdamW, SGD])
+# What torch's __setstate__ refills in a group that lacks the key (state dicts of older versions).
+REFILLED_FLAGS = {
+    "Adam": dict(amsgrad=False, maximize=False, foreach=None, capturable=False, differentiable=False,
+                 decoupled_weight_decay=False, fused=None),
+    "AdamW": dict(amsgrad=False, maximize=False, foreach=None, capturable=False, differentiable=False,
+                  decoupled_weight_decay=True, fused=None),
+    "SGD": dict(nesterov=False, maximize=False, foreach=None, differentiable=False, fused=False),
+    "Adagrad": dict(foreach=None, maximize=False, differentiable=False, fused=None),
+    "RMSprop": dict(momentum=0, centered=False, foreach=None, maximize=False, differentiable=False, capturable=False),
+    "Adadelta": dict(foreach=None, maximize=False, differentiable=False, capturable=False),
+    "Adamax": dict(foreach=None, maximize=False, differentiable=False, capturable=False),
+    "NAdam": dict(maximize=False, foreach=None, capturable=False, differentiable=False, decoupled_weight_decay=False),
+    "RAdam": dict(foreach=None, maximize=False, differentiable=False, decoupled_weight_decay=False, capturable=False),
+    "ASGD": dict(foreach=None, maximize=False, differentiable=False, capturable=False),
+    "Rprop": dict(foreach=None, maximize=False, differentiable=False, capturable=False),
+    "Adafactor": dict(foreach=None, maximize=False),
+    "Muon": dict(),
+}
+
+
+@pytest.mark.parametrize("cls", [info.cls for info in OPTIMIZERS], ids=lambda cls: cls.__name__)
 def test_missing_flags_are_refilled(cls):
     params = make_params(cls=cls)
     optimizer = make_optimizer(cls, {}, params)
     run(optimizer, params, range(2))
     sd = optimizer.state_dict()
+    expected = REFILLED_FLAGS[cls.__name__]
     for group in sd["param_groups"]:
-        for flag in ("foreach", "differentiable", "fused", "maximize", "capturable", "amsgrad", "nesterov",
-                     "decoupled_weight_decay"):
+        for flag in expected:
             group.pop(flag, None)
     fresh = make_optimizer(cls, {}, params)
     fresh.load_state_dict(sd)
-    expected = {"Adam": dict(amsgrad=False, maximize=False, foreach=None, capturable=False, differentiable=False,
-                             decoupled_weight_decay=False, fused=None),
-                "AdamW": dict(amsgrad=False, maximize=False, foreach=None, capturable=False, differentiable=False,
-                              decoupled_weight_decay=True, fused=None),
-                "SGD": dict(nesterov=False, maximize=False, foreach=None, differentiable=False, fused=False)}
     for group in fresh.param_groups:
-        assert {k: group[k] for k in expected[cls.__name__]} == expected[cls.__name__]
+        assert {k: group[k] for k in expected} == expected
     run(fresh, params, range(2, 4))
 
 
@@ -403,6 +416,18 @@ MALFORMED = [
      r"state\[0\]: 'momentum_buffer' has shape \(2,\), but its param has shape \(4,\)"),
     ("buffer None", SGD, _set(["state", 0, "momentum_buffer"], None),
      r"'momentum_buffer' must be a numpy.ndarray, got NoneType"),
+    ("NAdam without mu_product", NAdam, _delete(["state", 0, "mu_product"]),
+     r"state\[0\]: missing state key\(s\) \['mu_product'\]"),
+    ("negative mu_product", NAdam, _set(["state", 0, "mu_product"], -0.5),
+     r"state\[0\]: 'mu_product' must be a finite non-negative"),
+    ("centered RMSprop without grad_avg", RMSprop, _set(["param_groups", 0, "centered"], True),
+     r"state\[0\]: missing state key\(s\) \['grad_avg'\]"),
+    ("Adagrad sum of another dtype", Adagrad, _wrong_array("sum", lambda a: a.astype(np.float32)),
+     r"state\[0\]: 'sum' has dtype float32, but its param has dtype float64"),
+    ("Adadelta without acc_delta", Adadelta, _delete(["state", 0, "acc_delta"]),
+     r"state\[0\]: missing state key\(s\) \['acc_delta'\]"),
+    ("Adamax exp_inf of another shape", Adamax, _wrong_array("exp_inf", lambda a: a[:2]),
+     r"state\[0\]: 'exp_inf' has shape \(2,\), but its param has shape \(4,\)"),
     ("Adam state in SGD", SGD, _set(["state", 2], {"step": 1.0, "exp_avg": np.zeros(()), "exp_avg_sq": np.zeros(())}),
      r"state\[2\]: unknown state key\(s\) \['step', 'exp_avg', 'exp_avg_sq'\]"),
 ]

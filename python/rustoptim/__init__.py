@@ -17,22 +17,32 @@ arithmetic runs in ``rustoptim._core``.
 
 from . import errors
 from . import lr_scheduler
+from . import swa_utils
+from ._core import __version__  # Cargo.toml's version, compiled in; the wheel's metadata has the same.
+from .adadelta import Adadelta
+from .adagrad import Adagrad
 from .adam import Adam, AdamW
+from .adamax import Adamax
+from .clip_grad import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
 from .errors import (
     AliasError,
     DTypeError,
     FileFormatError,
     HyperparameterError,
     InternalError,
+    NoGradientWarning,
     LayoutError,
+    NonFiniteNormError,
     ReadOnlyError,
     RustoptimError,
     ShapeError,
     StateDictError,
 )
 from .lbfgs import LBFGS
+from .nadam import NAdam
 from .optimizer import Optimizer
 from .parameter import Parameter
+from .rmsprop import RMSprop
 from .runtime import (
     get_num_threads,
     get_simd_level,
@@ -45,13 +55,28 @@ from .sgd import SGD
 from .adafactor import Adafactor
 from .muon import Muon
 
+# RAdam, ASGD, Rprop.
+from .asgd import ASGD
+from .radam import RAdam
+from .rprop import Rprop
+
 __all__ = [
     "Parameter",
     "Optimizer",
     "Adam",
     "AdamW",
     "SGD",
+    "Adagrad",
+    "RMSprop",
+    "Adadelta",
+    "Adamax",
+    "NAdam",
     "LBFGS",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "get_total_norm",
+    "clip_grads_with_norm_",
+    "swa_utils",
     "save",
     "load",
     "set_num_threads",
@@ -70,9 +95,13 @@ __all__ = [
     "StateDictError",
     "FileFormatError",
     "HyperparameterError",
+    "NonFiniteNormError",
     "InternalError",
+    "NoGradientWarning",
+    # RAdam, ASGD, Rprop.
+    "RAdam",
+    "ASGD",
+    "Rprop",
     "Adafactor",
     "Muon",
 ]
-
-__version__ = "0.1.0"

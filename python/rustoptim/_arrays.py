@@ -24,7 +24,9 @@ def check_param_array(array: object) -> np.ndarray:
     """
     if not isinstance(array, np.ndarray):
         raise DTypeError(
-            f"a parameter must be a numpy.ndarray of float32 or float64, got {type(array).__name__}"
+            f"a parameter must be a numpy.ndarray of float32 or float64, got {type(array).__name__}: "
+            "params are updated in place, so they must be writeable NumPy arrays (for a torch CPU "
+            "tensor pass t.numpy(); for an immutable array such as jax's, optimize np.array(x))"
         )
     if array.dtype not in FLOAT_DTYPES:
         raise DTypeError(

@@ -21,12 +21,14 @@ serializing concurrent steps on one optimizer.
 from __future__ import annotations
 
 import operator
+import warnings
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import _core
 from ._arrays import state_copy, state_step
+from .errors import NoGradientWarning
 from .optimizer import Optimizer, _typename
 from .parameter import Parameter
 
@@ -57,7 +59,9 @@ class ElementwiseOptimizer(Optimizer):
 
         Args:
           closure: optional callable that re-evaluates the model; it runs first,
-            so it may set ``.grad`` on the params.
+            so it may set ``.grad`` on the params, or return ``(loss, grads)``
+            with ``grads`` a list as for the ``grads`` argument (then ``loss``
+            is returned).
           grads: optional list with one gradient (or ``None`` to skip the param)
             per param of :attr:`params`, in that order. It replaces ``.grad`` for
             this step without being stored on the params: this is how gradients
@@ -65,21 +69,39 @@ class ElementwiseOptimizer(Optimizer):
             raises ``ValueError`` before anything else happens.
 
         Params whose gradient is ``None`` are skipped (no state, no decay, no step
-        count); a zero gradient is processed. Everything the step needs (every
+        count); a zero gradient is processed. A step in which no param has a
+        gradient changes nothing and warns (``NoGradientWarning``). Everything the step needs (every
         group's hyperparameters, every array's dtype, shape, layout and
         writeability, memory shared between any two arrays of the step) is
         checked before the first write, so a step that raises changes no param
         and no state. Concurrent steps on one optimizer from several threads run
         one after the other.
         """
+        if closure is not None and not callable(closure):
+            raise TypeError(
+                f"step() got a {_typename(closure)} as its closure; pass gradients by keyword: "
+                "opt.step(grads=[...]) with one array (or None) per param"
+            )
         with self._step_lock:
             # The length of ``grads`` is checked before the closure runs.
             with_grads = None if grads is None else self._split_grads(grads)
             loss = None
             if closure is not None:
                 loss = closure()
+                if with_grads is None and _is_loss_and_grads(loss):
+                    # An LBFGS-style closure returning (loss, grads).
+                    loss, closure_grads = loss
+                    with_grads = self._split_grads(closure_grads)
             if with_grads is None:
                 with_grads = self._split_grads(None)
+                if not any(params for params, _, _ in with_grads):
+                    warnings.warn(
+                        "step() did nothing: no param has a gradient. Params given as plain arrays get "
+                        "theirs through opt.step(grads=[...]) (one array or None per param, in the order "
+                        "of opt.params); Parameters through .grad",
+                        NoGradientWarning,
+                        stacklevel=2,
+                    )
             state_get = self.state.get
             batches: List[_Batch] = []
             rounds: List[List[_Batch]] = []
@@ -108,7 +130,7 @@ class ElementwiseOptimizer(Optimizer):
     def _run_batches(self, batches: List[_Batch]) -> None:
         """One all-or-nothing core call over ``batches``; optimizers whose
         update needs whole tensors (Adafactor, Muon) use ``_core.tensor_step``."""
-        _core.step(self._rule, batches, self.state)
+        _core.step(self._rule, batches, self.state, self.defaults)
 
     def _split_grads(
         self, grads: Optional[Sequence[Optional[np.ndarray]]]
@@ -165,6 +187,11 @@ class ElementwiseOptimizer(Optimizer):
                 state[key] = state_copy(repr(key), saved[key], param.data)
         return state
 
+
+
+def _is_loss_and_grads(result: Any) -> bool:
+    """Whether a closure returned ``(loss, grads)`` with grads a list or tuple."""
+    return isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], (list, tuple))
 
 
 def _occurrence_rounds(

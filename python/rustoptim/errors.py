@@ -18,7 +18,9 @@ __all__ = [
     "HyperparameterError",
     "StateDictError",
     "FileFormatError",
+    "NonFiniteNormError",
     "InternalError",
+    "NoGradientWarning",
 ]
 
 
@@ -57,11 +59,17 @@ class HyperparameterError(RustoptimError, ValueError, TypeError):
 
 
 class StateDictError(RustoptimError, ValueError):
-    """A state dict does not fit the optimizer it is loaded into."""
+    """A state dict does not fit the optimizer it is loaded into, or cannot be saved
+    (it contains itself, or nests more than 100 dicts/lists/tuples deep)."""
 
 
 class FileFormatError(StateDictError):
-    """A file is not a rustoptim state file, or it is truncated or corrupted."""
+    """A file is not a rustoptim state file, or it is truncated, corrupted or crafted."""
+
+
+class NonFiniteNormError(RustoptimError, ValueError, RuntimeError):
+    """The total norm of the gradients is nan or inf and ``error_if_nonfinite=True``
+    was passed to a clipping function. Also a ``RuntimeError``, the class torch raises."""
 
 
 class InternalError(RustoptimError, RuntimeError):
@@ -70,3 +78,8 @@ class InternalError(RustoptimError, RuntimeError):
     Inputs are validated before anything is written, so this never leaves a
     half-applied step behind from bad input.
     """
+
+
+class NoGradientWarning(UserWarning):
+    """A step found no gradient for any param, so it changed nothing (plain
+    arrays get theirs through ``step(grads=[...])``)."""

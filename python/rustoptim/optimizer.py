@@ -48,6 +48,14 @@ _DUPLICATE_PARAMS_WARNING = (
 )
 
 
+# What to do with an array NumPy does not own (jax, torch, ...) as a param.
+_AS_PARAM_HINT = (
+    "params are updated in place, so they must be writeable NumPy arrays: for a torch CPU tensor "
+    "pass t.numpy() (a view sharing its memory); for an immutable array (jax) optimize "
+    "w = np.array(x) and convert back after the step"
+)
+
+
 def _typename(obj: object) -> str:
     cls = type(obj)
     module = cls.__module__
@@ -79,6 +87,22 @@ def check_non_negative(name: str, value: object, message: str) -> None:
         float(value)
     except OverflowError:
         raise ValueError(f"{message.format(value)} ({name} is beyond the range of a float)") from None
+
+
+def check_betas(betas: object) -> None:
+    """``betas`` must be a pair of real numbers, each in ``[0, 1)``; otherwise
+    torch's ``ValueError("Invalid beta parameter at index i: ...")`` (a value
+    that is not a pair, or not a real number, raises ``ValueError``/``TypeError``
+    naming betas)."""
+    if isinstance(betas, np.ndarray) or not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair of floats, got {betas!r}")
+    for i, beta in enumerate(betas):
+        if isinstance(beta, np.ndarray):
+            raise ValueError("betas must be Python floats: rustoptim has no array betas")
+        if isinstance(beta, (bool, np.bool_)) or not isinstance(beta, numbers.Real):
+            raise TypeError(f"betas[{i}] must be a real number, got {beta!r}")
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
 
 
 def check_flags(group: dict, bools: tuple, optional_bools: tuple = ("foreach", "fused")) -> None:
@@ -170,6 +194,11 @@ class Optimizer:
         """
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, but got {type(param_group)}")
+        if "params" not in param_group:
+            raise KeyError(
+                "a param group must have a 'params' entry (a list of arrays or Parameters), "
+                f"got keys {sorted(param_group)}"
+            )
         params = param_group["params"]
         if isinstance(params, (Parameter, np.ndarray)):
             param_group["params"] = [params]
@@ -206,7 +235,8 @@ class Optimizer:
             if not isinstance(param, Parameter):
                 if not isinstance(param, np.ndarray):
                     raise TypeError(
-                        "optimizer can only optimize Tensors, but one of the params is " + _typename(param)
+                        "optimizer can only optimize NumPy arrays and rustoptim.Parameters, but one of the "
+                        f"params is {_typename(param)}; {_AS_PARAM_HINT}"
                     )
                 param = known.get(id(param)) or Parameter(param)
             known.setdefault(id(param.data), param)

@@ -7,7 +7,7 @@
 //! ```text
 //! g    = -grad if maximize else grad
 //! β̂    = t^beta2_decay                         (Python floats; 1 at t = 1)
-//! ρ    = min(lr, 1 / t^0.5)
+//! ρ    = min(lr, 1 / t^0.5)                    (`**` is C pow, as in Python)
 //! α    = max(eps2, ‖θ‖ / n^0.5) · ρ            (‖θ‖ before the decay, rounded to the dtype)
 //! θ    = ⟦θ · (1 − lr·wd)⟧                     (wd ≠ 0; the raw lr)
 //! 2+ dimensions (..., R, C), factored over the last two:
@@ -31,10 +31,12 @@
 //! An empty param takes the step count and keeps its zero state (torch raises
 //! `ZeroDivisionError` for it).
 
-use crate::element::{Element, nan_max, torch_lerp};
+use super::lerp::Lerp;
+use super::scalars::{float32_step, python_pow};
+use crate::element::{Element, nan_max};
 use crate::simd::dispatch;
 use crate::row_sums::{self, LANES, Matrices, chunk, for_each_block, for_each_block_pair, lane_sum, wide_square};
-use crate::tensorwise::{TensorRule, WholeTensor, Workspace, WorkspaceSize, advance_step, py_max, py_min};
+use crate::tensorwise::{TensorRule, WholeTensor, Workspace, WorkspaceSize, py_max, py_min};
 
 /// Hyperparameters of one param group, read fresh at every step. Tensors of
 /// 2+ dimensions carry the slots `row_var` and `col_var`, others `variance`;
@@ -108,17 +110,17 @@ impl TensorRule for AdafactorConfig {
     }
 
     fn update<F: Element>(&self, tensor: &mut WholeTensor<'_, F>, workspace: &mut Workspace<F>) {
-        let step = advance_step(tensor.scalars[0]);
+        let step = float32_step(tensor.scalars[0]);
         tensor.scalars[0] = step;
         let n = tensor.param.len();
         if n == 0 {
             return;
         }
         let shape = Matrices::of(tensor.shape);
-        let beta2_hat = F::from_f64(step.powf(self.beta2_decay));
-        let rho = py_min(self.lr, 1.0 / step.powf(0.5));
+        let beta2_hat = Lerp::<F>::new(python_pow(step, self.beta2_decay));
+        let rho = py_min(self.lr, 1.0 / python_pow(step, 0.5));
         let param_norm = rounded_norm::<F>(row_sums::sum_of_squares(tensor.param, shape));
-        let sqrt_n = (n as f64).powf(0.5);
+        let sqrt_n = python_pow(n as f64, 0.5);
         let alpha = py_max(self.eps2, param_norm / sqrt_n) * rho;
         let sign = if self.maximize { -F::ONE } else { F::ONE };
         let eps1 = self.eps1.unwrap_or(F::EPSILON);
@@ -136,10 +138,10 @@ impl TensorRule for AdafactorConfig {
             row_sums::row_and_column_sums_of_squares(grad, shape, rows_sums, column_sums, partials);
             let (columns, rows) = (F::from_f64(shape.cols as f64), F::from_f64(shape.rows as f64));
             for (var, &sum) in row_var.iter_mut().zip(rows_sums.iter()) {
-                *var = torch_lerp(*var, squared_norm::<F>(sum) / columns, beta2_hat);
+                *var = beta2_hat.apply(*var, squared_norm::<F>(sum) / columns);
             }
             for (var, &sum) in col_var.iter_mut().zip(column_sums.iter()) {
-                *var = torch_lerp(*var, squared_norm::<F>(sum) / rows, beta2_hat);
+                *var = beta2_hat.apply(*var, squared_norm::<F>(sum) / rows);
             }
             let eps1 = F::from_f64(eps1);
             let row_means = &mut row_means[..shape.batch];
@@ -154,7 +156,7 @@ impl TensorRule for AdafactorConfig {
                 #[inline(always)]
                 || {
                     for (v, &g) in variance.iter_mut().zip(grad) {
-                        *v = torch_lerp(*v, g * g, beta2_hat);
+                        *v = beta2_hat.apply(*v, g * g);
                     }
                 },
             );

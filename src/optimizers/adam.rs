@@ -18,6 +18,7 @@
 //! The per-tensor scalars are computed in f64 and rounded to the element type
 //! where they are used, as torch rounds Python floats.
 
+use super::scalars::python_pow;
 use crate::element::{Element, nan_max};
 use crate::elementwise::{ElementwiseRule, Piece, Scalars, split_piece};
 
@@ -83,8 +84,9 @@ impl<F: Element> AdamCoefficients<F> {
             beta2: F::from_f64(config.beta2),
             one_minus_beta2: F::from_f64(1.0 - config.beta2),
             neg_step_size: F::from_f64(-(config.lr / bias_correction1)),
-            // Python's `bc2 ** 0.5` is C `pow`, not `sqrt`.
-            bias_correction2_sqrt: F::from_f64(bias_correction2.powf(0.5)),
+            // Python's `bc2 ** 0.5` is C `pow`, not `sqrt` (a literal `powf(0.5)`
+            // would be compiled into `sqrt`).
+            bias_correction2_sqrt: F::from_f64(python_pow(bias_correction2, 0.5)),
             eps: F::from_f64(config.eps),
         }
     }

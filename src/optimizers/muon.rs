@@ -26,7 +26,8 @@
 //! few percent of torch's (relative Frobenius norm), the spread bfloat16 itself
 //! has. Everything outside the iteration follows torch's rounding.
 
-use crate::element::{Element, nan_max, torch_lerp};
+use super::lerp::Lerp;
+use crate::element::{Element, nan_max};
 use crate::matmul::{MatRef, gemm, gemm_symmetric};
 use crate::partition::{SharedMut, for_each_piece};
 use crate::row_sums::{self, Matrices};
@@ -186,13 +187,13 @@ fn momentum_and_input<F: Element>(
     (rows, cols): (usize, usize),
     transposed: bool,
 ) {
-    let to_grad = F::from_f64(1.0 - config.momentum);
-    let to_buffer = F::from_f64(config.momentum);
+    let to_grad = Lerp::<F>::new(1.0 - config.momentum);
+    let to_buffer = Lerp::<F>::new(config.momentum);
     let nesterov = config.nesterov;
     let input = move |g: F, m: &mut F| {
-        let updated = torch_lerp(*m, g, to_grad);
+        let updated = to_grad.apply(*m, g);
         *m = updated;
-        if nesterov { torch_lerp(g, updated, to_buffer) } else { updated }
+        if nesterov { to_buffer.apply(g, updated) } else { updated }
     };
     if transposed {
         // Written transposed: one pass on the calling thread (cheap next to the products).

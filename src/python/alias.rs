@@ -87,13 +87,7 @@ impl<'py> AliasCheck<'py> {
     }
 
     /// Records an array of the call with the label its error messages use.
-    pub fn add_labeled(
-        &mut self,
-        array: &Bound<'py, PyUntypedArray>,
-        item_size: usize,
-        access: Access,
-        label: Label,
-    ) {
+    pub fn add_labeled(&mut self, array: &Bound<'py, PyUntypedArray>, item_size: usize, access: Access, label: Label) {
         let Some((start, end)) = byte_range(array, item_size) else {
             return;
         };

@@ -47,15 +47,57 @@ pub fn param_dtype(object: &Bound<'_, PyAny>, site: Site) -> Result<DType, Input
     )))
 }
 
-fn as_untyped<'a, 'py>(object: &'a Bound<'py, PyAny>, label: Label) -> Result<&'a Bound<'py, PyUntypedArray>, InputError> {
+fn as_untyped<'a, 'py>(
+    object: &'a Bound<'py, PyAny>,
+    label: Label,
+) -> Result<&'a Bound<'py, PyUntypedArray>, InputError> {
     object.cast::<PyUntypedArray>().map_err(|_| {
         let type_name = object.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
         InputError::DType(format!("{label} is a {type_name}, not a NumPy array"))
     })
 }
 
+/// A gradient as a NumPy array: an ndarray as it is, or any other object NumPy
+/// can view without a copy (`__array__`, the buffer protocol, DLPack: a jax or
+/// torch CPU array). Gradients are only read, so a read-only view is fine.
+pub fn grad_as_array<'py>(object: &Bound<'py, PyAny>, label: Label) -> Result<Bound<'py, PyAny>, InputError> {
+    if object.cast::<PyUntypedArray>().is_ok() {
+        return Ok(object.clone());
+    }
+    let type_name = object.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+    let refuse = |why: &str| {
+        InputError::DType(format!(
+            "{label} is a {type_name}, not a NumPy array{why}; pass a float32/float64 NumPy array \
+             (np.asarray(g, dtype=...) makes one)"
+        ))
+    };
+    if object.is_instance_of::<pyo3::types::PyList>()
+        || object.is_instance_of::<pyo3::types::PyTuple>()
+        || object.is_instance_of::<pyo3::types::PyFloat>()
+        || object.is_instance_of::<pyo3::types::PyInt>()
+    {
+        return Err(refuse(""));
+    }
+    let py = object.py();
+    let numpy = py.import(pyo3::intern!(py, "numpy")).map_err(|_| refuse(""))?;
+    let kwargs = pyo3::types::PyDict::new(py);
+    // NumPy 2 raises when the view would need a copy; NumPy 1 copies if it must.
+    let _ = kwargs.set_item("copy", false);
+    match numpy.getattr(pyo3::intern!(py, "asarray")).and_then(|asarray| asarray.call((object,), Some(&kwargs))) {
+        Ok(array) if array.cast::<PyUntypedArray>().is_ok() => Ok(array),
+        Ok(_) => Err(refuse("")),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyValueError>(py) => {
+            Err(refuse(" NumPy can view without a copy"))
+        }
+        Err(_) => Err(refuse(" NumPy can view")),
+    }
+}
+
 /// `object` as an aligned array of `F` (native byte order), or an error naming it.
-fn typed<'py, F: NumpyElement>(object: &Bound<'py, PyAny>, label: Label) -> Result<Bound<'py, PyArrayDyn<F>>, InputError> {
+fn typed<'py, F: NumpyElement>(
+    object: &Bound<'py, PyAny>,
+    label: Label,
+) -> Result<Bound<'py, PyArrayDyn<F>>, InputError> {
     let untyped = as_untyped(object, label)?;
     // SAFETY: `descr` of a live ndarray is a valid dtype object.
     let descr = unsafe { &(*(*_PyArray_GET_ITEM_DATA(untyped.as_array_ptr())).descr).fields };
@@ -64,7 +106,7 @@ fn typed<'py, F: NumpyElement>(object: &Bound<'py, PyAny>, label: Label) -> Resu
     if descr.type_num != type_number::<F>() || descr.byteorder == b'>' as std::ffi::c_char {
         let expected = F::get_dtype(object.py());
         return Err(InputError::DType(format!(
-            "{label} has dtype {}, expected {expected} like its param",
+            "{label} has dtype {}, expected {expected} like its param (convert it with .astype(np.{expected}))",
             untyped.dtype()
         )));
     }
@@ -89,11 +131,8 @@ fn check_aligned(array: &Bound<'_, PyUntypedArray>, item_size: usize, label: Lab
     }
     // SAFETY: reading the data pointer of a live array.
     let data = unsafe { (*_PyArray_GET_ITEM_DATA(array.as_array_ptr())).data } as usize;
-    let strides_fit = array
-        .shape()
-        .iter()
-        .zip(array.strides())
-        .all(|(&n, &stride)| n <= 1 || stride.unsigned_abs() % item_size == 0);
+    let strides_fit =
+        array.shape().iter().zip(array.strides()).all(|(&n, &stride)| n <= 1 || stride.unsigned_abs() % item_size == 0);
     if data % item_size == 0 && strides_fit {
         return Ok(());
     }
@@ -293,9 +332,13 @@ pub struct GradArray<'py, F: NumpyElement> {
 }
 
 impl<'py, F: NumpyElement + crate::Element> GradArray<'py, F> {
-    pub fn new(object: &Bound<'py, PyAny>, param: &ParamArray<'py, F>, aliases: &mut AliasCheck<'py>) -> Result<Self, InputError> {
+    pub fn new(
+        object: &Bound<'py, PyAny>,
+        param: &ParamArray<'py, F>,
+        aliases: &mut AliasCheck<'py>,
+    ) -> Result<Self, InputError> {
         let label = Label::new(Role::Grad, param.site);
-        let array = typed::<F>(object, label)?;
+        let array = typed::<F>(&grad_as_array(object, label)?, label)?;
         check_shape(array.shape(), param.shape(), label)?;
         aliases.add_labeled(array.as_untyped(), std::mem::size_of::<F>(), Access::Read, label);
         // SAFETY: read-only views of a live array, dropped at once.

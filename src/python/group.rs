@@ -9,34 +9,45 @@
 use super::errors::InputError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyTuple, PyList};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyTuple};
 
 /// One param group's dict and its index in `param_groups`, for messages.
 pub struct GroupReader<'a, 'py> {
     pub dict: &'a Bound<'py, PyDict>,
     pub index: usize,
+    /// The optimizer's `defaults` (the constructor's arguments), when the
+    /// caller passed them: a few torch rules read a constructor value instead
+    /// of the group's (Adagrad's lazily created `sum`).
+    pub defaults: Option<&'a Bound<'py, PyDict>>,
 }
 
 impl<'py> GroupReader<'_, 'py> {
     fn get(&self, key: &Bound<'py, pyo3::types::PyString>) -> Result<Bound<'py, PyAny>, InputError> {
         match self.dict.get_item(key) {
             Ok(Some(value)) => Ok(value),
-            _ => Err(InputError::Hyperparameter(format!(
-                "param_groups[{}] has no '{}' hyperparameter",
-                self.index,
-                key.to_string()
-            ))),
+            _ => {
+                Err(InputError::Hyperparameter(format!("param_groups[{}] has no '{}' hyperparameter", self.index, key)))
+            }
         }
     }
 
     fn describe(&self, key: &Bound<'py, pyo3::types::PyString>) -> String {
-        format!("param_groups[{}]['{}']", self.index, key.to_string())
+        format!("param_groups[{}]['{}']", self.index, key)
     }
 
     /// A finite real number.
     pub fn real(&self, key: &Bound<'py, pyo3::types::PyString>) -> Result<f64, InputError> {
         let value = self.get(key)?;
         real_value(&value).ok_or_else(|| not_real(&self.describe(key), &value))
+    }
+
+    /// A finite real number from the optimizer's `defaults`, or from the group
+    /// when no defaults were given or they lack `key`.
+    pub fn constructor_real(&self, key: &Bound<'py, pyo3::types::PyString>) -> Result<f64, InputError> {
+        let Some(value) = self.defaults.and_then(|d| d.get_item(key).ok().flatten()) else {
+            return self.real(key);
+        };
+        real_value(&value).ok_or_else(|| not_real(&format!("defaults['{key}']"), &value))
     }
 
     /// A bool.

@@ -3,10 +3,14 @@
 
 mod alias;
 mod arrays;
+mod average;
 mod bandwidth;
+mod clip;
 mod errors;
+mod float_arrays;
 mod gil;
 mod group;
+mod keys;
 mod lbfgs;
 mod rules;
 mod runtime;
@@ -18,10 +22,14 @@ use pyo3::prelude::*;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Cargo.toml's version, the only place it is written; `rustoptim.__version__` is this.
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     step::register(m)?;
     lbfgs::register(m)?;
     bandwidth::register(m)?;
     runtime::register(m)?;
+    clip::register(m)?;
+    average::register(m)?;
     tensor_step::register(m)?;
     Ok(())
 }

@@ -1,11 +1,13 @@
 //! The one step entry point of every element-wise optimizer.
 //!
-//! `_core.step(rule, batches, state)` applies one optimizer step to every param
-//! group at once. Each batch is `(group_index, group, params, grads, entries,
-//! positions)`: a param group's dict, the `Parameter`s that have a gradient,
-//! their gradients, their state dicts (`None` for a param without state yet)
-//! and, when some params of the group were skipped, each param's position in
-//! the group (for messages).
+//! `_core.step(rule, batches, state, defaults=None)` applies one optimizer step
+//! to every param group at once. Each batch is `(group_index, group, params,
+//! grads, entries, positions)`: a param group's dict, the `Parameter`s that have
+//! a gradient, their gradients, their state dicts (`None` for a param without
+//! state yet) and, when some params of the group were skipped, each param's
+//! position in the group (for messages). `defaults` is the optimizer's
+//! `defaults` dict, for the few values torch reads from the constructor rather
+//! than from the group.
 //!
 //! The whole step is all-or-nothing:
 //!
@@ -22,6 +24,7 @@ use super::arrays::{AliasCheck, DType, GradArray, ParamArray, Role, Site, StateA
 use super::errors::{InputError, catch_panics};
 use super::gil::run_kernel;
 use super::group::GroupReader;
+use super::keys::key as state_key;
 use super::rules::{RuleBinding, with_rule};
 use crate::elementwise::{self, MAX_SCALARS, MAX_SLOTS, Scalars, Tensor, empty_slots};
 use numpy::{Element as NumpyElement, PyArrayDyn};
@@ -31,14 +34,16 @@ use pyo3::types::{PyDict, PyFloat, PyList, PyTuple};
 
 /// Applies one step of the rule named `rule` to every batch, in place.
 #[pyfunction]
+#[pyo3(signature = (rule, batches, state, defaults=None))]
 fn step<'py>(
     py: Python<'py>,
     rule: &str,
     batches: Bound<'py, PyList>,
     state: Bound<'py, PyDict>,
+    defaults: Option<Bound<'py, PyDict>>,
 ) -> PyResult<()> {
     catch_panics(py, || {
-        with_rule!(rule, R => run_step::<R>(py, &batches, &state),
+        with_rule!(rule, R => run_step::<R>(py, &batches, &state, defaults.as_ref()),
             |other: &str| Err(InputError::Value(format!("unknown optimizer rule {other:?}"))))
         .map_err(|e| e.into_pyerr(py))
     })
@@ -58,6 +63,9 @@ struct Prepared<'py, F: NumpyElement> {
     key: Bound<'py, PyAny>,
 }
 
+/// One group's rule and its tensors of each dtype, as the kernels see them.
+type GroupWork<'a, R> = (&'a R, Vec<Tensor<'a, f32>>, Vec<Tensor<'a, f64>>);
+
 /// One param group's config and its validated tensors of each dtype.
 struct PreparedBatch<'py, R> {
     rule: R,
@@ -69,24 +77,26 @@ fn run_step<'py, R: RuleBinding>(
     py: Python<'py>,
     batches: &Bound<'py, PyList>,
     state: &Bound<'py, PyDict>,
+    defaults: Option<&Bound<'py, PyDict>>,
 ) -> Result<(), InputError> {
     let mut aliases = AliasCheck::with_capacity(0, 0);
     let mut prepared: Vec<PreparedBatch<'py, R>> = Vec::with_capacity(batches.len());
     for batch in batches.iter() {
-        prepared.push(prepare_batch::<R>(&batch, &mut aliases)?);
+        prepared.push(prepare_batch::<R>(&batch, defaults, &mut aliases)?);
     }
     aliases.verify()?;
 
     let elements: usize = prepared
         .iter()
-        .map(|b| b.float32.iter().map(|t| t.param.len()).sum::<usize>() + b.float64.iter().map(|t| t.param.len()).sum::<usize>())
+        .map(|b| {
+            b.float32.iter().map(|t| t.param.len()).sum::<usize>()
+                + b.float64.iter().map(|t| t.param.len()).sum::<usize>()
+        })
         .sum();
     let advanced: Vec<(Vec<Scalars>, Vec<Scalars>)>;
     {
-        let mut work: Vec<(&R, Vec<Tensor<'_, f32>>, Vec<Tensor<'_, f64>>)> = prepared
-            .iter_mut()
-            .map(|b| (&b.rule, tensors(&mut b.float32), tensors(&mut b.float64)))
-            .collect();
+        let mut work: Vec<GroupWork<'_, R>> =
+            prepared.iter_mut().map(|b| (&b.rule, tensors(&mut b.float32), tensors(&mut b.float64))).collect();
         run_kernel(py, elements, || {
             for (rule, float32, float64) in work.iter_mut() {
                 elementwise::step(*rule, float32)?;
@@ -147,9 +157,11 @@ fn tensors<'a, F: NumpyElement + crate::Element>(prepared: &'a mut [Prepared<'_,
 
 fn prepare_batch<'py, R: RuleBinding>(
     batch: &Bound<'py, PyAny>,
+    defaults: Option<&Bound<'py, PyDict>>,
     aliases: &mut AliasCheck<'py>,
 ) -> Result<PreparedBatch<'py, R>, InputError> {
-    let malformed = || InputError::Value("a step batch must be (index, group, params, grads, entries, positions)".into());
+    let malformed =
+        || InputError::Value("a step batch must be (index, group, params, grads, entries, positions)".into());
     let batch = batch.cast::<PyTuple>().map_err(|_| malformed())?;
     if batch.len() != 6 {
         return Err(malformed());
@@ -165,13 +177,14 @@ fn prepare_batch<'py, R: RuleBinding>(
     let entries = item(4)?;
     let entries = entries.cast::<PyList>().map_err(|_| malformed())?;
     let positions = item(5)?;
-    let positions = if positions.is_none() { None } else { Some(positions.cast_into::<PyList>().map_err(|_| malformed())?) };
+    let positions =
+        if positions.is_none() { None } else { Some(positions.cast_into::<PyList>().map_err(|_| malformed())?) };
     let n = params.len();
     if grads.len() != n || entries.len() != n || positions.as_ref().is_some_and(|p| p.len() != n) {
         return Err(malformed());
     }
 
-    let rule = R::from_group(&GroupReader { dict: group, index: group_index })?;
+    let rule = R::from_group(&GroupReader { dict: group, index: group_index, defaults })?;
     let mut prepared = PreparedBatch { rule, float32: Vec::new(), float64: Vec::new() };
     let py = batch.py();
     for i in 0..n {
@@ -181,14 +194,18 @@ fn prepare_batch<'py, R: RuleBinding>(
         };
         let site = Site::in_group(group_index, position);
         let key = params.get_item(i).map_err(|_| malformed())?;
-        let data = key.getattr(intern!(py, "data")).map_err(|_| {
-            InputError::DType(format!("{site} is not a rustoptim.Parameter (it has no .data)"))
-        })?;
+        let data = key
+            .getattr(intern!(py, "data"))
+            .map_err(|_| InputError::DType(format!("{site} is not a rustoptim.Parameter (it has no .data)")))?;
         let grad = grads.get_item(i).map_err(|_| malformed())?;
         let entry = entries.get_item(i).map_err(|_| malformed())?;
         match param_dtype(&data, site)? {
-            DType::Float32 => prepared.float32.push(prepare_tensor(&prepared.rule, key, &data, &grad, &entry, site, aliases)?),
-            DType::Float64 => prepared.float64.push(prepare_tensor(&prepared.rule, key, &data, &grad, &entry, site, aliases)?),
+            DType::Float32 => {
+                prepared.float32.push(prepare_tensor(&prepared.rule, key, &data, &grad, &entry, site, aliases)?)
+            }
+            DType::Float64 => {
+                prepared.float64.push(prepare_tensor(&prepared.rule, key, &data, &grad, &entry, site, aliases)?)
+            }
         }
     }
     Ok(prepared)
@@ -208,9 +225,9 @@ fn prepare_tensor<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
     let entry = if entry.is_none() {
         None
     } else {
-        let dict = entry.cast::<PyDict>().map_err(|_| {
-            InputError::Value(format!("the state of {site} must be a dict, got {}", type_name(entry)))
-        })?;
+        let dict = entry
+            .cast::<PyDict>()
+            .map_err(|_| InputError::Value(format!("the state of {site} must be a dict, got {}", type_name(entry))))?;
         // An empty dict (made by reading `opt.state[p]`) is filled like a new entry.
         Some(dict.clone())
     };
@@ -228,7 +245,7 @@ fn prepare_tensor<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
     let mut fresh_slots = 0u8;
     for (slot, &name) in rule.slot_keys().iter().enumerate() {
         let stored = match existing {
-            Some(dict) => dict.get_item(name).ok().flatten(),
+            Some(dict) => dict.get_item(state_key(dict.py(), name)).ok().flatten(),
             None => None,
         };
         let array = match stored {
@@ -246,8 +263,8 @@ fn prepare_tensor<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
 }
 
 /// A scalar state value (step count, ...) stored in a state dict.
-pub(super) fn scalar(entry: &Bound<'_, PyDict>, name: &str, site: Site) -> Result<f64, InputError> {
-    let value = entry.get_item(name).ok().flatten().ok_or_else(|| {
+pub(super) fn scalar(entry: &Bound<'_, PyDict>, name: &'static str, site: Site) -> Result<f64, InputError> {
+    let value = entry.get_item(state_key(entry.py(), name)).ok().flatten().ok_or_else(|| {
         InputError::Value(format!("the state of {site} has no {name:?} (it holds other state: was it edited?)"))
     })?;
     if let Ok(f) = value.cast_exact::<PyFloat>() {
@@ -285,10 +302,10 @@ fn commit<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
         None => (PyDict::new(py), true),
     };
     for (k, &(name, _)) in R::SCALARS.iter().enumerate() {
-        entry.set_item(name, PyFloat::new(py, tensor.scalars[k])).map_err(set_failed)?;
+        entry.set_item(state_key(py, name), PyFloat::new(py, tensor.scalars[k])).map_err(set_failed)?;
     }
     for (slot, array) in tensor.created {
-        entry.set_item(keys[slot], array).map_err(set_failed)?;
+        entry.set_item(state_key(py, keys[slot]), array).map_err(set_failed)?;
     }
     if is_new {
         state.set_item(tensor.key, entry).map_err(set_failed)?;
@@ -312,7 +329,7 @@ fn state_keys<'py>(
 ) -> PyResult<(Vec<&'static str>, Vec<&'static str>)> {
     catch_panics(py, || {
         with_rule!(rule, R => {
-            let config = R::from_group(&GroupReader { dict: &group, index: group_index }).map_err(|e| e.into_pyerr(py))?;
+            let config = R::from_group(&GroupReader { dict: &group, index: group_index, defaults: None }).map_err(|e| e.into_pyerr(py))?;
             Ok((R::SCALARS.iter().map(|&(name, _)| name).collect(), config.slot_keys().to_vec()))
         }, |other: &str| Err(InputError::Value(format!("unknown optimizer rule {other:?}")).into_pyerr(py)))
     })

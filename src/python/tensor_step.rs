@@ -165,7 +165,7 @@ fn prepare_batch<'py, R: TensorRuleBinding>(
         return Err(malformed());
     }
 
-    let rule = R::from_group(&GroupReader { dict: group, index: group_index })?;
+    let rule = R::from_group(&GroupReader { dict: group, index: group_index, defaults: None })?;
     let mut prepared = PreparedBatch { rule, float32: Vec::new(), float64: Vec::new() };
     let py = batch.py();
     for i in 0..n {
