@@ -30,7 +30,14 @@ traffic the two-loop recursion cannot avoid: reading the 2·history vectors of
 the history twice, at the read bandwidth NumPy reaches on arrays of the same
 total size (single-threaded dot product).
 
-Usage: ``python benches/bench_lbfgs.py [--quick] [--rounds N] [--n N ...] [--history H ...]``.
+``--baseline DIR`` adds another build of rustoptim as a contender, interleaved
+in the same process: DIR is a copy of an installed ``rustoptim`` package
+directory (its ``__init__.py`` and ``_core`` extension), imported under another
+name. The "vs baseline" column is the baseline's overhead over this build's
+(above 1: this build is faster). This is how a change is checked for
+per-iteration regressions, side by side rather than across runs.
+
+Usage: ``python benches/bench_lbfgs.py [--quick] [--rounds N] [--n N ...] [--history H ...] [--baseline DIR]``.
 """
 
 from __future__ import annotations
@@ -43,8 +50,10 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VEC
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
+import importlib.util  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -95,14 +104,26 @@ def start_point(n: int) -> np.ndarray:
     return x
 
 
+def load_baseline(path: str):
+    """The rustoptim package copied at ``path``, imported as ``rustoptim_baseline``."""
+    spec = importlib.util.spec_from_file_location(
+        "rustoptim_baseline", os.path.join(path, "__init__.py"), submodule_search_locations=[path]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["rustoptim_baseline"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 class Rustoptim:
     name = "rustoptim"
+    package = rustoptim
 
     def __init__(self, n, history):
         self.f = Objective(n)
         self.x = start_point(n)
-        self.opt = rustoptim.LBFGS([self.x], lr=LR, max_iter=MAX_ITER, history_size=history,
-                                   tolerance_grad=0.0, tolerance_change=0.0)
+        self.opt = self.package.LBFGS([self.x], lr=LR, max_iter=MAX_ITER, history_size=history,
+                                      tolerance_grad=0.0, tolerance_change=0.0)
         closure = self.closure = lambda: self.f(self.x)
         for _ in range(history // MAX_ITER + 2):
             self.opt.step(closure)
@@ -207,16 +228,19 @@ def main():
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--n", type=int, nargs="+", default=[2, 100, 10_000], help="sizes to run")
     parser.add_argument("--history", type=int, nargs="+", default=[10, 100], help="history sizes to run")
+    parser.add_argument("--baseline", help="directory of another rustoptim build to compare with")
     args = parser.parse_args()
     rounds = args.rounds or (5 if args.quick else 11)
 
     contenders = [Rustoptim]
+    if args.baseline:
+        contenders.append(type("Baseline", (Rustoptim,), {"name": "baseline", "package": load_baseline(args.baseline)}))
     if torch is not None:
         contenders.append(Torch)
     if optimize is not None:
         contenders.append(Scipy)
 
-    print(f"# L-BFGS overhead per iteration (time per iteration minus the closure's own time)")
+    print("# L-BFGS overhead per iteration (time per iteration minus the closure's own time)")
     print(f"python {platform.python_version()}, numpy {np.__version__}, rustoptim {rustoptim.__version__} "
           f"({rustoptim.get_num_threads()} threads, {rustoptim.get_simd_level()}), "
           f"torch {torch.__version__ if torch else 'not installed'}, "
@@ -224,6 +248,8 @@ def main():
           f"{os.cpu_count()} cores; median of {rounds} interleaved rounds")
     print()
     header = ["n", "history", "closure"] + [c.name for c in contenders]
+    if args.baseline:
+        header.append("vs baseline")
     header += ["vs torch", "vs scipy", "traffic floor", "rustoptim / floor"]
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join(["---:"] * len(header)) + "|")
@@ -250,6 +276,8 @@ def main():
                     cell += f" ({iterations[r.name]} it)"
                 row.append(cell)
             ours = med["rustoptim"]
+            if args.baseline:
+                row.append(f"{med['baseline'] / ours:.2f}")
             row.append(f"{med['torch'] / ours:.1f}x less" if "torch" in med else "n/a")
             row.append(f"{med['scipy L-BFGS-B'] / ours:.1f}x less" if "scipy L-BFGS-B" in med else "n/a")
             if n >= 10_000:

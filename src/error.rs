@@ -1,6 +1,7 @@
 //! The one error type of the Rust core. The Python bindings map each variant to
 //! an exception class in one place (`python/errors.rs`).
 
+use std::collections::TryReserveError;
 use thiserror::Error;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -16,4 +17,8 @@ pub enum OptimError {
     /// A setting that cannot be honoured (thread count, SIMD level, ...).
     #[error("{0}")]
     InvalidSetting(String),
+
+    /// An allocation failed: `bytes` bytes for `what` (the binding raises `MemoryError`).
+    #[error("cannot allocate {bytes} bytes for {what}")]
+    OutOfMemory { what: &'static str, bytes: usize, cause: TryReserveError },
 }

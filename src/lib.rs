@@ -11,6 +11,8 @@
 //!   whole-tensor sums of squares) and [`matmul`] (matrix products).
 //! - [`lbfgs`]: torch's L-BFGS step as a state machine that asks its caller
 //!   for closure evaluations, with a strong-Wolfe line search.
+//! - [`lbfgsb`]: L-BFGS-B (bound-constrained, scipy's `minimize` method) as a
+//!   state machine that asks its caller for `f` and `∇f`.
 //! - [`partition`], [`pool`]: how a step is split across threads.
 //! - [`reduce`], [`clip`]: multi-tensor norms (deterministic for any thread
 //!   count) and in-place gradient scaling/clamping for gradient clipping.
@@ -25,6 +27,7 @@ pub mod element;
 pub mod elementwise;
 pub mod error;
 pub mod lbfgs;
+pub mod lbfgsb;
 pub mod matmul;
 pub mod optimizers;
 pub mod partition;

@@ -1,7 +1,8 @@
-//! The L-BFGS iteration allocates nothing: every buffer is allocated when the
-//! optimizer is created. A counting allocator watches whole `step`s (both line
-//! search settings, history full and wrapping around). Run with
-//! `cargo test --test lbfgs_no_alloc`.
+//! Once the history is full, the L-BFGS iteration allocates nothing: the
+//! iterate's buffers are allocated when the optimizer is created, and the
+//! history grows only until it holds `history_size` pairs. A counting allocator
+//! watches whole `step`s (both line search settings, history full and wrapping
+//! around). Run with `cargo test --test lbfgs_no_alloc`.
 
 use rustoptim::lbfgs::{Lbfgs, LbfgsConfig, LineSearch, Request};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -84,6 +85,7 @@ fn steps_allocate_nothing() {
             tolerance_change: 0.0,
             history_size: 4,
             line_search,
+            maximize: false,
         };
         let mut opt = Lbfgs::<f64>::new(n, 4).unwrap();
         let mut x: Vec<f64> = (0..n).map(|i| if i % 2 == 0 { -1.2 } else { 1.0 }).collect();

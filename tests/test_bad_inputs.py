@@ -11,7 +11,6 @@ import pytest
 from rustoptim import (
     SGD,
     Adam,
-    AdamW,
     AliasError,
     DTypeError,
     HyperparameterError,

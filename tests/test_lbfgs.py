@@ -4,7 +4,6 @@ reference (tests/lbfgs_reference.py), closure semantics, failures, state dicts."
 from __future__ import annotations
 
 import copy
-import io
 import json
 import pickle
 from pathlib import Path
@@ -18,8 +17,16 @@ from rustoptim.errors import AliasError, DTypeError, ReadOnlyError, ShapeError, 
 from lbfgs_reference import ReferenceLBFGS
 
 GOLDEN = Path(__file__).parent / "golden"
-MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
-CASES = [case for case in MANIFEST["cases"] if case["optimizer"] == "LBFGS"]
+
+
+def lbfgs_cases(folder: Path) -> list:
+    """The LBFGS cases of a golden folder, each with the path of its data."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return [dict(case, path=folder / case["file"]) for case in manifest["cases"] if case.get("optimizer") == "LBFGS"]
+
+
+# torch 2.13 (golden/) and torch 2.15 (golden/ext/: float32 with strong Wolfe).
+CASES = lbfgs_cases(GOLDEN) + lbfgs_cases(GOLDEN / "ext")
 
 
 # ------------------------------------------------------------------ objectives
@@ -116,25 +123,35 @@ def assert_close(actual, expected, rtol, atol, what):
 # ---------------------------------------------------------------------- golden
 
 
-def tolerances(case):
-    # README: float64 iterates within 1e-6 relative, 1e-8 absolute floor. The
-    # float32 case runs torch's float32 arithmetic (dot products included) in
-    # another summation order, so it agrees to float32 rounding over its steps.
-    return (1e-6, 1e-8) if case["dtype"] == "float64" else (2e-5, 1e-6)
+def tolerances(case, expected):
+    """(rtol, atol) for values whose torch counterparts are ``expected``.
+
+    README: float64 iterates within 1e-6 relative, 1e-8 absolute floor. In
+    float32 torch's dot products and sums (BLAS) add in another order than
+    rustoptim's, so the iterates agree to float32 rounding over the steps, and
+    the counters exactly. With a line search on Rosenbrock (ext/, torch 2.15)
+    that rounding is amplified over 15 iterations: within 1e-4 of the largest
+    magnitude at that step (measured 3.6e-5; the NumPy reference, whose dot
+    products are NumPy's, lands 8e-5 away).
+    """
+    if case["dtype"] == "float64":
+        return 1e-6, 1e-8
+    if case["defaults"].get("line_search_fn") is None:
+        return 2e-5, 1e-6
+    return 1e-4, 1e-4 * max(float(np.abs(expected).max(initial=0)), 1e-2)
 
 
 @pytest.mark.parametrize("api", ["parameters", "plain"])
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
 @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
 def test_golden_trajectory(case, layout, api, place, untouched):
-    data = np.load(GOLDEN / case["file"])
+    data = np.load(case["path"])
     n = len(case["shapes"])
     placed = [place(data[f"p{i}_init"], layout) for i in range(n)]
     arrays = [view for view, _ in placed]
     params = [Parameter(a) for a in arrays] if api == "parameters" else None
     closure = Counted(golden_objective(case, data), arrays, params)
     opt = LBFGS(params if params is not None else arrays, **case["defaults"])
-    rtol, atol = tolerances(case)
     for k in range(case["steps"]):
         loss = opt.step(closure)
         state = opt.state_dict()["state"][0]
@@ -143,10 +160,12 @@ def test_golden_trajectory(case, layout, api, place, untouched):
         assert state["n_iter"] == int(data[f"n_iter_after{k}"]), what
         assert closure.calls == int(data[f"closure_calls_after{k}"]), what
         assert type(state["func_evals"]) is int and type(state["n_iter"]) is int
-        assert_close(loss, data[f"loss{k}"], rtol, atol, f"{what}: returned loss")
+        assert_close(loss, data[f"loss{k}"], *tolerances(case, data[f"loss{k}"]), f"{what}: returned loss")
+        expected = [data[f"p{i}_after{k}"] for i in range(n)]
+        rtol, atol = tolerances(case, flat(expected))
         for i, (view, buffer) in enumerate(placed):
             assert view.dtype == np.dtype(case["dtype"])
-            assert_close(view, data[f"p{i}_after{k}"], rtol, atol, f"{what}: param {i}")
+            assert_close(view, expected[i], rtol, atol, f"{what}: param {i}")
             untouched(buffer, view)
 
 
@@ -154,7 +173,7 @@ def test_golden_trajectory(case, layout, api, place, untouched):
 def test_golden_matches_the_numpy_reference(case):
     """The reference reproduces the golden counters too, and rustoptim follows
     the reference far more closely than the golden tolerance."""
-    data = np.load(GOLDEN / case["file"])
+    data = np.load(case["path"])
     n = len(case["shapes"])
     objective = golden_objective(case, data)
     x = flat([data[f"p{i}_init"] for i in range(n)])
@@ -405,7 +424,7 @@ def test_a_raising_closure_propagates_and_leaves_the_accepted_iterate(line_searc
         starts = [twin_x.copy()]
         for _ in range(fail_at):
             twin.config["max_iter"] = 1
-            twin.step(lambda v: (lambda l, g: (l, g))(*rosenbrock(v)))
+            twin.step(lambda v: (lambda loss, g: (loss, g))(*rosenbrock(v)))
             starts.append(twin_x.copy())
         assert any(np.array_equal(x, s) for s in starts), (x, starts)
     state = opt.state_dict()["state"][0]
@@ -480,8 +499,11 @@ def test_a_bad_grad_during_a_line_search_restores_the_accepted_iterate():
         (dict(max_iter=0), ValueError, "max_iter"),
         (dict(max_eval=0), ValueError, "max_eval"),
         (dict(history_size=0), ValueError, "history_size"),
-        (dict(tolerance_grad=-1e-9), ValueError, "tolerance_grad"),
-        (dict(tolerance_change=-1.0), ValueError, "tolerance_change"),
+        (dict(tolerance_grad=float("nan")), ValueError, "tolerance_grad must not be NaN"),
+        (dict(tolerance_change=float("nan")), ValueError, "tolerance_change must not be NaN"),
+        (dict(tolerance_grad=np.array([1.0])), TypeError, "tolerance_grad"),
+        (dict(lr=10**400), ValueError, "too large for a float"),
+        (dict(maximize=1), TypeError, "maximize must be a bool"),
         (dict(line_search_fn="armijo"), ValueError, "only 'strong_wolfe' is supported"),
         (dict(max_iter=2.5), TypeError, "max_iter"),
         (dict(history_size=True), TypeError, "history_size"),
@@ -497,9 +519,10 @@ def test_defaults_and_group_layout_follow_torch():
     opt = LBFGS([np.zeros(2)])
     group = opt.state_dict()["param_groups"][0]
     assert group == dict(lr=1, max_iter=20, max_eval=25, tolerance_grad=1e-7, tolerance_change=1e-9,
-                         history_size=100, line_search_fn=None, params=[0])
+                         history_size=100, line_search_fn=None, maximize=False, params=[0])
+    # torch 2.15's keys and order: maximize is keyword-only and last.
     assert list(group) == ["lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change",
-                           "history_size", "line_search_fn", "params"]
+                           "history_size", "line_search_fn", "maximize", "params"]
     assert [LBFGS([np.zeros(1)], max_iter=m).defaults["max_eval"] for m in (20, 1, 3)] == [25, 1, 3]
     assert opt.state_dict()["state"] == {}
 
@@ -701,6 +724,8 @@ def bad_state_dicts(good):
     yield "string t", edit(lambda s, g: s.update(t="1.0"))
     yield "bool H_diag", edit(lambda s, g: s.update(H_diag=True))
     yield "invalid hyperparameter", edit(lambda s, g: g.update(line_search_fn="newton"))
+    yield "history_size no memory could hold", edit(lambda s, g: g.update(history_size=2**62))
+    yield "maximize not a bool", edit(lambda s, g: g.update(maximize="yes"))
     yield "n_iter without d", edit(lambda s, g: [s.pop(k) for k in list(s) if k not in ("func_evals", "n_iter")])
     sd = copy.deepcopy(good)
     sd["state"][1] = sd["state"][0]

@@ -12,7 +12,7 @@ import rustoptim
 from rustoptim import ASGD, Parameter, RAdam, Rprop, StateDictError
 
 from reference import ReferenceASGD, ReferenceRprop
-from test_runtime import restore_runtime, run_steps  # noqa: F401 (a fixture)
+from test_runtime import restore_runtime, run_steps  # noqa: F401, F811 (a fixture)
 from test_state_dict import TRANSPORTS, assert_no_shared_memory, assert_same_tree, make_optimizer, make_params, run
 
 CONFIGS = [
@@ -201,7 +201,7 @@ def test_exported_from_the_package():
         (Rprop, dict(lr=1e-2, maximize=True), 4),
     ],
 )
-def test_bitwise_identical_for_every_thread_count_and_simd_level(restore_runtime, optimizer_class, kwargs, steps, dtype):
+def test_bitwise_identical_for_every_thread_count_and_simd_level(restore_runtime, optimizer_class, kwargs, steps, dtype):  # noqa: F811 (the fixture)
     rustoptim.set_num_threads(1)
     rustoptim.set_simd_level("baseline")
     expected = run_steps(optimizer_class, kwargs, dtype, steps)

@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 
 import crafted_files
-import rustoptim
 from load_probe import memory_bound
 from load_probe import run as run_probe
 from rustoptim import serialization

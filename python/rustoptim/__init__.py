@@ -18,7 +18,7 @@ arithmetic runs in ``rustoptim._core``.
 from . import errors
 from . import lr_scheduler
 from . import swa_utils
-from ._core import __version__  # Cargo.toml's version, compiled in; the wheel's metadata has the same.
+from ._core import __version__ as __version__  # Cargo.toml's version, compiled in; the wheel's metadata has the same.
 from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
@@ -26,6 +26,7 @@ from .adamax import Adamax
 from .clip_grad import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
 from .errors import (
     AliasError,
+    BoundsError,
     DTypeError,
     FileFormatError,
     HyperparameterError,
@@ -33,6 +34,8 @@ from .errors import (
     NoGradientWarning,
     LayoutError,
     NonFiniteNormError,
+    NonFiniteError,
+    OptionError,
     ReadOnlyError,
     RustoptimError,
     ShapeError,
@@ -40,6 +43,7 @@ from .errors import (
 )
 from .lbfgs import LBFGS
 from .nadam import NAdam
+from .minimize import LbfgsInvHessProduct, minimize
 from .optimizer import Optimizer
 from .parameter import Parameter
 from .rmsprop import RMSprop
@@ -77,6 +81,8 @@ __all__ = [
     "get_total_norm",
     "clip_grads_with_norm_",
     "swa_utils",
+    "minimize",
+    "LbfgsInvHessProduct",
     "save",
     "load",
     "set_num_threads",
@@ -96,6 +102,9 @@ __all__ = [
     "FileFormatError",
     "HyperparameterError",
     "NonFiniteNormError",
+    "BoundsError",
+    "NonFiniteError",
+    "OptionError",
     "InternalError",
     "NoGradientWarning",
     # RAdam, ASGD, Rprop.

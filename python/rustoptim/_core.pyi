@@ -11,7 +11,7 @@ param_groups[1]") or key; ``ValueError`` for malformed calls and invalid
 settings; ``InternalError`` for a bug caught at the boundary.
 """
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -111,7 +111,13 @@ class LbfgsCore:
     layouts, one dtype) are flattened in C order and concatenated."""
 
     def __init__(self, dtype: str, dim: int, history_size: int) -> None:
-        """A fresh state for ``dim`` params of ``dtype`` ("float32"/"float64")."""
+        """A fresh state for ``dim`` params of ``dtype`` ("float32"/"float64");
+        ``MemoryError`` if its vectors cannot be allocated (the history grows
+        later, as pairs arrive)."""
+    @staticmethod
+    def max_history_size(dtype: str, dim: int) -> int:
+        """The largest ``history_size`` for ``dim`` params of ``dtype``: a full
+        history of more pairs would exceed ``isize::MAX`` bytes."""
     @property
     def dtype(self) -> str: ...
     @property
@@ -133,23 +139,64 @@ class LbfgsCore:
         tolerance_change: float,
         history_size: int,
         line_search_fn: Optional[str],
+        maximize: bool = False,
     ) -> None:
         """Start a step at the params' current values (checked: dtype, writeable,
-        no overlaps, ``dim`` elements in all); evaluate the closure next."""
+        aligned, no overlaps, ``dim`` elements in all); evaluate the closure next."""
     def resume(self, loss: float, grads: Sequence[Optional[np.ndarray]], params: Sequence[np.ndarray]) -> bool:
         """Continue with the closure's loss and grads (one per param, None for
         zeros). Writes the next point into ``params`` and returns False, or ends
         the step with the params at the accepted iterate and returns True. On
-        error the step is abandoned as by ``abort``."""
+        error (``MemoryError`` if the history cannot grow) the step is abandoned
+        as by ``abort``."""
     def abort(self, params: Sequence[np.ndarray]) -> None:
         """End the step after a failed closure; params go back to the last accepted iterate."""
     def export_state(self) -> Dict[str, Any]:
         """A copy of the state with torch's keys (``func_evals``, ``n_iter``, ``d``,
         ``t``, ``old_dirs``, ``old_stps``, ``ro``, ``H_diag``, ``prev_flat_grad``,
-        ``prev_loss``, ``al``)."""
+        ``prev_loss``, ``al``: the entries that have been set)."""
     def import_state(self, state: Dict[str, Any], history_size: int) -> None:
         """Replace the state (``export_state``'s layout, 1-D arrays of this dtype);
-        ``StateDictError`` and no change if anything is wrong."""
+        ``StateDictError`` (``MemoryError``) and no change if anything is wrong."""
+
+# ------------------------------------------------------------------- minimize
+
+def lbfgsb_minimize(
+    fun: Callable[..., Any],
+    x0: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    args: Tuple[Any, ...],
+    gradient: str,
+    jac: Optional[Callable[..., Any]],
+    fd_steps: Optional[np.ndarray],
+    callback: Optional[Callable[[np.ndarray, float], bool]],
+    maxcor: int,
+    ftol: float,
+    gtol: float,
+    maxiter: int,
+    maxfun: int,
+    maxls: int,
+) -> Dict[str, Any]:
+    """Run L-BFGS-B to the end; ``rustoptim.minimize`` checks the arguments first.
+
+    ``x0``, ``lower``, ``upper``: contiguous float64 vectors of one length
+    (``±inf`` for no bound). ``gradient``: ``"fun"`` (``fun(x, *args)`` returns
+    ``(f, g)``), ``"jac"`` (``jac(x, *args)`` returns ``g``), ``"absolute"`` or
+    ``"relative"`` (forward differences of ``fun`` with ``fd_steps``, one value
+    or one per variable; for ``"relative"`` None means scipy's default). Every
+    call gets a fresh float64 copy of the point. ``callback(x, f)`` runs after
+    each iteration and returns True to stop. Exceptions from ``fun``, ``jac``
+    and ``callback`` propagate.
+
+    Returns ``x``, ``fun``, ``jac``, ``nit``, ``nfev``, ``njev``, ``restarts``,
+    ``termination`` (``"gtol"``, ``"ftol"``, ``"maxiter"``, ``"maxfun"``,
+    ``"callback"``, ``"abnormal"``), ``detail`` (why, for ``"abnormal"``), and
+    the memory at the end: ``s`` and ``y`` (``k × n``, oldest first) and ``theta``.
+    Raises ``ShapeError``/``BoundsError``/``NonFiniteError``/``OptionError`` on
+    inconsistent arguments, ``ShapeError``/``DTypeError`` when ``fun`` or ``jac``
+    returns something that is not a number / a gradient of ``x0``'s shape.
+    """
 
 # ------------------------------------------------------- whole-tensor optimizers
 

@@ -19,6 +19,9 @@ __all__ = [
     "StateDictError",
     "FileFormatError",
     "NonFiniteNormError",
+    "BoundsError",
+    "NonFiniteError",
+    "OptionError",
     "InternalError",
     "NoGradientWarning",
 ]
@@ -70,6 +73,18 @@ class FileFormatError(StateDictError):
 class NonFiniteNormError(RustoptimError, ValueError, RuntimeError):
     """The total norm of the gradients is nan or inf and ``error_if_nonfinite=True``
     was passed to a clipping function. Also a ``RuntimeError``, the class torch raises."""
+
+
+class BoundsError(RustoptimError, ValueError):
+    """Bounds of ``minimize`` that no point satisfies (lower > upper), hold NaN, or are not (min, max) pairs."""
+
+
+class NonFiniteError(RustoptimError, ValueError):
+    """An input that must be finite (``x0`` of ``minimize``) holds NaN or an infinity."""
+
+
+class OptionError(RustoptimError, ValueError):
+    """An unknown or out-of-range option (``minimize``'s ``method``, ``jac``, ``options``)."""
 
 
 class InternalError(RustoptimError, RuntimeError):

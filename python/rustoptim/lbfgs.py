@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import numbers
+import sys
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -17,6 +19,9 @@ __all__ = ["LBFGS"]
 
 _ONE_GROUP = "LBFGS doesn't support per-parameter options (parameter groups)"
 _LINE_SEARCHES = (None, "strong_wolfe")
+# More iterations or evaluations than this can never run; larger counts are
+# passed to the core as this (the same behaviour).
+_MAX_COUNT = sys.maxsize
 # torch's state keys, in the order ``state_dict()`` lists them.
 _COUNTERS = ("func_evals", "n_iter")
 _ITERATION_KEYS = ("d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", "prev_loss")
@@ -29,6 +34,41 @@ def _check_count(value: object, name: str) -> None:
         raise ValueError(f"{name} must be at least 1, got {value}")
 
 
+def _check_float(name: str, value: object) -> float:
+    """``value`` (already known to be a real number) as a float, or ``ValueError``."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        raise ValueError(f"{name} is too large for a float: {value}") from None
+
+
+def _check_tolerance(name: str, value: object) -> None:
+    """Any real number but NaN: torch accepts negative and infinite tolerances
+    (``tolerance_grad=-inf`` makes every iteration run)."""
+    if isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a real number, not a numpy.ndarray of shape {value.shape}")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if math.isnan(_check_float(name, value)):
+        raise ValueError(f"{name} must not be NaN")
+
+
+def _check_history_size(history_size: int, params: Sequence[Parameter]) -> None:
+    """Refuse a ``history_size`` whose full history could never be addressed
+    (``LbfgsCore.max_history_size``: more than ``isize::MAX`` bytes)."""
+    dtypes = {str(p.data.dtype) for p in params if isinstance(getattr(p, "data", None), np.ndarray)}
+    if not dtypes <= {"float32", "float64"}:
+        return  # the dtype check names the param
+    dtype = "float64" if "float64" in dtypes or not dtypes else "float32"
+    n = sum(p.data.size for p in params)
+    limit = _core.LbfgsCore.max_history_size(dtype, n)
+    if history_size > limit:
+        raise ValueError(
+            f"history_size={history_size} is too large: a full history of that many pairs of {n}-element "
+            f"{dtype} vectors could never be addressed (at most {limit} for these params)"
+        )
+
+
 def _check_hyperparameters(
     lr: object,
     max_iter: object,
@@ -37,15 +77,19 @@ def _check_hyperparameters(
     tolerance_change: object,
     history_size: object,
     line_search_fn: object,
+    maximize: object = False,
 ) -> None:
     check_non_negative("lr", lr, "Invalid learning rate: {}")
+    _check_float("lr", lr)
     _check_count(max_iter, "max_iter")
     _check_count(max_eval, "max_eval")
-    check_non_negative("tolerance_grad", tolerance_grad, "Invalid tolerance_grad value: {}")
-    check_non_negative("tolerance_change", tolerance_change, "Invalid tolerance_change value: {}")
+    _check_tolerance("tolerance_grad", tolerance_grad)
+    _check_tolerance("tolerance_change", tolerance_change)
     _check_count(history_size, "history_size")
     if not any(line_search_fn is choice or line_search_fn == choice for choice in _LINE_SEARCHES):
         raise ValueError(f"only 'strong_wolfe' is supported as line_search_fn (or None), got {line_search_fn!r}")
+    if not isinstance(maximize, (bool, np.bool_)):
+        raise TypeError(f"maximize must be a bool, got {maximize!r}")
 
 
 class LBFGS(Optimizer):
@@ -72,11 +116,33 @@ class LBFGS(Optimizer):
     ``tolerance_change = 1e-9``, and at most ``max_eval`` minus the calls made
     so far in this step. History, direction and step length carry over from one
     ``step()`` to the next; ``func_evals`` and ``n_iter`` count over the
-    optimizer's lifetime. All of this matches ``torch.optim.LBFGS`` exactly,
-    including when the closure is called.
+    optimizer's lifetime. With ``maximize=True`` (torch 2.15) the loss ``f`` and
+    the gradient are negated as they arrive, so the step minimizes ``-f``
+    (``p.grad`` is left as the closure set it, ``prev_loss`` holds ``-f``).
+    Wherever every loss and gradient is finite, all of this matches
+    ``torch.optim.LBFGS`` exactly, including when the closure is called.
 
-    The vectors, the history (preallocated), the two-loop recursion and the line
-    search live in Rust; Python only calls the closure.
+    NaN and infinity (where rustoptim differs from torch, which carries them
+    into its arithmetic and can end a step at a point with a NaN loss):
+
+    - a step whose first closure call gives a non-finite loss or gradient
+      returns at once, without moving;
+    - with ``line_search_fn="strong_wolfe"``, a trial point whose loss or
+      gradient is not finite counts as a step too long: the search never
+      accepts it and tries the midpoint between it and the best finite point
+      (so ``x - 2*log(x)`` from ``x = 30`` reaches its minimum at 2);
+    - without a line search the step length is fixed, so it cannot shrink:
+      when the loss or gradient at a new iterate is not finite, the step ends
+      and puts the params back at the previous iterate (lower ``lr`` or use
+      ``"strong_wolfe"`` to get past such a point).
+
+    So a step never leaves the params at a point whose loss or gradient it saw
+    to be non-finite, unless it started there.
+
+    The vectors, the history, the two-loop recursion and the line search live
+    in Rust; Python only calls the closure. The history grows as pairs are
+    accepted (memory in proportion to the pairs stored, as in torch), so a
+    large ``history_size`` costs nothing until it fills.
 
     Args:
       params: :class:`~rustoptim.Parameter` objects or plain float32/float64
@@ -85,10 +151,15 @@ class LBFGS(Optimizer):
       lr: step length factor (real, >= 0).
       max_iter: iterations per ``step()`` (int >= 1).
       max_eval: closure calls per ``step()`` (int >= 1; default ``max_iter * 5 // 4``).
-      tolerance_grad: stop when ``max|g| <= tolerance_grad`` (>= 0).
-      tolerance_change: stop when the step or the loss change is below it (>= 0).
-      history_size: curvature pairs kept (int >= 1).
+      tolerance_grad: stop when ``max|g| <= tolerance_grad`` (any real number
+        but NaN; ``-inf`` never stops on the gradient, as in torch).
+      tolerance_change: stop when the step or the loss change is below it (any
+        real number but NaN).
+      history_size: curvature pairs kept (int >= 1). A value whose full history
+        could never be addressed (more than ``isize::MAX`` bytes, e.g.
+        ``2**62``) raises ``ValueError``.
       line_search_fn: ``None`` or ``"strong_wolfe"``.
+      maximize: maximize the objective instead of minimizing it (keyword-only).
 
     ``step(closure)``: ``closure()`` re-evaluates the objective at the params'
     current values. With :class:`~rustoptim.Parameter` params it sets each
@@ -103,12 +174,17 @@ class LBFGS(Optimizer):
     trial point); the state is what a step ending at that iterate leaves, so the
     next ``step()`` continues from it (``func_evals`` counts the calls that
     returned). Gradients of the wrong shape or dtype end the step the same way,
-    with ``ShapeError`` or ``DTypeError``.
+    with ``ShapeError`` or ``DTypeError``; a param or gradient whose memory is
+    not aligned for its dtype (a field of a packed structured array,
+    ``np.frombuffer`` at an odd offset) with ``LayoutError``. If the history
+    cannot grow (out of memory), the step ends the same way with ``MemoryError``.
 
     State: ``state_dict()['state'][0]`` holds torch's keys: ``func_evals`` and
     ``n_iter`` (ints) and, once an iteration has run, ``d``, ``t``,
     ``old_dirs``, ``old_stps`` (lists of 1-D arrays, oldest first), ``ro``
-    (list of floats), ``H_diag``, ``prev_flat_grad``, ``prev_loss`` and ``al``.
+    (list of floats), ``H_diag``, ``prev_flat_grad``, ``prev_loss`` and ``al``
+    (the ``α_i`` that have been set; torch pads its list with None up to
+    ``history_size``, and both forms load).
     They are copies; ``load_state_dict`` checks them (lengths, dtypes, list
     sizes up to ``history_size``) before changing anything and continues the
     run exactly. ``opt.state[param]`` itself only shows the two counters: the
@@ -133,6 +209,9 @@ class LBFGS(Optimizer):
     scale optimization", Mathematical Programming 45 (1989).
     """
 
+    #: Groups saved before ``maximize`` existed (torch < 2.15) load as minimizing.
+    _flag_defaults = {"maximize": False}
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -143,12 +222,16 @@ class LBFGS(Optimizer):
         tolerance_change: float = 1e-9,
         history_size: int = 100,
         line_search_fn: Optional[str] = None,
+        *,
+        maximize: bool = False,
     ) -> None:
         check_non_negative("lr", lr, "Invalid learning rate: {}")
         if max_eval is None:
             _check_count(max_iter, "max_iter")
             max_eval = max_iter * 5 // 4
-        _check_hyperparameters(lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size, line_search_fn)
+        _check_hyperparameters(
+            lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size, line_search_fn, maximize
+        )
         defaults = dict(
             lr=lr,
             max_iter=max_iter,
@@ -157,6 +240,7 @@ class LBFGS(Optimizer):
             tolerance_change=tolerance_change,
             history_size=history_size,
             line_search_fn=line_search_fn,
+            maximize=maximize,
         )
         super().__init__(params, defaults)
         params = self._params
@@ -183,7 +267,9 @@ class LBFGS(Optimizer):
     def _check_group(self, group: Dict[str, Any]) -> None:
         _check_hyperparameters(*(group[k] for k in (
             "lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "history_size", "line_search_fn",
+            "maximize",
         )))
+        _check_history_size(group["history_size"], group["params"])
 
     # -------------------------------------------------------------------- step
 
@@ -200,20 +286,36 @@ class LBFGS(Optimizer):
             raise TypeError(f"LBFGS.step() needs a closure that re-evaluates the loss, got {closure!r}")
         group = self.param_groups[0]
         params = self._params
+        if not params:
+            # torch 2.15: a group without params evaluates the closure once.
+            return _split(closure(), params)[0]
         arrays = [p.data for p in params]
-        if self._core is None:
-            self._core = self._new_core(group["history_size"])
-        core = self._core
-        core.begin(
-            arrays,
-            lr=float(group["lr"]),
-            max_iter=group["max_iter"],
-            max_eval=group["max_eval"],
-            tolerance_grad=float(group["tolerance_grad"]),
-            tolerance_change=float(group["tolerance_change"]),
-            history_size=group["history_size"],
-            line_search_fn=group["line_search_fn"],
-        )
+        try:
+            max_iter, max_eval = group["max_iter"], group["max_eval"]
+            if max_iter > _MAX_COUNT or max_eval > _MAX_COUNT:
+                max_iter, max_eval = min(max_iter, _MAX_COUNT), min(max_eval, _MAX_COUNT)
+            if self._core is None:
+                self._core = self._new_core(group["history_size"])
+            core = self._core
+            core.begin(
+                arrays,
+                lr=float(group["lr"]),
+                max_iter=max_iter,
+                max_eval=max_eval,
+                tolerance_grad=float(group["tolerance_grad"]),
+                tolerance_change=float(group["tolerance_change"]),
+                history_size=group["history_size"],
+                line_search_fn=group["line_search_fn"],
+                maximize=group["maximize"],
+            )
+        except (TypeError, ValueError, OverflowError):
+            # A hyperparameter changed since the last check into something the
+            # core cannot take: name it (the core's message cannot), else re-raise.
+            try:
+                self._check_group(group)
+            except (TypeError, ValueError) as clear:
+                raise clear from None
+            raise
         state = self.state[params[0]]
         resume = core.resume
         first = True

@@ -86,7 +86,7 @@ def check_non_negative(name: str, value: object, message: str) -> None:
     try:
         float(value)
     except OverflowError:
-        raise ValueError(f"{message.format(value)} ({name} is beyond the range of a float)") from None
+        raise ValueError(f"{message.format(value)} ({name} is too large for a float)") from None
 
 
 def check_betas(betas: object) -> None:

@@ -17,21 +17,44 @@
 //! `yᵀs > 1e-10`, the line search gets `max_eval − evaluations so far` trials
 //! beyond its first and its own `tolerance_change` of 1e-9. Scalars torch keeps
 //! as 0-dim tensors (`ys`, `ρ`, `H_diag`, `α`, `β`, `gᵀd`) are computed in the
-//! element type; the loss and the line search's scalars are `f64`.
+//! element type; the loss and the line search's scalars are `f64`. With
+//! `maximize` (torch 2.15) every loss and the gradient are negated as they
+//! arrive: the step maximizes by minimizing `−f`, and `prev_loss` is `−f`.
 //!
-//! All buffers are allocated by [`Lbfgs::new`]; an iteration allocates nothing.
+//! [`Lbfgs::new`] allocates the vectors of one iterate; the history grows as
+//! pairs arrive (see [`History`]). Every allocation is fallible
+//! ([`OptimError::OutOfMemory`]). Once the history is full an iteration
+//! allocates nothing.
+//!
+//! # Non-finite losses and gradients
+//! Where every value is finite the step is torch's, bit for bit. Beyond that:
+//! - a step whose first evaluation has a non-finite loss or gradient ends at
+//!   once, without moving (there is no finite point to move from);
+//! - with the strong-Wolfe search, a trial point with a non-finite loss or
+//!   gradient is a failed trial (see [`nonfinite`](super::nonfinite)): the step
+//!   is shortened and such a point is never accepted;
+//! - with a fixed step, the step length cannot shrink: when the loss or the
+//!   gradient at a new iterate is not finite, the step ends at the previous
+//!   iterate, as if the move had not been made (the parameters go back there).
+//!
+//! So a step never leaves the parameters at a point whose loss or gradient it
+//! saw to be non-finite, unless the step started there.
 //!
 //! # Failure
 //! If the objective fails, the caller calls [`Lbfgs::abort`] and writes
 //! [`Lbfgs::point`] into the parameters if [`Lbfgs::params_hold_point`] is
 //! false. The parameters are then the last accepted iterate (never a
 //! line-search trial point), and the state is the one a `step` that stopped at
-//! that iterate would have left: the next `step` continues from it.
+//! that iterate would have left: the next `step` continues from it. A failed
+//! allocation ends the step the same way.
 
 use super::history::History;
 use super::line_search::{GRADIENT_SLOTS, Search, StrongWolfe, WolfeConditions};
+use super::memory::{check_history_size, try_grow, try_zeroed};
 use super::two_loop::two_loop;
-use super::vector_ops::{axpy_into, axpy_max_abs, curvature_pair, dot, max_abs, neg_into, sum_abs};
+use super::vector_ops::{
+    axpy_into, axpy_into_max_abs, axpy_max_abs, curvature_pair, dot, max_abs, neg_into, scale, sum_abs,
+};
 use crate::element::Element;
 use crate::error::OptimError;
 
@@ -60,6 +83,8 @@ pub struct LbfgsConfig {
     pub tolerance_change: f64,
     pub history_size: usize,
     pub line_search: LineSearch,
+    /// Maximize the objective (torch 2.15): minimize `−f`.
+    pub maximize: bool,
 }
 
 impl Default for LbfgsConfig {
@@ -72,11 +97,15 @@ impl Default for LbfgsConfig {
             tolerance_change: 1e-9,
             history_size: 100,
             line_search: LineSearch::Fixed,
+            maximize: false,
         }
     }
 }
 
 impl LbfgsConfig {
+    /// The checks that do not depend on the parameters. The tolerances may be
+    /// any number but NaN: torch accepts negative ones (`tolerance_grad=-inf`
+    /// makes every iteration run) and so does rustoptim.
     pub fn validate(&self) -> Result<(), OptimError> {
         let invalid = |message: String| Err(OptimError::InvalidSetting(message));
         if self.lr.is_nan() || self.lr < 0.0 {
@@ -91,11 +120,11 @@ impl LbfgsConfig {
         if self.history_size < 1 {
             return invalid(format!("history_size must be at least 1, got {}", self.history_size));
         }
-        if self.tolerance_grad.is_nan() || self.tolerance_grad < 0.0 {
-            return invalid(format!("tolerance_grad must be non-negative, got {}", self.tolerance_grad));
+        if self.tolerance_grad.is_nan() {
+            return invalid("tolerance_grad must not be NaN".into());
         }
-        if self.tolerance_change.is_nan() || self.tolerance_change < 0.0 {
-            return invalid(format!("tolerance_change must be non-negative, got {}", self.tolerance_change));
+        if self.tolerance_change.is_nan() {
+            return invalid("tolerance_change must not be NaN".into());
         }
         Ok(())
     }
@@ -118,7 +147,7 @@ enum Phase {
     Idle,
     /// Waiting for the evaluation at the start of a step.
     Initial,
-    /// Fixed step: waiting for the evaluation at the new iterate.
+    /// Fixed step: waiting for the evaluation at the new iterate (in `trial`).
     Reevaluate,
     /// Waiting for a line-search trial.
     LineSearch,
@@ -150,7 +179,8 @@ pub struct Lbfgs<F> {
     prev_slot: usize,
     prev_loss: f64,
     history: History<F>,
-    /// torch's `al`: the `α_i` of the last two-loop recursion.
+    /// torch's `al`: the `α_i` of the last two-loop recursion; grows with the
+    /// history (at least `history.len()` entries before each recursion).
     alpha: Vec<F>,
     /// Whether `al` exists (created by the first quasi-Newton iteration) and
     /// how many of its entries have been written.
@@ -162,7 +192,8 @@ pub struct Lbfgs<F> {
     phase: Phase,
     /// The accepted iterate.
     x: Vec<F>,
-    /// A line-search trial point.
+    /// A point being evaluated: a line-search trial, or with a fixed step the
+    /// next iterate, which replaces `x` once its loss and gradient are finite.
     trial: Vec<F>,
     /// [`GRADIENT_SLOTS`] gradient buffers; `grad_slot` holds the gradient at
     /// `x`. An evaluation never writes `prev_slot` (during a line search it is
@@ -181,30 +212,35 @@ pub struct Lbfgs<F> {
 }
 
 impl<F: Element> Lbfgs<F> {
-    /// A fresh optimizer for `n` parameters with room for `history_size` pairs.
+    /// A fresh optimizer for `n` parameters that keeps up to `history_size`
+    /// pairs (refused above [`max_history_size`](super::memory::max_history_size)).
+    /// Allocates the vectors of one iterate (`6n` elements), fallibly; the
+    /// history grows later, as pairs arrive.
     pub fn new(n: usize, history_size: usize) -> Result<Self, OptimError> {
-        if history_size < 1 {
-            return Err(OptimError::InvalidSetting(format!("history_size must be at least 1, got {history_size}")));
-        }
+        check_history_size::<F>(history_size, n)?;
+        let vector = |what| try_zeroed::<F>(n, what);
+        let slots = n.checked_mul(GRADIENT_SLOTS).ok_or_else(|| {
+            OptimError::InvalidSetting(format!("{n} parameters are too many to address their gradients"))
+        })?;
         Ok(Lbfgs {
             n,
             func_evals: 0,
             n_iter: 0,
             has_iterated: false,
-            d: vec![F::ZERO; n],
+            d: vector("the L-BFGS direction")?,
             t: 0.0,
             h_diag: F::ONE,
             prev_slot: 0,
             prev_loss: 0.0,
             history: History::new(n, history_size),
-            alpha: vec![F::ZERO; history_size],
+            alpha: Vec::new(),
             alpha_present: false,
             alpha_written: 0,
             config: LbfgsConfig { history_size, ..LbfgsConfig::default() },
             phase: Phase::Idle,
-            x: vec![F::ZERO; n],
-            trial: vec![F::ZERO; n],
-            grads: vec![F::ZERO; GRADIENT_SLOTS * n],
+            x: vector("the L-BFGS iterate")?,
+            trial: vector("the L-BFGS trial point")?,
+            grads: try_zeroed(slots, "the L-BFGS gradients")?,
             grad_slot: 1,
             pending_slot: 1,
             step_max: F::ZERO,
@@ -248,12 +284,11 @@ impl<F: Element> Lbfgs<F> {
             return Err(OptimError::InvalidSetting("an L-BFGS step is already in progress".into()));
         }
         if config.history_size != self.history.capacity() {
-            self.history.set_capacity(config.history_size);
-            let mut alpha = vec![F::ZERO; config.history_size];
-            let keep = self.alpha_written.min(config.history_size);
-            alpha[..keep].copy_from_slice(&self.alpha[..keep]);
-            self.alpha = alpha;
-            self.alpha_written = keep;
+            // (The current capacity was checked when it was set.)
+            check_history_size::<F>(config.history_size, self.n)?;
+            self.history.set_capacity(config.history_size)?;
+            self.alpha_written = self.alpha_written.min(config.history_size);
+            self.alpha.truncate(config.history_size);
         }
         self.config = *config;
         self.phase = Phase::Initial;
@@ -265,11 +300,14 @@ impl<F: Element> Lbfgs<F> {
         Ok(())
     }
 
-    /// Where the caller's parameters must be: the trial point during a line
-    /// search, the iterate otherwise. The caller writes it after every
+    /// Where the caller's parameters must be: the point being evaluated during
+    /// a step, the iterate otherwise. The caller writes it after every
     /// [`Request::Evaluate`].
     pub fn point(&self) -> &[F] {
-        if self.phase == Phase::LineSearch { &self.trial } else { &self.x }
+        match self.phase {
+            Phase::LineSearch | Phase::Reevaluate => &self.trial,
+            Phase::Idle | Phase::Initial => &self.x,
+        }
     }
 
     /// Whether the parameters already equal [`point`](Self::point) once the step
@@ -293,31 +331,57 @@ impl<F: Element> Lbfgs<F> {
         &self.grads[slot * self.n..(slot + 1) * self.n]
     }
 
+    /// `max |g|` of the gradient in `slot`, and whether it (with `loss`) is finite.
+    fn grad_max(&self, slot: usize, loss: f64) -> (F, bool) {
+        let largest = max_abs(self.grad(slot));
+        // `max_abs` is NaN if any element is NaN and inf if any is infinite.
+        (largest, loss.is_finite() && largest.to_f64().is_finite())
+    }
+
     /// Continues the step with the loss of the evaluation in flight (its
     /// gradient already written into [`gradient_mut`](Self::gradient_mut)).
     pub fn resume(&mut self, loss: f64) -> Result<Request, OptimError> {
+        if self.phase == Phase::Idle {
+            return Err(OptimError::InvalidSetting("no L-BFGS step is in progress".into()));
+        }
         self.func_evals += 1;
         self.current_evals += 1;
-        let request = match self.phase {
-            Phase::Idle => {
-                self.func_evals -= 1;
-                self.current_evals -= 1;
-                return Err(OptimError::InvalidSetting("no L-BFGS step is in progress".into()));
-            }
+        let loss = if self.config.maximize {
+            let pending = self.pending_slot * self.n..(self.pending_slot + 1) * self.n;
+            scale(&mut self.grads[pending], -F::ONE);
+            -loss
+        } else {
+            loss
+        };
+        match self.phase {
+            Phase::Idle => unreachable!("checked above"),
             Phase::Initial => {
                 self.loss = loss;
-                let tolerance_grad = F::from_f64(self.config.tolerance_grad);
-                if max_abs(self.grad(self.grad_slot)) <= tolerance_grad { self.finish() } else { self.iterate() }
+                let (largest, finite) = self.grad_max(self.grad_slot, loss);
+                if !finite || largest <= F::from_f64(self.config.tolerance_grad) {
+                    Ok(self.finish())
+                } else {
+                    self.iterate()
+                }
             }
             Phase::Reevaluate => {
+                let (largest, finite) = self.grad_max(self.pending_slot, loss);
+                if !finite {
+                    // Stay at the last finite iterate; the parameters go back there.
+                    self.grad_slot = self.prev_slot;
+                    self.params_hold_x = false;
+                    return Ok(self.finish());
+                }
+                std::mem::swap(&mut self.x, &mut self.trial);
+                self.params_hold_x = true;
+                self.phase = Phase::Idle;
                 self.loss = loss;
-                let opt_cond = max_abs(self.grad(self.grad_slot)) <= F::from_f64(self.config.tolerance_grad);
-                self.after_move(opt_cond)
+                self.after_move(largest <= F::from_f64(self.config.tolerance_grad))
             }
             Phase::LineSearch => {
                 let gtd = dot(self.grad(self.pending_slot), &self.d).to_f64();
                 match self.search.resume(loss, gtd) {
-                    Search::Evaluate { t, slot } => self.request_trial(t, slot),
+                    Search::Evaluate { t, slot } => Ok(self.request_trial(t, slot)),
                     Search::Done(accepted) => {
                         self.loss = accepted.loss;
                         self.grad_slot = accepted.slot;
@@ -330,14 +394,20 @@ impl<F: Element> Lbfgs<F> {
                     }
                 }
             }
-        };
-        Ok(request)
+        }
     }
 
     /// Ends the step in progress after a failed evaluation (see the module docs).
     pub fn abort(&mut self) {
-        if self.phase == Phase::LineSearch {
-            self.search.cancel();
+        match self.phase {
+            Phase::LineSearch => self.search.cancel(),
+            Phase::Reevaluate => {
+                // torch has already moved to the new iterate when it evaluates
+                // there: a failed evaluation leaves it (its loss is unknown).
+                std::mem::swap(&mut self.x, &mut self.trial);
+                self.params_hold_x = true;
+            }
+            Phase::Idle | Phase::Initial => {}
         }
         self.phase = Phase::Idle;
     }
@@ -356,7 +426,7 @@ impl<F: Element> Lbfgs<F> {
     }
 
     /// The stopping tests after a move, in torch's order.
-    fn after_move(&mut self, opt_cond: bool) -> Request {
+    fn after_move(&mut self, opt_cond: bool) -> Result<Request, OptimError> {
         let c = self.config;
         if self.iter_in_step == c.max_iter
             || self.current_evals >= c.max_eval
@@ -364,21 +434,37 @@ impl<F: Element> Lbfgs<F> {
             || self.step_max <= F::from_f64(c.tolerance_change)
             || (self.loss - self.prev_loss).abs() < c.tolerance_change
         {
-            return self.finish();
+            return Ok(self.finish());
         }
         self.iterate()
     }
 
+    /// Makes room for the pair and the `α` of the coming iteration: the only
+    /// allocations of an iteration, until the history is full. Changes nothing
+    /// visible, so a failure here ends the step at the current iterate.
+    fn reserve_iteration(&mut self) -> Result<(), OptimError> {
+        self.history.staging()?;
+        let needed = (self.history.len() + 1).min(self.history.capacity());
+        if let Some(missing) = needed.checked_sub(self.alpha.len()).filter(|&m| m > 0) {
+            try_grow(&mut self.alpha, missing, "the L-BFGS alpha list")?;
+            self.alpha.resize(needed, F::ZERO);
+        }
+        Ok(())
+    }
+
     /// Runs iterations from the top of torch's loop until an evaluation is
     /// needed or the loop ends.
-    fn iterate(&mut self) -> Request {
+    fn iterate(&mut self) -> Result<Request, OptimError> {
         let c = self.config;
         if self.iter_in_step >= c.max_iter {
-            return self.finish();
+            return Ok(self.finish());
+        }
+        let first_ever = self.n_iter == 0;
+        if !first_ever {
+            self.reserve_iteration()?;
         }
         self.iter_in_step += 1;
         self.n_iter += 1;
-        let first_ever = self.n_iter == 1;
         let n = self.n;
         let g_range = self.grad_slot * n..(self.grad_slot + 1) * n;
 
@@ -391,7 +477,7 @@ impl<F: Element> Lbfgs<F> {
         } else {
             let g = &self.grads[g_range.clone()];
             let prev = &self.grads[self.prev_slot * n..(self.prev_slot + 1) * n];
-            let (y, s) = self.history.staging();
+            let (y, s) = self.history.staging().expect("reserved by reserve_iteration");
             let (ys, yy) = curvature_pair(y, s, g, prev, &self.d, F::from_f64(self.t));
             if ys > F::from_f64(CURVATURE_THRESHOLD) {
                 self.history.commit(F::ONE / ys);
@@ -417,7 +503,7 @@ impl<F: Element> Lbfgs<F> {
         };
 
         if gtd > F::from_f64(-c.tolerance_change) {
-            return self.finish();
+            return Ok(self.finish());
         }
 
         match c.line_search {
@@ -425,26 +511,27 @@ impl<F: Element> Lbfgs<F> {
                 let d_norm = max_abs(&self.d).to_f64();
                 let max_ls = c.max_eval.saturating_sub(self.current_evals);
                 match self.search.start(self.t, self.loss, gtd.to_f64(), self.grad_slot, d_norm, max_ls) {
-                    Search::Evaluate { t, slot } => self.request_trial(t, slot),
+                    Search::Evaluate { t, slot } => Ok(self.request_trial(t, slot)),
                     Search::Done(_) => {
                         unreachable!("a line search always evaluates its first step")
                     }
                 }
             }
+            LineSearch::Fixed if self.iter_in_step != c.max_iter => {
+                // The new iterate goes into `trial` and replaces `x` once its
+                // loss and gradient are known to be finite.
+                self.step_max = axpy_into_max_abs(&mut self.trial, F::from_f64(self.t), &self.d, &self.x);
+                self.grad_slot = self.free_slot();
+                self.pending_slot = self.grad_slot;
+                self.phase = Phase::Reevaluate;
+                self.params_hold_x = false;
+                Ok(Request::Evaluate)
+            }
             LineSearch::Fixed => {
+                // torch does not evaluate after the last iteration.
                 self.step_max = axpy_max_abs(F::from_f64(self.t), &self.d, &mut self.x);
-                if self.iter_in_step != c.max_iter {
-                    self.grad_slot = self.free_slot();
-                    self.pending_slot = self.grad_slot;
-                    self.phase = Phase::Reevaluate;
-                    // The caller writes the new iterate to evaluate it.
-                    self.params_hold_x = true;
-                    Request::Evaluate
-                } else {
-                    // torch does not evaluate after the last iteration.
-                    self.params_hold_x = false;
-                    self.finish()
-                }
+                self.params_hold_x = false;
+                Ok(self.finish())
             }
         }
     }
@@ -520,15 +607,13 @@ impl<F: Element> Lbfgs<F> {
         }
     }
 
-    /// Replaces the whole state. Everything is checked first: on error nothing
-    /// changes. The history capacity becomes `history_size`.
-    pub fn restore(&mut self, state: &SavedState<F>, history_size: usize) -> Result<(), OptimError> {
+    /// Replaces the whole state. Everything is checked and allocated first: on
+    /// error nothing changes. The history capacity becomes `history_size`.
+    pub fn restore(&mut self, state: SavedState<F>, history_size: usize) -> Result<(), OptimError> {
         if self.in_step() {
             return Err(OptimError::InvalidSetting("cannot load state during an L-BFGS step".into()));
         }
-        if history_size < 1 {
-            return Err(OptimError::InvalidSetting(format!("history_size must be at least 1, got {history_size}")));
-        }
+        check_history_size::<F>(history_size, self.n)?;
         let n = self.n;
         if let Some(it) = &state.iterated {
             let length = |what: &'static str, got: usize| -> Result<(), OptimError> {
@@ -558,37 +643,35 @@ impl<F: Element> Lbfgs<F> {
             }
         }
 
-        self.func_evals = state.func_evals;
-        self.n_iter = state.n_iter;
-        self.history.set_capacity(history_size);
-        self.history.clear();
-        if self.alpha.len() != history_size {
-            self.alpha = vec![F::ZERO; history_size];
-        }
-        match &state.iterated {
-            None => {
-                self.has_iterated = false;
-                self.alpha_present = false;
-                self.alpha_written = 0;
-            }
-            Some(it) => {
-                self.has_iterated = true;
-                self.d.copy_from_slice(&it.d);
-                self.t = it.t;
-                self.h_diag = it.h_diag;
-                let prev = self.prev_slot * self.n..(self.prev_slot + 1) * self.n;
-                self.grads[prev].copy_from_slice(&it.prev_flat_grad);
-                self.prev_loss = it.prev_loss;
-                for (y, s, rho) in &it.history {
-                    self.history.push(y, s, *rho);
-                }
-                self.alpha_present = it.alpha.is_some();
-                self.alpha_written = it.alpha.as_ref().map_or(0, Vec::len);
-                if let Some(alpha) = &it.alpha {
-                    self.alpha[..alpha.len()].copy_from_slice(alpha);
-                }
-            }
-        }
+        let SavedState { func_evals, n_iter, iterated } = state;
+        let Some(it) = iterated else {
+            self.func_evals = func_evals;
+            self.n_iter = n_iter;
+            self.history = History::new(n, history_size);
+            self.has_iterated = false;
+            self.alpha = Vec::new();
+            self.alpha_present = false;
+            self.alpha_written = 0;
+            return Ok(());
+        };
+        // The fallible part, before anything changes.
+        let history = History::from_pairs(n, history_size, &it.history)?;
+        let alpha_present = it.alpha.is_some();
+        let alpha = it.alpha.unwrap_or_default();
+
+        self.func_evals = func_evals;
+        self.n_iter = n_iter;
+        self.history = history;
+        self.has_iterated = true;
+        self.d.copy_from_slice(&it.d);
+        self.t = it.t;
+        self.h_diag = it.h_diag;
+        let prev = self.prev_slot * n..(self.prev_slot + 1) * n;
+        self.grads[prev].copy_from_slice(&it.prev_flat_grad);
+        self.prev_loss = it.prev_loss;
+        self.alpha_present = alpha_present;
+        self.alpha_written = alpha.len();
+        self.alpha = alpha;
         Ok(())
     }
 }
@@ -740,7 +823,7 @@ mod tests {
         let saved = a.save();
         assert_eq!(saved.iterated.as_ref().unwrap().history.len(), 3);
         let mut b = Lbfgs::<f64>::new(6, 7).unwrap();
-        b.restore(&saved, 3).unwrap();
+        b.restore(saved.clone(), 3).unwrap();
         let mut xb = xa.clone();
         for _ in 0..3 {
             step(&mut a, &mut xa, &cfg, &mut |x, g| Some(rosenbrock(x, g))).unwrap();
@@ -758,10 +841,10 @@ mod tests {
         let before = a.save();
         let mut bad = before.clone();
         bad.iterated.as_mut().unwrap().history.push((vec![0.0; 3], vec![0.0; 2], 1.0));
-        assert!(a.restore(&bad, 10).is_err());
+        assert!(a.restore(bad, 10).is_err());
         let mut too_long = before.clone();
         too_long.iterated.as_mut().unwrap().history.resize(6, (vec![0.0; 2], vec![0.0; 2], 1.0));
-        assert!(a.restore(&too_long, 5).is_err());
+        assert!(a.restore(too_long, 5).is_err());
         assert_eq!(a.save(), before);
     }
 
@@ -775,11 +858,158 @@ mod tests {
             LbfgsConfig { max_iter: 0, ..LbfgsConfig::default() },
             LbfgsConfig { max_eval: 0, ..LbfgsConfig::default() },
             LbfgsConfig { history_size: 0, ..LbfgsConfig::default() },
-            LbfgsConfig { tolerance_grad: -1e-3, ..LbfgsConfig::default() },
+            LbfgsConfig { tolerance_grad: f64::NAN, ..LbfgsConfig::default() },
+            LbfgsConfig { history_size: 1 << 62, ..LbfgsConfig::default() },
             LbfgsConfig { tolerance_change: f64::NAN, ..LbfgsConfig::default() },
         ] {
             assert!(opt.begin(&bad).is_err(), "{bad:?}");
         }
         assert!(opt.resume(1.0).is_err());
+    }
+
+    /// f(x) = Σ x − 2·ln x: minimum at x = 2, NaN for x < 0.
+    fn log_barrier(x: &[f64], g: &mut [f64]) -> f64 {
+        for (gi, &xi) in g.iter_mut().zip(x) {
+            *gi = 1.0 - 2.0 / xi;
+        }
+        x.iter().map(|&xi| xi - 2.0 * xi.ln()).sum()
+    }
+
+    #[test]
+    fn strong_wolfe_steps_back_from_nan_and_reaches_the_minimum() {
+        // torch (and rustoptim before) left x = −6.8e184 with a NaN loss here.
+        let mut opt = Lbfgs::<f64>::new(1, 100).unwrap();
+        let mut x = vec![30.0];
+        let cfg = LbfgsConfig { line_search: LineSearch::StrongWolfe, ..LbfgsConfig::default() };
+        for _ in 0..5 {
+            let seen = std::cell::RefCell::new(Vec::new());
+            step(&mut opt, &mut x, &cfg, &mut |x, g| {
+                let loss = log_barrier(x, g);
+                seen.borrow_mut().push(loss);
+                Some(loss)
+            })
+            .unwrap();
+            assert!(log_barrier(&x, &mut [0.0]).is_finite(), "{x:?}");
+        }
+        // To within what tolerance_change = 1e-9 on the loss allows (f'' = 1/2).
+        assert!((x[0] - 2.0).abs() < 1e-4, "{x:?}");
+        // Several variables, from far away.
+        let mut opt = Lbfgs::<f64>::new(5, 10).unwrap();
+        let mut x = vec![100.0, 90.0, 80.0, 70.0, 60.0];
+        for _ in 0..10 {
+            step(&mut opt, &mut x, &cfg, &mut |x, g| Some(log_barrier(x, g))).unwrap();
+        }
+        assert!(x.iter().all(|&xi| (xi - 2.0).abs() < 1e-4), "{x:?}");
+    }
+
+    #[test]
+    fn a_fixed_step_stops_at_the_last_finite_iterate() {
+        let mut opt = Lbfgs::<f64>::new(1, 10).unwrap();
+        let mut x = vec![30.0];
+        // Steepest descent first (t = 1/|g|), then lr = 100 jumps to x < 0.
+        let cfg = LbfgsConfig { lr: 100.0, ..LbfgsConfig::default() };
+        let mut seen = Vec::new();
+        step(&mut opt, &mut x, &cfg, &mut |x, g| {
+            seen.push(x[0]);
+            Some(log_barrier(x, g))
+        })
+        .unwrap();
+        let last = *seen.last().unwrap();
+        assert!(last < 0.0, "{seen:?}");
+        assert_eq!(x[0], seen[seen.len() - 2]);
+        assert!(x[0] > 0.0);
+        // The next step starts at that iterate and stops there again.
+        let before = x.clone();
+        step(&mut opt, &mut x, &cfg, &mut |x, g| Some(log_barrier(x, g))).unwrap();
+        assert_eq!(x, before);
+    }
+
+    #[test]
+    fn a_non_finite_start_does_not_move() {
+        for bad in [f64::NAN, f64::INFINITY] {
+            for line_search in [LineSearch::Fixed, LineSearch::StrongWolfe] {
+                let mut opt = Lbfgs::<f64>::new(2, 10).unwrap();
+                let mut x = vec![-1.2, 1.0];
+                let (_, calls) = step(&mut opt, &mut x, &config(line_search), &mut |x, g| {
+                    rosenbrock(x, g);
+                    g[1] = bad;
+                    Some(1.0)
+                })
+                .unwrap();
+                assert_eq!((calls, opt.n_iter(), x.clone()), (1, 0, vec![-1.2, 1.0]));
+                let (_, calls) = step(&mut opt, &mut x, &config(line_search), &mut |_, g| {
+                    g.fill(1.0);
+                    Some(bad)
+                })
+                .unwrap();
+                assert_eq!((calls, opt.n_iter(), x.clone()), (1, 0, vec![-1.2, 1.0]));
+            }
+        }
+    }
+
+    #[test]
+    fn maximize_is_minimizing_the_negated_objective() {
+        for line_search in [LineSearch::Fixed, LineSearch::StrongWolfe] {
+            let lr = if line_search == LineSearch::Fixed { 0.05 } else { 1.0 };
+            let cfg = LbfgsConfig { lr, ..config(line_search) };
+            let (mut a, mut b) = (Lbfgs::<f64>::new(4, 10).unwrap(), Lbfgs::<f64>::new(4, 10).unwrap());
+            let (mut xa, mut xb) = (vec![-1.2, 1.0, 0.5, -0.3], vec![-1.2, 1.0, 0.5, -0.3]);
+            let maximize = LbfgsConfig { maximize: true, ..cfg };
+            for _ in 0..3 {
+                step(&mut a, &mut xa, &cfg, &mut |x, g| Some(rosenbrock(x, g))).unwrap();
+                let (first, _) = step(&mut b, &mut xb, &maximize, &mut |x, g| {
+                    let f = rosenbrock(x, g);
+                    g.iter_mut().for_each(|gi| *gi = -*gi);
+                    Some(-f)
+                })
+                .unwrap();
+                assert!(first <= 0.0);
+                assert_eq!(xa, xb);
+            }
+            assert_eq!(a.save(), b.save());
+        }
+    }
+
+    #[test]
+    fn negative_tolerances_run_every_iteration() {
+        let cfg = LbfgsConfig {
+            lr: 0.01,
+            max_iter: 7,
+            max_eval: 100,
+            tolerance_grad: f64::NEG_INFINITY,
+            tolerance_change: f64::NEG_INFINITY,
+            ..config(LineSearch::Fixed)
+        };
+        let mut opt = Lbfgs::<f64>::new(2, 10).unwrap();
+        // Even at the minimum, where the gradient is 0.
+        let mut x = vec![1.0, 1.0];
+        step(&mut opt, &mut x, &cfg, &mut |x, g| Some(rosenbrock(x, g))).unwrap();
+        assert_eq!(opt.n_iter(), 7);
+        let cfg = LbfgsConfig { tolerance_grad: -1.0, tolerance_change: -1e-3, ..cfg };
+        step(&mut opt, &mut x, &cfg, &mut |x, g| Some(rosenbrock(x, g))).unwrap();
+        assert_eq!(opt.n_iter(), 14);
+    }
+
+    #[test]
+    fn a_huge_history_size_costs_only_the_pairs_stored() {
+        let mut opt = Lbfgs::<f64>::new(10, 1 << 40).unwrap();
+        let mut x = vec![-1.0; 10];
+        let cfg = LbfgsConfig { history_size: 1 << 40, ..config(LineSearch::StrongWolfe) };
+        step(&mut opt, &mut x, &cfg, &mut |x, g| Some(rosenbrock(x, g))).unwrap();
+        let pairs = opt.history().len();
+        assert!(pairs > 5);
+        assert!(opt.history().allocated_bytes() <= (pairs + 1) * 2 * 10 * 8);
+        assert_eq!(opt.alpha().unwrap().len(), pairs);
+        // Beyond what could ever be addressed: refused, at creation and at a step.
+        assert!(Lbfgs::<f64>::new(10, 1 << 62).is_err());
+        let bad = LbfgsConfig { history_size: 1 << 62, ..cfg };
+        assert!(matches!(opt.begin(&bad), Err(OptimError::InvalidSetting(_))));
+        assert!(matches!(opt.restore(opt.save(), 1 << 62), Err(OptimError::InvalidSetting(_))));
+    }
+
+    #[test]
+    fn an_impossible_allocation_is_an_error() {
+        let error = Lbfgs::<f64>::new(1 << 56, 1).err().expect("2^59 bytes cannot be allocated");
+        assert!(matches!(error, OptimError::OutOfMemory { .. }), "{error:?}");
     }
 }

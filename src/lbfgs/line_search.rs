@@ -4,8 +4,16 @@
 //! runs the objective. The Wolfe tests themselves are in [`WolfeConditions`].
 //!
 //! Every scalar is an `f64`, as the Python floats of torch's `_strong_wolfe`.
-//! The comparisons are written exactly as torch writes them, so a NaN loss or
-//! slope takes the same branch it takes in torch.
+//! The comparisons are written exactly as torch writes them.
+//!
+//! # Non-finite values
+//! torch feeds a NaN or infinite loss or slope into its tests and cubic
+//! interpolation, and ends wherever that leads. Here a trial with any
+//! non-finite value is a failed trial, handled by the policy of
+//! [`nonfinite`](super::nonfinite): it enters the bracket with an infinite loss
+//! (so it is never accepted), and the next trial bisects towards the best
+//! finite point. When every value is finite the search is torch's, branch for
+//! branch and bit for bit.
 //!
 //! # Gradient slots
 //! The search needs the gradients of up to three points at once (the origin or
@@ -14,6 +22,8 @@
 //! for every evaluation and reports which slot holds the accepted point's
 //! gradient. Moving a point from one role to another moves its slot number, never
 //! its data.
+
+use super::nonfinite::{FAILED_LOSS, finite_or, is_failed_trial, retreat};
 
 /// Gradient buffers the caller provides.
 pub const GRADIENT_SLOTS: usize = 3;
@@ -87,6 +97,13 @@ struct Point {
     f: f64,
     gtd: f64,
     slot: usize,
+}
+
+impl Point {
+    /// A trial whose loss or slope was not finite (entered with [`FAILED_LOSS`]).
+    fn failed(&self) -> bool {
+        self.f == FAILED_LOSS
+    }
 }
 
 /// What the caller does next.
@@ -223,12 +240,14 @@ impl StrongWolfe {
     }
 
     /// Continues with the loss `f` and slope `gtd` (gradient·direction) of the
-    /// point requested last, whose gradient is now in the requested slot.
+    /// point requested last, whose gradient is now in the requested slot. A
+    /// non-finite `f` or `gtd` makes the point a failed trial.
     ///
     /// # Panics
     /// If no search is in progress.
     pub fn resume(&mut self, f: f64, gtd: f64) -> Search {
         self.evals += 1;
+        let (f, gtd) = if is_failed_trial(f, gtd) { (FAILED_LOSS, f64::NAN) } else { (f, gtd) };
         let new = Point { t: self.pending_t, f, gtd, slot: self.pending_slot };
         match self.phase {
             Phase::Bracketing => self.bracketing_step(new),
@@ -274,6 +293,8 @@ impl StrongWolfe {
                 new.gtd,
                 Some((min_step, max_step)),
             );
+            // Only an overflow inside the cubic gets here with a non-finite t.
+            let t = finite_or(t, min_step);
             self.prev = new;
             self.ls_iter += 1;
             return self.evaluate(t, &[self.origin_slot, new.slot]);
@@ -308,7 +329,15 @@ impl StrongWolfe {
         if (b1.t - b0.t).abs() * self.d_norm < self.tolerance_change {
             return self.finish();
         }
-        let mut t = cubic_interpolate(b0.t, b0.f, b0.gtd, b1.t, b1.f, b1.gtd, None);
+        if b0.failed() || b1.failed() {
+            // Nothing to interpolate: back off towards the finite end.
+            let (finite, failed) = if b1.failed() { (b0, b1) } else { (b1, b0) };
+            self.insufficient_progress = false;
+            self.ls_iter += 1;
+            return self.evaluate(retreat(finite.t, failed.t), &[b0.slot, b1.slot]);
+        }
+        let t = cubic_interpolate(b0.t, b0.f, b0.gtd, b1.t, b1.f, b1.gtd, None);
+        let mut t = finite_or(t, 0.5 * (b0.t + b1.t));
 
         // Keep the trial away from the ends: near an end twice in a row (or
         // outside the bracket), move it to 10% of the width inside the nearer end.
@@ -436,5 +465,46 @@ mod tests {
         // With no budget and a worse trial, the origin (t = 0, its own slot) wins.
         let (accepted, _) = run(|t| t, |_| -1.0, 1.0, 0);
         assert_eq!((accepted.t, accepted.slot), (0.0, 1));
+    }
+
+    #[test]
+    fn a_failed_trial_is_never_accepted_and_shortens_the_step() {
+        // Undefined beyond t = 2 (like log of a negative number); minimum at 1.5.
+        let phi = |t: f64| if t > 2.0 { f64::NAN } else { (t - 1.5).powi(2) };
+        let dphi = |t: f64| if t > 2.0 { f64::NAN } else { 2.0 * (t - 1.5) };
+        for t0 in [10.0, 1e6, 2.5] {
+            let (accepted, trials) = run(phi, dphi, t0, 25);
+            assert!(accepted.loss.is_finite() && accepted.t > 0.0 && accepted.t <= 2.0, "{t0}: {accepted:?}");
+            let c = WolfeConditions::default();
+            assert!(!c.above_armijo_line(phi(0.0), dphi(0.0), accepted.t, accepted.loss));
+            assert!(c.curvature_holds(dphi(0.0), dphi(accepted.t)), "{t0}: {accepted:?} {trials:?}");
+            // Each failure halves the distance from the best finite point.
+            assert_eq!(trials[1], retreat(0.0, t0));
+        }
+        // An infinite loss and an infinite slope fail the same way.
+        let (accepted, _) = run(|t| if t > 2.0 { f64::INFINITY } else { (t - 1.5).powi(2) }, dphi, 10.0, 25);
+        assert!(accepted.t > 0.0 && accepted.t <= 2.0);
+        let (accepted, _) = run(phi, |t| if t > 2.0 { f64::NEG_INFINITY } else { 2.0 * (t - 1.5) }, 10.0, 25);
+        assert!(accepted.t > 0.0 && accepted.t <= 2.0);
+    }
+
+    #[test]
+    fn when_every_trial_fails_the_origin_is_kept() {
+        let (accepted, trials) = run(|t| if t > 0.0 { f64::NAN } else { 1.0 }, |_| -1.0, 1.0, 25);
+        assert_eq!((accepted.t, accepted.loss, accepted.slot), (0.0, 1.0, 1));
+        assert_eq!(trials.len(), 26);
+        // Also when the budget ends right after the first (failed) trial.
+        let (accepted, trials) = run(|t| if t > 0.5 { f64::NAN } else { -t }, |_| -1.0, 1.0, 0);
+        assert_eq!((accepted.t, trials.len()), (0.0, 1));
+    }
+
+    #[test]
+    fn extrapolation_stops_at_a_failed_trial() {
+        // Decreasing up to t = 40, undefined beyond: the search grows the step,
+        // overshoots into NaN, then settles between the last finite trial and it.
+        let phi = |t: f64| if t > 40.0 { f64::NAN } else { (t - 30.0).powi(2) };
+        let dphi = |t: f64| if t > 40.0 { f64::NAN } else { 2.0 * (t - 30.0) };
+        let (accepted, _) = run(phi, dphi, 0.5, 25);
+        assert!(accepted.loss.is_finite() && accepted.t > 0.5 && accepted.t <= 40.0, "{accepted:?}");
     }
 }

@@ -11,6 +11,12 @@
 //! work, a member that is descheduled holds every other member at the next
 //! barrier. [`Choice`] measures both ways of running and keeps to the faster.
 //!
+//! Each member owns what it writes: [`run`] hands member `i` exclusive
+//! (`&mut`) access to `states[i]` and nothing else, so no two threads ever hold
+//! mutable access to the same memory; data every member reads is shared as
+//! `&`, and values that must travel between members go through atomics
+//! published at a [`Barrier`].
+//!
 //! Only one team runs at a time. While another team is running (another
 //! optimizer stepping on another Python thread), [`run`] declines and the caller
 //! computes on its own thread; its results are bitwise the same.
@@ -76,14 +82,22 @@ pub fn available_members() -> usize {
     pool::num_threads()
 }
 
-/// Runs `work(member, members, barrier)` for `member` in `0..members`, each on
-/// its own pool thread, all at once. Returns `false` without running anything if
-/// fewer than two threads are available or another team is running.
-pub fn run<W>(members: usize, work: W) -> bool
+/// The largest team.
+pub const MAX_MEMBERS: usize = 64;
+
+/// Runs `work(&mut states[member], member, members, barrier)` for every
+/// `member` in `0..members` (`members = states.len()`), each on its own pool
+/// thread, all at once; each member has exclusive access to its own state.
+/// Returns `false` without running anything if there are fewer than two
+/// states, more than [`MAX_MEMBERS`] or than pool threads, or another team is
+/// running.
+pub fn run<S, W>(states: &mut [S], work: W) -> bool
 where
-    W: Fn(usize, usize, &Barrier) + Sync,
+    S: Send,
+    W: Fn(&mut S, usize, usize, &Barrier) + Sync,
 {
-    if members < 2 {
+    let members = states.len();
+    if !(2..=MAX_MEMBERS).contains(&members) {
         return false;
     }
     let _guard = match TEAM.try_lock() {
@@ -93,9 +107,14 @@ where
         Err(TryLockError::WouldBlock) => return false,
     };
     let pool = pool::pool();
-    let members = members.min(pool.current_num_threads());
-    if members < 2 {
+    if members > pool.current_num_threads() {
         return false;
+    }
+    // Each state is handed over once, to the member of its index: the mutex
+    // only moves the `&mut` to that member's thread (it is never contended).
+    let mut handover: [Mutex<Option<&mut S>>; MAX_MEMBERS] = std::array::from_fn(|_| Mutex::new(None));
+    for (cell, state) in handover.iter_mut().zip(states.iter_mut()) {
+        *cell.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(state);
     }
     let barrier = Barrier::new(members);
     // `broadcast` runs the closure once on every thread of the pool, so each
@@ -105,7 +124,12 @@ where
         if member >= members {
             return;
         }
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| work(member, members, &barrier))) {
+        let state = handover[member]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+            .expect("each member runs once");
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| work(state, member, members, &barrier))) {
             barrier.abandoned.store(true, Ordering::Relaxed);
             resume_unwind(panic);
         }
@@ -277,9 +301,11 @@ mod tests {
     fn members_meet_at_every_barrier() {
         pool::set_num_threads(3).unwrap();
         let slots: Vec<AtomicU64> = (0..3).map(|_| AtomicU64::new(0)).collect();
-        let ran = run(3, |member, members, barrier| {
+        let mut owned = [0u64; 3];
+        let ran = run(&mut owned, |mine, member, members, barrier| {
             for round in 1..=200u64 {
                 slots[member].store(round, Ordering::Relaxed);
+                *mine += member as u64;
                 barrier.wait();
                 for slot in &slots[..members] {
                     assert_eq!(slot.load(Ordering::Relaxed), round);
@@ -290,7 +316,9 @@ mod tests {
         // Another test's team may hold the lock; then nothing ran.
         if ran {
             assert!(slots.iter().all(|s| s.load(Ordering::Relaxed) == 200));
+            assert_eq!(owned, [0, 200, 400]);
         }
-        assert!(!run(1, |_, _, _| unreachable!()));
+        assert!(!run(&mut [0u8], |_, _, _, _| unreachable!()));
+        assert!(!run(&mut [0u8; MAX_MEMBERS + 1], |_, _, _, _| unreachable!()));
     }
 }

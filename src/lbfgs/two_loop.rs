@@ -17,16 +17,17 @@
 //! [`dispatch`]), which keeps the `2k` steps cheap when `n` is small.
 //!
 //! Long vectors may be split across a [`team`](super::team) of pool threads,
-//! each owning a run of the vectors' parts ([`Parts`]); after every step the
-//! members add the parts' dot products in part order, exactly as one thread
-//! does (and as the whole-vector kernels of [`vector_ops`](super::vector_ops)
-//! do), so the direction is bitwise the same for any thread count.
+//! each owning a run of the vectors' parts ([`Parts`]) and the slice of `d`
+//! they cover (its only `&mut`; the history and `g` are shared as `&`); after
+//! every step the members add the parts' dot products in part order, exactly
+//! as one thread does (and as the whole-vector kernels of
+//! [`vector_ops`](super::vector_ops) do), so the direction is bitwise the same
+//! for any thread count.
 
 use super::history::History;
-use super::team::{self, Barrier};
+use super::team::{self, Barrier, MAX_MEMBERS};
 use super::vector_ops::{MAX_PARTS, Parts, dot, part_axpy_dot, part_axpy_scale_dot, part_neg_dot};
 use crate::element::Element;
-use crate::partition::SharedMut;
 use crate::simd::dispatch;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,10 +49,10 @@ const MIN_ELEMENTS_PER_MEMBER: usize = 4096;
 const MIN_TEAM_WORK: usize = 1 << 22;
 
 fn team_size(n: usize, pairs: usize) -> usize {
-    if pairs == 0 || n < 2 * MIN_ELEMENTS_PER_MEMBER || n * pairs < MIN_TEAM_WORK {
+    if pairs == 0 || n < 2 * MIN_ELEMENTS_PER_MEMBER || n.saturating_mul(pairs) < MIN_TEAM_WORK {
         return 1;
     }
-    team::available_members().min(n / MIN_ELEMENTS_PER_MEMBER).min(Parts::of(n).count)
+    team::available_members().min(n / MIN_ELEMENTS_PER_MEMBER).min(Parts::of(n).count).min(MAX_MEMBERS)
 }
 
 /// Writes `−H·g` into `d` and returns `gᵀd` (computed in the pass that
@@ -92,30 +93,49 @@ enum Update<'a, F> {
     AxpyScale { alpha: F, x: &'a [F], scale: F, z: &'a [F] },
 }
 
-/// What the members share: `d`, `α`, and (in a team) the per-part results and
-/// the barrier.
-struct Shared<'a, 'b, F> {
-    d: &'a SharedMut<'b, F>,
-    alpha: &'a SharedMut<'b, F>,
-    team: Option<(&'a [[AtomicU64; MAX_PARTS]; 2], &'a Barrier)>,
-}
+/// Two rounds of what the members publish after a step: one result per part,
+/// and one scalar from the leader (the `α_i` the next step needs). A member may
+/// start writing round r + 1 while a slower one still reads round r, never
+/// r + 2, because the barrier of round r + 1 waits for every member.
+type Exchange = [[AtomicU64; MAX_PARTS + 1]; 2];
+/// Where the leader's scalar goes in a round.
+const MESSAGE: usize = MAX_PARTS;
+/// In a team: the exchange and the barrier.
+type Team<'a> = Option<(&'a Exchange, &'a Barrier)>;
 
-/// One member's view: its parts, and the round of per-part results it is on.
-struct Member<'a, F> {
-    index: usize,
-    parts: Parts,
-    mine: Range<usize>,
-    round: usize,
+/// One member: what it reads (shared as `&`) and what it writes (its own).
+///
+/// `TEAM` is false on the calling thread alone, which then owns all of `d` and
+/// `alpha`; the exchange, the barrier and the offsets compile away there.
+struct Member<'a, F, const TEAM: bool> {
+    history: &'a History<F>,
     g: &'a [F],
+    h_diag: F,
+    parts: Parts,
+    /// The parts this member computes: all of them when not in a team.
+    mine: Range<usize>,
+    /// Its elements of `d` (`parts.span(mine)`), an exclusive slice, and the
+    /// element where they start.
+    d: &'a mut [F],
+    offset: usize,
+    /// torch's `al`: `Some` for the leader (member 0, or the thread alone),
+    /// which records `α_i` and sends it to the others when the second loop
+    /// needs it.
+    alpha: Option<&'a mut [F]>,
+    /// In a team: the round of the exchange this member is on.
+    round: usize,
+    /// In a team: the `α_i` received at the last barrier, and the one the
+    /// leader sends at the next.
+    inbox: F,
+    outbox: F,
 }
 
-impl<F: Element> Member<'_, F> {
+impl<F: Element, const TEAM: bool> Member<'_, F, TEAM> {
     /// Applies `update` to part `p` and returns the part's dot product.
     #[inline(always)]
-    fn part(&self, update: Update<'_, F>, p: usize, shared: &Shared<'_, '_, F>) -> F {
+    fn part(&mut self, update: Update<'_, F>, p: usize) -> F {
         let r = self.parts.range(p);
-        // SAFETY: each member writes only its own parts of `d`.
-        let d = unsafe { shared.d.piece(r.clone()) };
+        let d = if TEAM { &mut self.d[r.start - self.offset..r.end - self.offset] } else { &mut self.d[r.clone()] };
         match update {
             Update::Negate { z } => part_neg_dot(d, &self.g[r.clone()], &z[r]),
             Update::Axpy { alpha, x, z } => part_axpy_dot(alpha, &x[r.clone()], d, &z[r]),
@@ -124,59 +144,74 @@ impl<F: Element> Member<'_, F> {
     }
 
     /// Applies `update` to this member's parts and returns the dot product over
-    /// the whole vector (parts added in order).
+    /// the whole vector (parts added in order). In a team, also delivers the
+    /// leader's `outbox` to every member's `inbox`.
     #[inline(always)]
-    fn step(&mut self, update: Update<'_, F>, shared: &Shared<'_, '_, F>) -> F {
+    fn step(&mut self, update: Update<'_, F>, team: Team<'_>) -> F {
         let mut total = F::ZERO;
-        match shared.team {
-            None => {
-                for p in 0..self.parts.count {
-                    total = total + self.part(update, p, shared);
-                }
+        if !TEAM {
+            for p in 0..self.parts.count {
+                total = total + self.part(update, p);
             }
-            Some((partials, barrier)) => {
-                let slots = &partials[self.round % 2];
-                self.round += 1;
-                for p in self.mine.clone() {
-                    slots[p].store(self.part(update, p, shared).to_f64().to_bits(), Ordering::Relaxed);
-                }
-                barrier.wait();
-                for slot in &slots[..self.parts.count] {
-                    total = total + F::from_f64(f64::from_bits(slot.load(Ordering::Relaxed)));
-                }
-            }
+            return total;
         }
+        let (exchange, barrier) = team.expect("a team member has an exchange");
+        let slots = &exchange[self.round % 2];
+        self.round += 1;
+        for p in self.mine.clone() {
+            slots[p].store(self.part(update, p).to_f64().to_bits(), Ordering::Relaxed);
+        }
+        if self.alpha.is_some() {
+            slots[MESSAGE].store(self.outbox.to_f64().to_bits(), Ordering::Relaxed);
+        }
+        barrier.wait();
+        for slot in &slots[..self.parts.count] {
+            total = total + F::from_f64(f64::from_bits(slot.load(Ordering::Relaxed)));
+        }
+        self.inbox = F::from_f64(f64::from_bits(slots[MESSAGE].load(Ordering::Relaxed)));
         total
     }
 
-    /// The whole recursion, as seen by one member; returns `gᵀd`.
+    /// The whole recursion, as seen by one member; returns `gᵀd`. Every member
+    /// computes the same scalars (the same part results, added in the same
+    /// order), so only `α_i` of the first loop, needed again in the second, has
+    /// to travel: the leader keeps it and sends it one step ahead.
     #[inline(always)]
-    fn run(&mut self, history: &History<F>, h_diag: F, shared: &Shared<'_, '_, F>) -> F {
+    fn run(&mut self, team: Team<'_>) -> F {
+        let history = self.history;
         let k = history.len();
-        let mut s_dot_q = self.step(Update::Negate { z: history.step(k - 1) }, shared);
+        let mut s_dot_q = self.step(Update::Negate { z: history.step(k - 1) }, team);
         let mut y_dot_r = F::ZERO;
         for i in (0..k).rev() {
             let a = s_dot_q * history.rho(i);
-            if self.index == 0 {
-                // SAFETY: only member 0 writes `alpha`; the others read entry i
-                // after at least one later barrier.
-                unsafe { shared.alpha.piece(i..i + 1)[0] = a };
+            if let Some(alpha) = self.alpha.as_deref_mut() {
+                alpha[i] = a;
             }
             if i > 0 {
                 let update = Update::Axpy { alpha: -a, x: history.dir(i), z: history.step(i - 1) };
-                s_dot_q = self.step(update, shared);
+                s_dot_q = self.step(update, team);
             } else {
-                let update = Update::AxpyScale { alpha: -a, x: history.dir(0), scale: h_diag, z: history.dir(0) };
-                y_dot_r = self.step(update, shared);
+                let update = Update::AxpyScale { alpha: -a, x: history.dir(0), scale: self.h_diag, z: history.dir(0) };
+                // α_0 travels with this step.
+                self.outbox = a;
+                y_dot_r = self.step(update, team);
             }
         }
         for i in 0..k {
             let beta = y_dot_r * history.rho(i);
-            // SAFETY: written by member 0 before a barrier this member has passed.
-            let coefficient = unsafe { shared.alpha.piece(i..i + 1)[0] } - beta;
+            // The leader has α_i; the others received it at the last barrier.
+            let coefficient = match self.alpha.as_deref() {
+                Some(alpha) => alpha[i],
+                None => self.inbox,
+            } - beta;
+            if TEAM {
+                if let Some(alpha) = self.alpha.as_deref() {
+                    self.outbox = if i + 1 < k { alpha[i + 1] } else { F::ZERO };
+                }
+            }
             // The last update is followed by `gᵀd` for the caller.
             let z = if i + 1 < k { history.dir(i + 1) } else { self.g };
-            y_dot_r = self.step(Update::Axpy { alpha: coefficient, x: history.step(i), z }, shared);
+            y_dot_r = self.step(Update::Axpy { alpha: coefficient, x: history.step(i), z }, team);
         }
         y_dot_r
     }
@@ -192,12 +227,22 @@ fn two_loop_solo<F: Element>(g: &[F], history: &History<F>, h_diag: F, alpha: &m
         return dot(g, d);
     }
     let parts = Parts::of(g.len());
-    let (d, alpha) = (SharedMut::new(d), SharedMut::new(alpha));
-    let shared = Shared { d: &d, alpha: &alpha, team: None };
-    let mut member = Member { index: 0, parts, mine: 0..parts.count, round: 0, g };
+    let mut member = Member::<F, false> {
+        history,
+        g,
+        h_diag,
+        parts,
+        mine: 0..parts.count,
+        d,
+        offset: 0,
+        alpha: Some(alpha),
+        round: 0,
+        inbox: F::ZERO,
+        outbox: F::ZERO,
+    };
     dispatch(
         #[inline(always)]
-        || member.run(history, h_diag, &shared),
+        || member.run(None),
     )
 }
 
@@ -211,25 +256,45 @@ fn two_loop_team<F: Element>(
     members: usize,
 ) -> Option<F> {
     let parts = Parts::of(g.len());
-    // Two rounds of per-part results, used alternately: a member may start
-    // writing round r + 1 while a slower one still reads round r, never r + 2.
-    let partials: [[AtomicU64; MAX_PARTS]; 2] = [const { [const { AtomicU64::new(0) }; MAX_PARTS] }; 2];
-    let d = SharedMut::new(d);
-    let alpha = SharedMut::new(alpha);
-    let gtd = AtomicU64::new(0);
-    let ran = team::run(members, |index, members, barrier| {
-        let shared = Shared { d: &d, alpha: &alpha, team: Some((&partials, barrier)) };
+    if members < 2 || members > parts.count.min(MAX_MEMBERS) {
+        return None;
+    }
+    let exchange: Exchange = [const { [const { AtomicU64::new(0) }; MAX_PARTS + 1] }; 2];
+    // Cut `d` into one exclusive slice per member: member m computes parts
+    // `m·count/members .. (m+1)·count/members`, consecutive runs of elements.
+    // Each member's state, `gᵀd` included, is its own.
+    let mut team: [Option<(Member<'_, F, true>, F)>; MAX_MEMBERS] = std::array::from_fn(|_| None);
+    let mut rest = d;
+    let mut alpha = Some(alpha);
+    for (index, slot) in team.iter_mut().take(members).enumerate() {
         let mine = index * parts.count / members..(index + 1) * parts.count / members;
-        let mut member = Member { index, parts, mine, round: 0, g };
-        let value = dispatch(
+        let span = parts.span(mine.clone());
+        let (chunk, tail) = std::mem::take(&mut rest).split_at_mut(span.len());
+        rest = tail;
+        let member = Member {
+            history,
+            g,
+            h_diag,
+            parts,
+            mine,
+            d: chunk,
+            offset: span.start,
+            alpha: alpha.take(),
+            round: 0,
+            inbox: F::ZERO,
+            outbox: F::ZERO,
+        };
+        *slot = Some((member, F::ZERO));
+    }
+    debug_assert!(rest.is_empty());
+    let ran = team::run(&mut team[..members], |state, _index, _members, barrier| {
+        let (member, gtd) = state.as_mut().expect("every member was set up");
+        *gtd = dispatch(
             #[inline(always)]
-            || member.run(history, h_diag, &shared),
+            || member.run(Some((&exchange, barrier))),
         );
-        if index == 0 {
-            gtd.store(value.to_f64().to_bits(), Ordering::Relaxed);
-        }
     });
-    ran.then(|| F::from_f64(f64::from_bits(gtd.load(Ordering::Relaxed))))
+    ran.then(|| team[0].as_ref().expect("the leader").1)
 }
 
 #[cfg(test)]
@@ -285,7 +350,7 @@ mod tests {
             // y = A s for a diagonal positive A, so yᵀs > 0.
             let y: Vec<f64> = s.iter().enumerate().map(|(i, v)| v * (1.0 + (i % 5) as f64)).collect();
             let rho = 1.0 / dot(&y, &s);
-            h.push(&y, &s, rho);
+            h.push(&y, &s, rho).unwrap();
         }
         h
     }

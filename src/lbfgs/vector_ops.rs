@@ -584,6 +584,29 @@ pub fn axpy_max_abs<F: Element>(alpha: F, x: &[F], y: &mut [F]) -> F {
     )
 }
 
+/// `out ← y + α·x` (one FMA per element, exactly as [`axpy`]), then returns
+/// `max |x_i·α|` as [`axpy_max_abs`] does: a move written next to the old point.
+pub fn axpy_into_max_abs<F: Element>(out: &mut [F], alpha: F, x: &[F], y: &[F]) -> F {
+    assert!(out.len() == x.len() && x.len() == y.len(), "axpy_into_max_abs of vectors of different lengths");
+    let n = out.len();
+    let out = SharedMut::new(out);
+    reduce(
+        n,
+        F::ZERO,
+        nan_max,
+        #[inline(always)]
+        |r| {
+            // SAFETY: disjoint parts.
+            let out = unsafe { out.piece(r.clone()) };
+            let x = &x[r.clone()];
+            for ((o, &xi), &yi) in out.iter_mut().zip(x).zip(&y[r]) {
+                *o = alpha.mul_add(xi, yi);
+            }
+            part_max_abs::<F, true>(x, alpha)
+        },
+    )
+}
+
 /// `out ← y + α·x` (a trial point `x + t·d` without touching `x`).
 pub fn axpy_into<F: Element>(out: &mut [F], alpha: F, x: &[F], y: &[F]) {
     assert!(out.len() == x.len() && x.len() == y.len(), "axpy_into of vectors of different lengths");
@@ -847,6 +870,18 @@ mod tests {
         axpy(0.3, &x, &mut expected);
         assert_eq!(moved, expected);
         assert_eq!(largest, max_abs_scaled(&x, 0.3));
+    }
+
+    #[test]
+    fn axpy_into_max_abs_is_axpy_max_abs_into_another_buffer() {
+        for n in [0, 5, 3000] {
+            let (x, y) = (wild::<f32>(n, 21), wild::<f32>(n, 22));
+            let mut moved = y.clone();
+            let largest = axpy_max_abs(0.7, &x, &mut moved);
+            let mut out = vec![0.0f32; n];
+            assert_eq!(axpy_into_max_abs(&mut out, 0.7, &x, &y).to_bits(), largest.to_bits());
+            assert_eq!(out, moved);
+        }
     }
 
     #[test]

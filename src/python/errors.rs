@@ -72,9 +72,13 @@ impl From<OptimError> for InputError {
     }
 }
 
-/// Converts a core error to a Python exception (all core errors are `ValueError`s).
+/// Converts a core error to a Python exception: `MemoryError` for a failed
+/// allocation, `ValueError` for everything else.
 pub fn optim_error(py: Python<'_>, error: OptimError) -> PyErr {
-    InputError::from(error).into_pyerr(py)
+    match error {
+        OptimError::OutOfMemory { what, bytes, cause } => allocation_error(what, bytes, cause),
+        other => InputError::from(other).into_pyerr(py),
+    }
 }
 
 /// Runs the body of a Python entry point and turns a Rust panic inside it into

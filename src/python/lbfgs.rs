@@ -4,16 +4,22 @@
 //! layout, flattened in C order, torch's `view(-1)`) and the core's flat
 //! vectors, then runs the core until it needs the next evaluation.
 //!
-//! Every array of a call is checked before anything is written. When a call
-//! fails, or Python reports a failed closure through `abort`, the step ends and
-//! the params are put back at the last accepted iterate.
+//! Every array of a call is checked before anything is written: dtype, size,
+//! writeability, overlaps, and a layout the core can address element by
+//! element (aligned data, strides in whole elements). When a call fails, or
+//! Python reports a failed closure through `abort`, the step ends and the
+//! params are put back at the last accepted iterate. Every entry point runs
+//! through `catch_panics`; sizes from users and files are allocated fallibly
+//! (`MemoryError`).
 
 use super::arrays::{Access, AliasCheck};
-use super::errors::{InputError, optim_error};
+use super::errors::{InputError, catch_panics, optim_error};
 use crate::element::Element;
+use crate::error::OptimError;
+use crate::lbfgs::memory::{max_history_size, try_zeroed};
 use crate::lbfgs::{Lbfgs, LbfgsConfig, LineSearch, Request, SavedIteration, SavedState};
 use numpy::ndarray::ArrayViewD;
-use numpy::npyffi::{NPY_ARRAY_WRITEABLE, objects::_PyArray_GET_ITEM_DATA};
+use numpy::npyffi::{NPY_ARRAY_ALIGNED, NPY_ARRAY_WRITEABLE, objects::_PyArray_GET_ITEM_DATA};
 use numpy::{Element as NumpyElement, PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyType};
@@ -92,9 +98,39 @@ fn typed<'py, F: NumpyElement>(
     }
 }
 
-fn is_writeable<F: NumpyElement>(array: &Bound<'_, PyArrayDyn<F>>) -> bool {
+fn flags<F: NumpyElement>(array: &Bound<'_, PyArrayDyn<F>>) -> std::ffi::c_int {
     // SAFETY: reading the flags of a live array.
-    unsafe { (*_PyArray_GET_ITEM_DATA(array.as_array_ptr())).flags & NPY_ARRAY_WRITEABLE != 0 }
+    unsafe { (*_PyArray_GET_ITEM_DATA(array.as_array_ptr())).flags }
+}
+
+fn is_writeable<F: NumpyElement>(array: &Bound<'_, PyArrayDyn<F>>) -> bool {
+    flags(array) & NPY_ARRAY_WRITEABLE != 0
+}
+
+/// Refuses an array whose elements cannot be read or written as `F` one by
+/// one: data not aligned for `F`, or a stride that is not a whole number of
+/// elements (a field of a packed structured array, `np.frombuffer` at an odd
+/// offset). Reading such an array as `F` would be undefined behaviour, and
+/// writing it would hit the wrong bytes.
+/// `name` is only called to build the error message.
+fn check_layout<F: NumpyElement>(
+    array: &Bound<'_, PyArrayDyn<F>>,
+    name: impl FnOnce() -> String,
+) -> Result<(), InputError> {
+    let item = std::mem::size_of::<F>() as isize;
+    let aligned = flags(array) & NPY_ARRAY_ALIGNED != 0;
+    let whole = array.shape().iter().zip(array.strides()).all(|(&len, &stride)| len <= 1 || stride % item == 0);
+    if aligned && whole {
+        return Ok(());
+    }
+    Err(InputError::Layout(format!(
+        "{} is not laid out in aligned {item}-byte elements (strides {:?} bytes{}), as happens with a field \
+         of a packed structured array or np.frombuffer at an odd offset; pass an aligned copy instead, e.g. \
+         np.ascontiguousarray(...) or .copy() (for a param, optimize the copy and write the result back)",
+        name(),
+        array.strides(),
+        if aligned { "" } else { ", data not aligned" },
+    )))
 }
 
 /// Copies `array` into `out` in C order.
@@ -128,6 +164,7 @@ fn checked_params<'py, F: NumpyElement>(
     let mut total = 0usize;
     for (i, param) in params.iter().enumerate() {
         let array = typed::<F>(param, "param", Some(i))?;
+        check_layout(&array, || format!("param {i}"))?;
         if !is_writeable(&array) {
             return Err(InputError::ReadOnly(format!("param {i} is read-only; rustoptim updates params in place")));
         }
@@ -156,6 +193,7 @@ fn same_params<'py, F: NumpyElement>(
     let mut total = 0;
     for (i, param) in params.iter().enumerate() {
         let array = typed::<F>(param, "param", Some(i))?;
+        check_layout(&array, || format!("param {i}"))?;
         if !is_writeable(&array) {
             return Err(InputError::ReadOnly(format!("param {i} became read-only during the step")));
         }
@@ -199,6 +237,7 @@ fn gather_grads<'py, F: NumpyElement + Copy + Element>(
             continue;
         };
         let array = typed::<F>(grad, "the grad of param", Some(i))?;
+        check_layout(&array, || format!("the grad of param {i}"))?;
         if array.shape() != param.shape() {
             return Err(InputError::Shape(format!(
                 "the grad of param {i} has shape {:?}, but its param has shape {:?}",
@@ -221,6 +260,7 @@ fn gather_grads<'py, F: NumpyElement + Copy + Element>(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn parse_config(
     lr: f64,
     max_iter: usize,
@@ -229,6 +269,7 @@ fn parse_config(
     tolerance_change: f64,
     history_size: usize,
     line_search_fn: Option<&str>,
+    maximize: bool,
 ) -> Result<LbfgsConfig, InputError> {
     let line_search = match line_search_fn {
         None => LineSearch::Fixed,
@@ -239,12 +280,13 @@ fn parse_config(
             )));
         }
     };
-    Ok(LbfgsConfig { lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size, line_search })
+    Ok(LbfgsConfig { lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size, line_search, maximize })
 }
 
 impl LbfgsCore {
+    /// Elements of work in one `resume`: a pass over the history and a few vectors.
     fn work(&self) -> usize {
-        with_core!(ref self, opt => opt.dim() * (opt.history_capacity() + 4))
+        with_core!(ref self, opt => opt.dim().saturating_mul(opt.history().len() + 4))
     }
 }
 
@@ -273,7 +315,7 @@ fn abandon_loosely<F: NumpyElement + Copy + Element>(opt: &mut Lbfgs<F>, params:
         if offset + len > point.len() {
             return;
         }
-        if is_writeable(&array) {
+        if is_writeable(&array) && check_layout(&array, String::new).is_ok() {
             scatter(&array, &point[offset..offset + len]);
         }
         offset += len;
@@ -283,17 +325,33 @@ fn abandon_loosely<F: NumpyElement + Copy + Element>(opt: &mut Lbfgs<F>, params:
 #[pymethods]
 impl LbfgsCore {
     /// A fresh state for `dim` parameters of `dtype` ("float32" or "float64")
-    /// with room for `history_size` curvature pairs.
+    /// that keeps up to `history_size` curvature pairs. Allocates the iterate's
+    /// vectors (`MemoryError` if that fails); the history grows as pairs arrive.
     #[new]
     fn new(py: Python<'_>, dtype: &str, dim: usize, history_size: usize) -> PyResult<Self> {
-        let core = match dtype {
-            "float32" => Lbfgs::new(dim, history_size).map(Core::F32),
-            "float64" => Lbfgs::new(dim, history_size).map(Core::F64),
-            other => {
-                return Err(InputError::DType(format!("LBFGS runs on float32 or float64, not {other}")).into_pyerr(py));
-            }
-        };
-        core.map(|core| LbfgsCore { core }).map_err(|e| optim_error(py, e))
+        catch_panics(py, || {
+            let core = match dtype {
+                "float32" => Lbfgs::new(dim, history_size).map(Core::F32),
+                "float64" => Lbfgs::new(dim, history_size).map(Core::F64),
+                other => {
+                    return Err(
+                        InputError::DType(format!("LBFGS runs on float32 or float64, not {other}")).into_pyerr(py)
+                    );
+                }
+            };
+            core.map(|core| LbfgsCore { core }).map_err(|e| optim_error(py, e))
+        })
+    }
+
+    /// The largest `history_size` for `dim` parameters of `dtype`: a full
+    /// history of more pairs could never be addressed (`isize::MAX` bytes).
+    #[staticmethod]
+    fn max_history_size(py: Python<'_>, dtype: &str, dim: usize) -> PyResult<usize> {
+        catch_panics(py, || match dtype {
+            "float32" => Ok(max_history_size::<f32>(dim)),
+            "float64" => Ok(max_history_size::<f64>(dim)),
+            other => Err(InputError::DType(format!("LBFGS runs on float32 or float64, not {other}")).into_pyerr(py)),
+        })
     }
 
     #[getter]
@@ -305,29 +363,29 @@ impl LbfgsCore {
     }
 
     #[getter]
-    fn dim(&self) -> usize {
-        with_core!(ref self, opt => opt.dim())
+    fn dim(&self, py: Python<'_>) -> PyResult<usize> {
+        catch_panics(py, || Ok(with_core!(ref self, opt => opt.dim())))
     }
 
     #[getter]
-    fn func_evals(&self) -> u64 {
-        with_core!(ref self, opt => opt.func_evals())
+    fn func_evals(&self, py: Python<'_>) -> PyResult<u64> {
+        catch_panics(py, || Ok(with_core!(ref self, opt => opt.func_evals())))
     }
 
     #[getter]
-    fn n_iter(&self) -> u64 {
-        with_core!(ref self, opt => opt.n_iter())
+    fn n_iter(&self, py: Python<'_>) -> PyResult<u64> {
+        catch_panics(py, || Ok(with_core!(ref self, opt => opt.n_iter())))
     }
 
     /// Whether a step is in progress (between `begin` and the call that ends it).
     #[getter]
-    fn in_step(&self) -> bool {
-        with_core!(ref self, opt => opt.in_step())
+    fn in_step(&self, py: Python<'_>) -> PyResult<bool> {
+        catch_panics(py, || Ok(with_core!(ref self, opt => opt.in_step())))
     }
 
     /// Starts a step at the current values of `params`; the caller evaluates
     /// the closure next and passes the result to `resume`.
-    #[pyo3(signature = (params, *, lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size, line_search_fn))]
+    #[pyo3(signature = (params, *, lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size, line_search_fn, maximize=false))]
     #[allow(clippy::too_many_arguments)]
     fn begin(
         &mut self,
@@ -340,22 +398,33 @@ impl LbfgsCore {
         tolerance_change: f64,
         history_size: usize,
         line_search_fn: Option<&str>,
+        maximize: bool,
     ) -> PyResult<()> {
-        let config =
-            parse_config(lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size, line_search_fn)
-                .map_err(|e| e.into_pyerr(py))?;
-        with_core!(self, opt, T => {
-            let arrays = checked_params::<T>(&params, opt.dim()).map_err(|e| e.into_pyerr(py))?;
-            if opt.in_step() {
-                return Err(InputError::Value("an LBFGS step is already in progress".into()).into_pyerr(py));
-            }
-            let mut offset = 0;
-            for array in &arrays {
-                let len = array.len();
-                gather(array, &mut opt.iterate_mut()[offset..offset + len]);
-                offset += len;
-            }
-            opt.begin(&config).map_err(|e| optim_error(py, e))
+        catch_panics(py, || {
+            let config = parse_config(
+                lr,
+                max_iter,
+                max_eval,
+                tolerance_grad,
+                tolerance_change,
+                history_size,
+                line_search_fn,
+                maximize,
+            )
+            .map_err(|e| e.into_pyerr(py))?;
+            with_core!(self, opt, T => {
+                let arrays = checked_params::<T>(&params, opt.dim()).map_err(|e| e.into_pyerr(py))?;
+                if opt.in_step() {
+                    return Err(InputError::Value("an LBFGS step is already in progress".into()).into_pyerr(py));
+                }
+                let mut offset = 0;
+                for array in &arrays {
+                    let len = array.len();
+                    gather(array, &mut opt.iterate_mut()[offset..offset + len]);
+                    offset += len;
+                }
+                opt.begin(&config).map_err(|e| optim_error(py, e))
+            })
         })
     }
 
@@ -370,70 +439,100 @@ impl LbfgsCore {
         grads: Vec<Option<Bound<'_, PyAny>>>,
         params: Vec<Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let detach = self.work() >= DETACH_MIN_WORK;
-        with_core!(self, opt, T => {
-            if !opt.in_step() {
-                return Err(InputError::Value("resume without a step in progress".into()).into_pyerr(py));
-            }
-            let arrays = match same_params::<T>(&params, opt.dim()) {
-                Ok(arrays) => arrays,
-                Err(e) => {
-                    abandon_loosely(opt, &params);
+        catch_panics(py, || {
+            let detach = self.work() >= DETACH_MIN_WORK;
+            with_core!(self, opt, T => {
+                if !opt.in_step() {
+                    return Err(InputError::Value("resume without a step in progress".into()).into_pyerr(py));
+                }
+                let arrays = match same_params::<T>(&params, opt.dim()) {
+                    Ok(arrays) => arrays,
+                    Err(e) => {
+                        abandon_loosely(opt, &params);
+                        return Err(e.into_pyerr(py));
+                    }
+                };
+                if let Err(e) = gather_grads(&grads, &arrays, opt.gradient_mut()) {
+                    abandon(opt, &arrays);
                     return Err(e.into_pyerr(py));
                 }
-            };
-            if let Err(e) = gather_grads(&grads, &arrays, opt.gradient_mut()) {
-                abandon(opt, &arrays);
-                return Err(e.into_pyerr(py));
-            }
-            let request = if detach { py.detach(|| opt.resume(loss)) } else { opt.resume(loss) };
-            match request {
-                Ok(Request::Evaluate) => {
-                    write_point(&arrays, opt.point());
-                    Ok(false)
-                }
-                Ok(Request::Done) => {
-                    if !opt.params_hold_point() {
+                let request = if detach { py.detach(|| opt.resume(loss)) } else { opt.resume(loss) };
+                match request {
+                    Ok(Request::Evaluate) => {
                         write_point(&arrays, opt.point());
+                        Ok(false)
                     }
-                    Ok(true)
+                    Ok(Request::Done) => {
+                        if !opt.params_hold_point() {
+                            write_point(&arrays, opt.point());
+                        }
+                        Ok(true)
+                    }
+                    Err(e) => {
+                        abandon(opt, &arrays);
+                        Err(optim_error(py, e))
+                    }
                 }
-                Err(e) => {
-                    abandon(opt, &arrays);
-                    Err(optim_error(py, e))
-                }
-            }
+            })
         })
     }
 
     /// Ends the step in progress after a failed closure: the params go back to
     /// the last accepted iterate. Does nothing between steps.
-    fn abort(&mut self, params: Vec<Bound<'_, PyAny>>) {
-        match &mut self.core {
-            Core::F32(opt) if opt.in_step() => abandon_loosely(opt, &params),
-            Core::F64(opt) if opt.in_step() => abandon_loosely(opt, &params),
-            _ => {}
-        }
+    fn abort(&mut self, py: Python<'_>, params: Vec<Bound<'_, PyAny>>) -> PyResult<()> {
+        catch_panics(py, || {
+            match &mut self.core {
+                Core::F32(opt) if opt.in_step() => abandon_loosely(opt, &params),
+                Core::F64(opt) if opt.in_step() => abandon_loosely(opt, &params),
+                _ => {}
+            }
+            Ok(())
+        })
     }
 
     /// A copy of the state in torch's layout: `func_evals`, `n_iter` and, once
     /// an iteration has run, `d`, `t`, `old_dirs`, `old_stps`, `ro`, `H_diag`,
     /// `prev_flat_grad`, `prev_loss` and (after the first quasi-Newton
-    /// iteration) `al`, a list of `history_size` entries (None where unset).
+    /// iteration) `al`, the `α_i` that have been set (torch pads its list with
+    /// None up to `history_size`).
     fn export_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        with_core!(ref self, opt => export(py, opt))
+        catch_panics(py, || with_core!(ref self, opt => export(py, opt)))
     }
 
     /// Replaces the state with `state` (the layout of `export_state`; `d`,
     /// `prev_flat_grad` and the history vectors are 1-D arrays of this core's
-    /// dtype and length). Checks everything first: raises `StateDictError` and
-    /// changes nothing if anything is wrong.
+    /// dtype and length). Checks everything first: raises `StateDictError`
+    /// (`MemoryError` if the state cannot be allocated) and changes nothing if
+    /// anything is wrong.
     fn import_state(&mut self, py: Python<'_>, state: &Bound<'_, PyDict>, history_size: usize) -> PyResult<()> {
-        with_core!(self, opt, T => {
-            let saved = parse_state::<T>(state, opt.dim()).map_err(|m| state_error(py, m))?;
-            opt.restore(&saved, history_size).map_err(|e| state_error(py, e.to_string()))
+        catch_panics(py, || {
+            with_core!(self, opt, T => {
+                let saved = parse_state::<T>(py, state, opt.dim())?;
+                opt.restore(saved, history_size).map_err(|e| load_error(py, e))
+            })
         })
     }
+}
+
+/// A failed load: `MemoryError` for a failed allocation, else `StateDictError`.
+fn load_error(py: Python<'_>, error: OptimError) -> PyErr {
+    match error {
+        OptimError::OutOfMemory { .. } => optim_error(py, error),
+        other => state_error(py, other.to_string()),
+    }
+}
+
+/// A new 1-D array holding `values`. NumPy allocates it, so running out of
+/// memory is NumPy's `MemoryError` (rust-numpy's constructors panic instead).
+fn new_vector<'py, F: NumpyElement + Copy>(
+    numpy: &Bound<'py, PyModule>,
+    values: &[F],
+) -> PyResult<Bound<'py, PyArray1<F>>> {
+    let py = numpy.py();
+    let array = numpy.call_method1("empty", (values.len(), F::get_dtype(py)))?.cast_into::<PyArray1<F>>()?;
+    // SAFETY: a new contiguous array that nothing else references yet.
+    unsafe { array.as_slice_mut() }.expect("a new array is contiguous").copy_from_slice(values);
+    Ok(array)
 }
 
 fn export<'py, F: NumpyElement + Element>(py: Python<'py>, opt: &Lbfgs<F>) -> PyResult<Bound<'py, PyDict>> {
@@ -443,61 +542,66 @@ fn export<'py, F: NumpyElement + Element>(py: Python<'py>, opt: &Lbfgs<F>) -> Py
     let Some(scalars) = opt.scalars() else {
         return Ok(state);
     };
+    let numpy = py.import("numpy")?;
     let history = opt.history();
     let k = history.len();
-    state.set_item("d", PyArray1::from_slice(py, opt.direction()))?;
+    state.set_item("d", new_vector(&numpy, opt.direction())?)?;
     state.set_item("t", scalars.t)?;
     let dirs = PyList::empty(py);
     let steps = PyList::empty(py);
     let rho = PyList::empty(py);
     for i in 0..k {
-        dirs.append(PyArray1::from_slice(py, history.dir(i)))?;
-        steps.append(PyArray1::from_slice(py, history.step(i)))?;
+        dirs.append(new_vector(&numpy, history.dir(i))?)?;
+        steps.append(new_vector(&numpy, history.step(i))?)?;
         rho.append(history.rho(i).to_f64())?;
     }
     state.set_item("old_dirs", dirs)?;
     state.set_item("old_stps", steps)?;
     state.set_item("ro", rho)?;
     state.set_item("H_diag", scalars.h_diag.to_f64())?;
-    state.set_item("prev_flat_grad", PyArray1::from_slice(py, opt.prev_flat_grad()))?;
+    state.set_item("prev_flat_grad", new_vector(&numpy, opt.prev_flat_grad())?)?;
     state.set_item("prev_loss", scalars.prev_loss)?;
     if let Some(alpha) = opt.alpha() {
+        // Only the entries that exist: torch's None padding up to history_size
+        // would make the list as long as the setting, however large.
         let al = PyList::empty(py);
-        for i in 0..opt.history_capacity() {
-            match alpha.get(i) {
-                Some(value) => al.append(value.to_f64())?,
-                None => al.append(py.None())?,
-            }
+        for value in alpha {
+            al.append(value.to_f64())?;
         }
         state.set_item("al", al)?;
     }
     Ok(state)
 }
 
-fn parse_state<F: NumpyElement + Element>(state: &Bound<'_, PyDict>, dim: usize) -> Result<SavedState<F>, String> {
-    let item =
-        |key: &str| -> Result<Option<Bound<'_, PyAny>>, String> { state.get_item(key).map_err(|e| e.to_string()) };
-    let required = |key: &str| -> Result<Bound<'_, PyAny>, String> {
-        item(key)?.ok_or_else(|| format!("missing state key {key:?}"))
+fn parse_state<F: NumpyElement + Element>(
+    py: Python<'_>,
+    state: &Bound<'_, PyDict>,
+    dim: usize,
+) -> PyResult<SavedState<F>> {
+    let fail = |message: String| state_error(py, message);
+    let item = |key: &str| -> PyResult<Option<Bound<'_, PyAny>>> { state.get_item(key) };
+    let required = |key: &str| -> PyResult<Bound<'_, PyAny>> {
+        item(key)?.ok_or_else(|| fail(format!("missing state key {key:?}")))
     };
-    let count = |key: &str| -> Result<u64, String> {
-        required(key)?.extract::<u64>().map_err(|_| format!("{key:?} must be a non-negative int"))
+    let count = |key: &str| -> PyResult<u64> {
+        required(key)?.extract::<u64>().map_err(|_| fail(format!("{key:?} must be a non-negative int")))
     };
-    let number = |object: &Bound<'_, PyAny>, what: &str| -> Result<f64, String> {
-        object.extract::<f64>().map_err(|_| format!("{what} must be a number"))
+    let number = |object: &Bound<'_, PyAny>, what: &str| -> PyResult<f64> {
+        object.extract::<f64>().map_err(|_| fail(format!("{what} must be a number")))
     };
-    let vector = |object: &Bound<'_, PyAny>, what: &str| -> Result<Vec<F>, String> {
-        let array = typed::<F>(object, what, None).map_err(|e| format!("{e:?}"))?;
+    let vector = |object: &Bound<'_, PyAny>, what: &str| -> PyResult<Vec<F>> {
+        let array = typed::<F>(object, what, None).map_err(|e| fail(format!("{e:?}")))?;
         if array.ndim() != 1 || array.len() != dim {
-            return Err(format!("{what} must be a 1-D array of {dim} elements, got shape {:?}", array.shape()));
+            return Err(fail(format!("{what} must be a 1-D array of {dim} elements, got shape {:?}", array.shape())));
         }
-        let mut values = vec![F::ZERO; dim];
+        check_layout(&array, || what.to_string()).map_err(|e| e.into_pyerr(py))?;
+        let mut values = try_zeroed(dim, "an L-BFGS state vector").map_err(|e| optim_error(py, e))?;
         gather(&array, &mut values);
         Ok(values)
     };
-    let list = |key: &str| -> Result<Vec<Bound<'_, PyAny>>, String> {
+    let list = |key: &str| -> PyResult<Vec<Bound<'_, PyAny>>> {
         let object = required(key)?;
-        let list = object.cast::<PyList>().map_err(|_| format!("{key:?} must be a list"))?;
+        let list = object.cast::<PyList>().map_err(|_| fail(format!("{key:?} must be a list")))?;
         Ok(list.iter().collect())
     };
 
@@ -510,12 +614,12 @@ fn parse_state<F: NumpyElement + Element>(state: &Bound<'_, PyDict>, dim: usize)
     let steps = list("old_stps")?;
     let rho = list("ro")?;
     if dirs.len() != steps.len() || dirs.len() != rho.len() {
-        return Err(format!(
+        return Err(fail(format!(
             "old_dirs, old_stps and ro must have the same length, got {}, {} and {}",
             dirs.len(),
             steps.len(),
             rho.len()
-        ));
+        )));
     }
     let mut history = Vec::with_capacity(dirs.len());
     for (i, ((y, s), r)) in dirs.iter().zip(&steps).zip(&rho).enumerate() {
@@ -528,7 +632,7 @@ fn parse_state<F: NumpyElement + Element>(state: &Bound<'_, PyDict>, dim: usize)
     let alpha = match item("al")? {
         None => None,
         Some(al) => {
-            let al = al.cast::<PyList>().map_err(|_| "\"al\" must be a list".to_string())?;
+            let al = al.cast::<PyList>().map_err(|_| fail("\"al\" must be a list".to_string()))?;
             let mut values = Vec::with_capacity(al.len());
             for (i, entry) in al.iter().enumerate() {
                 if entry.is_none() {

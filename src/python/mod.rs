@@ -12,6 +12,7 @@ mod gil;
 mod group;
 mod keys;
 mod lbfgs;
+mod minimize;
 mod rules;
 mod runtime;
 mod site;
@@ -26,6 +27,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     step::register(m)?;
     lbfgs::register(m)?;
+    minimize::register(m)?;
     bandwidth::register(m)?;
     runtime::register(m)?;
     clip::register(m)?;
