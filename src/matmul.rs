@@ -35,7 +35,11 @@ impl<'a, F> MatRef<'a, F> {
     }
 
     fn last_index(&self) -> usize {
-        if self.rows == 0 || self.cols == 0 { 0 } else { (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride }
+        if self.rows == 0 || self.cols == 0 {
+            0
+        } else {
+            (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
+        }
     }
 }
 
@@ -59,7 +63,21 @@ pub fn gemm<F: Element>(alpha: F, a: MatRef<'_, F>, b: MatRef<'_, F>, beta: F, c
         // SAFETY: the sub-matrix of `a` starts at row `first_row` and spans
         // `rows` rows, inside `a.values` (checked above); `c` is a distinct,
         // exclusively borrowed row-major `rows x n` block; `b` is in bounds.
-        unsafe { gemm_raw(rows, k, n, alpha, a.values.as_ptr().add(first_row * a.row_stride), a.row_stride, a.col_stride, b, beta, c, n) }
+        unsafe {
+            gemm_raw(
+                rows,
+                k,
+                n,
+                alpha,
+                a.values.as_ptr().add(first_row * a.row_stride),
+                a.row_stride,
+                a.col_stride,
+                b,
+                beta,
+                c,
+                n,
+            )
+        }
     };
     let tasks = (m / ROWS_PER_TASK).clamp(1, pool::num_threads());
     if tasks == 1 || m * n * k < (1 << 20) {
@@ -102,14 +120,24 @@ pub fn gemm_symmetric<F: Element>(alpha: F, a: MatRef<'_, F>, b: MatRef<'_, F>, 
         // `first` of `rows` and its last element is the last of `rows`.
         unsafe {
             gemm_raw(
-                height, k, width, alpha, a.values.as_ptr().add(first * a.row_stride), a.row_stride, a.col_stride,
-                b_columns, beta, &mut rows[first..], m,
+                height,
+                k,
+                width,
+                alpha,
+                a.values.as_ptr().add(first * a.row_stride),
+                a.row_stride,
+                a.col_stride,
+                b_columns,
+                beta,
+                &mut rows[first..],
+                m,
             )
         }
     };
     let parallel = m * m * k >= (1 << 21) && pool::num_threads() > 1;
     if parallel {
-        pool::pool().install(|| c.par_chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(|(i, rows)| block_row(i, rows)));
+        pool::pool()
+            .install(|| c.par_chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(|(i, rows)| block_row(i, rows)));
     } else {
         c.chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(|(i, rows)| block_row(i, rows));
     }
@@ -148,16 +176,40 @@ unsafe fn gemm_raw<F: Element>(
         // SAFETY: the caller's contract; F is f32 here.
         unsafe {
             matrixmultiply::sgemm(
-                m, k, n, alpha.to_f64() as f32, a.cast(), rsa, csa, b.values.as_ptr().cast(), rsb, csb,
-                beta.to_f64() as f32, c.as_mut_ptr().cast(), rsc, csc,
+                m,
+                k,
+                n,
+                alpha.to_f64() as f32,
+                a.cast(),
+                rsa,
+                csa,
+                b.values.as_ptr().cast(),
+                rsb,
+                csb,
+                beta.to_f64() as f32,
+                c.as_mut_ptr().cast(),
+                rsc,
+                csc,
             )
         }
     } else if TypeId::of::<F>() == TypeId::of::<f64>() {
         // SAFETY: the caller's contract; F is f64 here.
         unsafe {
             matrixmultiply::dgemm(
-                m, k, n, alpha.to_f64(), a.cast(), rsa, csa, b.values.as_ptr().cast(), rsb, csb, beta.to_f64(),
-                c.as_mut_ptr().cast(), rsc, csc,
+                m,
+                k,
+                n,
+                alpha.to_f64(),
+                a.cast(),
+                rsa,
+                csa,
+                b.values.as_ptr().cast(),
+                rsb,
+                csb,
+                beta.to_f64(),
+                c.as_mut_ptr().cast(),
+                rsc,
+                csc,
             )
         }
     } else {
@@ -208,7 +260,10 @@ mod tests {
             for i in 0..150 {
                 for j in 0..150 {
                     assert_eq!(symmetric[i * 150 + j], symmetric[j * 150 + i]);
-                    assert!((symmetric[i * 150 + j] - general[i * 150 + j]).abs() <= 1e-3 * general[i * 150 + j].abs().max(1.0));
+                    assert!(
+                        (symmetric[i * 150 + j] - general[i * 150 + j]).abs()
+                            <= 1e-3 * general[i * 150 + j].abs().max(1.0)
+                    );
                 }
             }
             symmetric_results.push(symmetric);

@@ -101,7 +101,12 @@ pub fn wide_square<F: Element>(x: F) -> f64 {
 /// so that the compiler vectorizes the lanes (plain loops: `array::map` and
 /// `array::from_fn` are not always inlined).
 #[inline(always)]
-pub fn lane_sum(chunks: usize, mut terms: impl FnMut(usize) -> [f64; LANES], remainder: usize, mut tail: impl FnMut(usize) -> f64) -> f64 {
+pub fn lane_sum(
+    chunks: usize,
+    mut terms: impl FnMut(usize) -> [f64; LANES],
+    remainder: usize,
+    mut tail: impl FnMut(usize) -> f64,
+) -> f64 {
     let mut lanes = [0.0f64; LANES];
     for chunk in 0..chunks {
         let values = terms(chunk);

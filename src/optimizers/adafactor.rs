@@ -34,8 +34,8 @@
 use super::lerp::Lerp;
 use super::scalars::{float32_step, python_pow};
 use crate::element::{Element, nan_max};
-use crate::simd::dispatch;
 use crate::row_sums::{self, LANES, Matrices, chunk, for_each_block, for_each_block_pair, lane_sum, wide_square};
+use crate::simd::dispatch;
 use crate::tensorwise::{TensorRule, WholeTensor, Workspace, WorkspaceSize, py_max, py_min};
 
 /// Hyperparameters of one param group, read fresh at every step. Tensors of

@@ -190,7 +190,11 @@ impl<'py, F: NumpyElement + crate::Element> ParamArray<'py, F> {
     /// A param whose elements the kernel visits in C order whatever its layout:
     /// a Fortran-ordered param is gathered and scattered back like a strided
     /// one (for kernels that work on rows and columns).
-    pub fn new_c_ordered(object: &Bound<'py, PyAny>, site: Site, aliases: &mut AliasCheck<'py>) -> Result<Self, InputError> {
+    pub fn new_c_ordered(
+        object: &Bound<'py, PyAny>,
+        site: Site,
+        aliases: &mut AliasCheck<'py>,
+    ) -> Result<Self, InputError> {
         Self::with_orders(object, site, aliases, false)
     }
 

@@ -101,8 +101,10 @@ impl<'py> GroupReader<'_, 'py> {
             Vec::new()
         };
         let wrong = || {
-            let entries: Vec<&str> =
-                nullable.iter().map(|&n| if n { "None or a finite real number" } else { "a finite real number" }).collect();
+            let entries: Vec<&str> = nullable
+                .iter()
+                .map(|&n| if n { "None or a finite real number" } else { "a finite real number" })
+                .collect();
             InputError::Hyperparameter(format!(
                 "{} must be a sequence of {N} entries ({}), got {}",
                 self.describe(key),
@@ -124,9 +126,14 @@ impl<'py> GroupReader<'_, 'py> {
     }
 
     /// An integer in `range` (a Python or NumPy integer, not a bool).
-    pub fn integer(&self, key: &Bound<'py, pyo3::types::PyString>, range: std::ops::Range<i64>) -> Result<i64, InputError> {
+    pub fn integer(
+        &self,
+        key: &Bound<'py, pyo3::types::PyString>,
+        range: std::ops::Range<i64>,
+    ) -> Result<i64, InputError> {
         let value = self.get(key)?;
-        let is_integer = !value.is_instance_of::<PyBool>() && !is_numpy_bool(&value)
+        let is_integer = !value.is_instance_of::<PyBool>()
+            && !is_numpy_bool(&value)
             && (value.is_instance_of::<PyInt>() || is_numpy_integer(&value));
         match value.extract::<i64>() {
             Ok(x) if is_integer && range.contains(&x) => Ok(x),
@@ -141,7 +148,11 @@ impl<'py> GroupReader<'_, 'py> {
     }
 
     /// None or one of `choices` (Muon's `adjust_lr_fn`); the index of the choice.
-    pub fn choice(&self, key: &Bound<'py, pyo3::types::PyString>, choices: &[&str]) -> Result<Option<usize>, InputError> {
+    pub fn choice(
+        &self,
+        key: &Bound<'py, pyo3::types::PyString>,
+        choices: &[&str],
+    ) -> Result<Option<usize>, InputError> {
         let value = self.get(key)?;
         if value.is_none() {
             return Ok(None);

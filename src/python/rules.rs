@@ -374,11 +374,12 @@ impl TensorRuleBinding for MuonConfig {
     fn from_group(group: &GroupReader<'_, '_>) -> Result<Self, InputError> {
         let py = group.dict.py();
         let [a, b, c] = group.reals(intern!(py, "ns_coefficients"), [false; 3])?.map(|x| x.expect("not nullable"));
-        let adjust_lr = match group.choice(intern!(py, "adjust_lr_fn"), &["original", "match_rms_adamw", "spectral_unclamped"])? {
-            None | Some(0) => LrAdjustment::Original,
-            Some(1) => LrAdjustment::MatchRmsAdamw,
-            _ => LrAdjustment::SpectralUnclamped,
-        };
+        let adjust_lr =
+            match group.choice(intern!(py, "adjust_lr_fn"), &["original", "match_rms_adamw", "spectral_unclamped"])? {
+                None | Some(0) => LrAdjustment::Original,
+                Some(1) => LrAdjustment::MatchRmsAdamw,
+                _ => LrAdjustment::SpectralUnclamped,
+            };
         Ok(MuonConfig {
             lr: group.real(intern!(py, "lr"))?,
             weight_decay: group.real(intern!(py, "weight_decay"))?,

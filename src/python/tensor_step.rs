@@ -31,7 +31,12 @@ use pyo3::types::{PyDict, PyFloat, PyList, PyTuple};
 
 /// Applies one step of the whole-tensor rule named `rule` to every batch, in place.
 #[pyfunction]
-fn tensor_step<'py>(py: Python<'py>, rule: &str, batches: Bound<'py, PyList>, state: Bound<'py, PyDict>) -> PyResult<()> {
+fn tensor_step<'py>(
+    py: Python<'py>,
+    rule: &str,
+    batches: Bound<'py, PyList>,
+    state: Bound<'py, PyDict>,
+) -> PyResult<()> {
     catch_panics(py, || {
         with_tensor_rule!(rule, R => run_step::<R>(py, &batches, &state),
             |other: &str| Err(InputError::Value(format!("unknown optimizer rule {other:?}")).into_pyerr(py)))
@@ -78,14 +83,15 @@ fn run_step<'py, R: TensorRuleBinding>(
 
     let elements: usize = prepared
         .iter()
-        .map(|b| b.float32.iter().map(|t| t.param.len()).sum::<usize>() + b.float64.iter().map(|t| t.param.len()).sum::<usize>())
+        .map(|b| {
+            b.float32.iter().map(|t| t.param.len()).sum::<usize>()
+                + b.float64.iter().map(|t| t.param.len()).sum::<usize>()
+        })
         .sum();
     let advanced: Vec<(Vec<Scalars>, Vec<Scalars>)>;
     {
-        let mut work: Vec<GroupWork<'_, R>> = prepared
-            .iter_mut()
-            .map(|b| (&b.rule, tensors(&mut b.float32), tensors(&mut b.float64)))
-            .collect();
+        let mut work: Vec<GroupWork<'_, R>> =
+            prepared.iter_mut().map(|b| (&b.rule, tensors(&mut b.float32), tensors(&mut b.float64))).collect();
         run_kernel(py, elements, || {
             for (rule, float32, float64) in work.iter_mut() {
                 tensorwise::step(*rule, float32, &mut workspace32)?;
@@ -118,7 +124,8 @@ fn workspace_for<'py, R: TensorRuleBinding, F: NumpyElement + crate::Element>(
     tensors: for<'b> fn(&'b PreparedBatch<'py, R>) -> &'b Vec<Prepared<'py, F>>,
 ) -> PyResult<Workspace<F>> {
     let sizes = prepared.iter().flat_map(|b| tensors(b).iter().map(|t| b.rule.workspace(&t.shape)));
-    Workspace::try_new(sizes).map_err(|(bytes, e)| allocation_error("the scratch memory of an optimizer step", bytes, e))
+    Workspace::try_new(sizes)
+        .map_err(|(bytes, e)| allocation_error("the scratch memory of an optimizer step", bytes, e))
 }
 
 /// The kernel's view of prepared tensors.
@@ -143,7 +150,8 @@ fn prepare_batch<'py, R: TensorRuleBinding>(
     batch: &Bound<'py, PyAny>,
     aliases: &mut AliasCheck<'py>,
 ) -> Result<PreparedBatch<'py, R>, InputError> {
-    let malformed = || InputError::Value("a step batch must be (index, group, params, grads, entries, positions)".into());
+    let malformed =
+        || InputError::Value("a step batch must be (index, group, params, grads, entries, positions)".into());
     let batch = batch.cast::<PyTuple>().map_err(|_| malformed())?;
     if batch.len() != 6 {
         return Err(malformed());
@@ -159,7 +167,8 @@ fn prepare_batch<'py, R: TensorRuleBinding>(
     let entries = item(4)?;
     let entries = entries.cast::<PyList>().map_err(|_| malformed())?;
     let positions = item(5)?;
-    let positions = if positions.is_none() { None } else { Some(positions.cast_into::<PyList>().map_err(|_| malformed())?) };
+    let positions =
+        if positions.is_none() { None } else { Some(positions.cast_into::<PyList>().map_err(|_| malformed())?) };
     let n = params.len();
     if grads.len() != n || entries.len() != n || positions.as_ref().is_some_and(|p| p.len() != n) {
         return Err(malformed());
@@ -175,9 +184,9 @@ fn prepare_batch<'py, R: TensorRuleBinding>(
         };
         let site = Site::in_group(group_index, position);
         let key = params.get_item(i).map_err(|_| malformed())?;
-        let data = key.getattr(intern!(py, "data")).map_err(|_| {
-            InputError::DType(format!("{site} is not a rustoptim.Parameter (it has no .data)"))
-        })?;
+        let data = key
+            .getattr(intern!(py, "data"))
+            .map_err(|_| InputError::DType(format!("{site} is not a rustoptim.Parameter (it has no .data)")))?;
         let grad = grads.get_item(i).map_err(|_| malformed())?;
         let entry = entries.get_item(i).map_err(|_| malformed())?;
         let dtype = param_dtype(&data, site)?;
@@ -185,8 +194,12 @@ fn prepare_batch<'py, R: TensorRuleBinding>(
             prepared.rule.first_param_dtype(dtype);
         }
         match dtype {
-            DType::Float32 => prepared.float32.push(prepare_tensor(&prepared.rule, key, &data, &grad, &entry, site, aliases)?),
-            DType::Float64 => prepared.float64.push(prepare_tensor(&prepared.rule, key, &data, &grad, &entry, site, aliases)?),
+            DType::Float32 => {
+                prepared.float32.push(prepare_tensor(&prepared.rule, key, &data, &grad, &entry, site, aliases)?)
+            }
+            DType::Float64 => {
+                prepared.float64.push(prepare_tensor(&prepared.rule, key, &data, &grad, &entry, site, aliases)?)
+            }
         }
     }
     Ok(prepared)
@@ -209,9 +222,9 @@ fn prepare_tensor<'py, R: TensorRuleBinding, F: NumpyElement + crate::Element>(
     let entry = if entry.is_none() {
         None
     } else {
-        let dict = entry.cast::<PyDict>().map_err(|_| {
-            InputError::Value(format!("the state of {site} must be a dict, got {}", type_name(entry)))
-        })?;
+        let dict = entry
+            .cast::<PyDict>()
+            .map_err(|_| InputError::Value(format!("the state of {site} must be a dict, got {}", type_name(entry))))?;
         Some(dict.clone())
     };
     // An empty dict (made by reading `opt.state[p]`) is filled like a new entry.
