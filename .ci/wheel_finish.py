@@ -3,8 +3,9 @@
 1. Portable code: the extension is built for baseline x86-64. Instructions beyond it
    (VEX/EVEX-encoded, i.e. AVX, AVX2, FMA, AVX-512; BMI, POPCNT, SSSE3/SSE4) may appear
    only in functions compiled for them with ``#[target_feature]`` (found in the sources),
-   which run only after the CPU was detected to have them (src/simd.rs), and in the Rust
-   runtime's own run-time-dispatched ``fma``. Checked on objdump's disassembly, by symbol.
+   which run only after the CPU was detected to have them (src/simd.rs), in the Rust
+   runtime's own run-time-dispatched ``fma`` and in the ``matrixmultiply`` crate's
+   run-time-dispatched kernels. Checked on objdump's disassembly, by symbol.
 2. Strips the debug info (the Rust standard library's) and repacks with ``wheel pack``;
    the symbol table stays.
 3. ``auditwheel show`` must find the wheel consistent with manylinux_2_17_x86_64
@@ -47,8 +48,14 @@ NON_VEX_EXTENSIONS = re.compile(
 )
 #: VEX/EVEX-encoded mnemonics start with "v"; these few "v" mnemonics are not SIMD.
 NOT_SIMD_V = re.compile(r"verr|verw|vm[a-z]*")
-#: Run-time-dispatched functions that are not rustoptim's: the Rust runtime's `fma`.
-DISPATCHED_ELSEWHERE = re.compile(r"compiler_builtins::math::.*::arch::x86::.*_with_fma4?")
+#: Run-time-dispatched functions that are not rustoptim's: the Rust runtime's `fma`, and the
+#: `matrixmultiply` crate's AVX/FMA/AVX-512 kernels and packing (`#[target_feature]` functions it
+#: calls only after `is_x86_feature_detected!`; Muon's matrix products).
+DISPATCHED_ELSEWHERE = re.compile(
+    r"compiler_builtins::math::.*::arch::x86::.*_with_fma4?"
+    r"|matrixmultiply::[sd]gemm_kernel::kernel_target_(avx|fma|avx2|avx512)"
+    r"|matrixmultiply::packing::pack_(avx|avx2|avx512)"
+)
 #: `#[target_feature(...)]` (with other attributes after it), then the function's name.
 TARGET_FEATURE_FN = re.compile(
     r"#\[target_feature\([^)]*\)\]\s*(?:#\[[^\]]*\]\s*)*(?:pub(?:\([^)]*\))?\s+)?(?:unsafe\s+)?fn\s+(\w+)"

@@ -25,6 +25,8 @@ pub trait Element:
     const ONE: Self;
     /// The dtype name NumPy uses (`"float32"`, `"float64"`), for error messages.
     const NAME: &'static str;
+    /// The machine epsilon (`numpy.finfo(dtype).eps`), as a double.
+    const EPSILON: f64;
 
     /// A Python double rounded to this type, as torch rounds scalar arguments.
     fn from_f64(x: f64) -> Self;
@@ -42,6 +44,7 @@ macro_rules! impl_element {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             const NAME: &'static str = $name;
+            const EPSILON: f64 = <$t>::EPSILON as f64;
 
             #[inline(always)]
             fn from_f64(x: f64) -> Self {

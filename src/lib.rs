@@ -6,6 +6,9 @@
 //! - [`elementwise`]: the multi-tensor driver of every element-wise optimizer
 //!   (checks, per-tensor constants, the split across threads, SIMD dispatch);
 //!   [`optimizers`]: the rules it runs, one file per optimizer.
+//! - [`tensorwise`]: the driver of optimizers that update each tensor as a
+//!   whole (Adafactor, Muon), with [`row_sums`] (deterministic row, column and
+//!   whole-tensor sums of squares) and [`matmul`] (matrix products).
 //! - [`lbfgs`]: torch's L-BFGS step as a state machine that asks its caller
 //!   for closure evaluations, with a strong-Wolfe line search.
 //! - [`lbfgsb`]: L-BFGS-B (bound-constrained, scipy's `minimize` method) as a
@@ -25,11 +28,14 @@ pub mod elementwise;
 pub mod error;
 pub mod lbfgs;
 pub mod lbfgsb;
+pub mod matmul;
 pub mod optimizers;
 pub mod partition;
 pub mod pool;
 pub mod reduce;
+pub mod row_sums;
 pub mod simd;
+pub mod tensorwise;
 
 #[cfg(test)]
 mod kernel_tests;

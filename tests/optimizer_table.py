@@ -15,6 +15,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import rustoptim
 from reference import (
     ReferenceAdadelta,
@@ -44,6 +45,12 @@ class OptimizerInfo:
     reference_extra: Dict[str, Any] = field(default_factory=dict)
     #: The optimizer creates every param's state with itself, not at its first step (Adagrad).
     eager_state: bool = False
+    #: Params compared with the reference at these relative tolerances (by dtype name) instead of
+    #: ulps: the reference's matrix products round differently (Muon); state still in ulps.
+    reference_rtol: Optional[Dict[str, float]] = None
+    #: Golden cases compared by each step's update at this relative Frobenius tolerance instead of
+    #: element-wise (Muon: torch orthogonalizes in bfloat16; state still element-wise).
+    golden_update_rtol: Optional[float] = None
 
     @property
     def name(self) -> str:
@@ -208,6 +215,44 @@ OPTIMIZERS += [
     ),
 ]
 
+# ---------------------------------------------------------------------------
+# Whole-tensor optimizers.
+
+from reference import ReferenceAdafactor, ReferenceMuon  # noqa: E402
+
+ADAFACTOR_OPTIONS = [
+    dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d, weight_decay=wd, maximize=maximize)
+    for (lr, beta2_decay, d), eps, wd, maximize in itertools.product(
+        [(0.05, -0.5, 2.0), (1e-2, -0.8, 1.0)], [(None, 1e-3), (1e-4, 1e-2)], [0, 0.1], [False, True]
+    )
+] + [dict(), dict(lr=0.5, eps=(1e-10, 0.0), beta2_decay=0.0)]
+
+MUON_OPTIONS = [
+    dict(lr=0.02, weight_decay=wd, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps, adjust_lr_fn=adjust)
+    for wd, momentum, nesterov, ns_steps, adjust in itertools.product(
+        [0, 0.1], [0.95, 0.6], [True, False], [5, 2], [None, "match_rms_adamw", "spectral_unclamped"]
+    )
+] + [dict(), dict(ns_steps=0, eps=1e-3), dict(ns_coefficients=(2.0, -1.5, 0.5), adjust_lr_fn="original")]
+
+OPTIMIZERS += [
+    OptimizerInfo(
+        rustoptim.Adafactor,
+        configs=[dict(lr=0.05, weight_decay=0.1), dict(), dict(maximize=True, eps=(1e-3, 1e-3), d=2.0)],
+        reference=ReferenceAdafactor,
+        reference_configs=ADAFACTOR_OPTIONS,
+        state_keys=("step", "row_var", "col_var", "variance"),
+    ),
+    OptimizerInfo(
+        rustoptim.Muon,
+        configs=[dict(lr=0.02), dict(nesterov=False, adjust_lr_fn="match_rms_adamw", weight_decay=0.0)],
+        reference=ReferenceMuon,
+        reference_configs=MUON_OPTIONS,
+        state_keys=("momentum_buffer",),
+        only_2d=True,
+        reference_rtol={"float32": 1e-5, "float64": 1e-12},
+        golden_update_rtol=0.08,
+    ),
+]
 BY_NAME = {info.name: info for info in OPTIMIZERS}
 
 
@@ -225,3 +270,21 @@ REFERENCE_CONFIGS = [
     for kwargs in (info.reference_configs or info.configs)
 ]
 REFERENCE_IDS = [config_id(info.cls, kwargs) for info, kwargs in REFERENCE_CONFIGS]
+
+
+
+
+def param_shape(cls: type, shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    """The shape a generic test gives a param of ``cls``: ``shape`` itself, or for
+    optimizers of matrices (``only_2d``) a matrix of as many elements: ``()`` ->
+    ``(1, 1)``, ``(n,)`` -> ``(1, n)``, ``(..., r, c)`` -> ``(prod(...)*r, c)``."""
+    if not BY_NAME[cls.__name__].only_2d or len(shape) == 2:
+        return tuple(shape)
+    if len(shape) < 2:
+        return (1, shape[0] if shape else 1)
+    return (int(np.prod(shape[:-1])), shape[-1])
+
+
+def as_param(cls: type, array: np.ndarray) -> np.ndarray:
+    """``array`` reshaped (a view where NumPy can) to ``param_shape``."""
+    return array.reshape(param_shape(cls, array.shape))

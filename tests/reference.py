@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
+import math
+
 import numpy as np
 
 __all__ = [
@@ -27,6 +29,8 @@ __all__ = [
     "ReferenceAdadelta",
     "ReferenceAdamax",
     "ReferenceNAdam",
+    "ReferenceAdafactor",
+    "ReferenceMuon",
 ]
 
 
@@ -507,3 +511,156 @@ class ReferenceNAdam(_Reference):
         p[...] = p + (dt(-lr * (1.0 - mu) / (1.0 - mu_product)) * g) / denom
         mu_product_next = mu_product * mu_next
         p[...] = p + (dt((-lr * mu_next) / (1.0 - mu_product_next)) * m) / denom
+
+
+# ---------------------------------------------------------------------------
+# Adafactor and Muon (whole-tensor optimizers). Their sums of squares follow the
+# Rust core's fixed order (src/row_sums.rs): squares in float64; a row summed
+# over 16 interleaved lanes (lane k takes columns k, k+16, ...), lanes added in
+# order; a column summed over blocks of 32 rows, each block row by row, blocks
+# in order; a whole tensor as its row sums in order.
+
+_LANES, _ROW_BLOCK = 16, 32
+
+
+def _as_matrices(x: np.ndarray) -> np.ndarray:
+    """``x`` as a C-ordered (batch, rows, cols) array (0-d: 1x1, 1-d: one row)."""
+    if x.ndim == 0:
+        return x.reshape(1, 1, 1)
+    if x.ndim == 1:
+        return x.reshape(1, 1, -1)
+    return x.reshape(-1, x.shape[-2], x.shape[-1])
+
+
+def _sequential_sum(x: np.ndarray, axis: int) -> np.ndarray:
+    """Sum along ``axis`` one element after the other, starting from 0.0."""
+    return np.cumsum(x, axis=axis).take(-1, axis=axis) + 0.0
+
+
+def row_sums_of_squares(x: np.ndarray) -> np.ndarray:
+    """Each row's sum of squares, shape (batch, rows)."""
+    squares = _as_matrices(np.asarray(x)).astype(np.float64) ** 2
+    b, r, c = squares.shape
+    padded = np.zeros((b, r, -(-c // _LANES) * _LANES))
+    padded[:, :, :c] = squares
+    lanes = _sequential_sum(padded.reshape(b, r, -1, _LANES), axis=2)
+    return _sequential_sum(lanes, axis=-1)
+
+
+def column_sums_of_squares(x: np.ndarray) -> np.ndarray:
+    """Each column's sum of squares, shape (batch, cols)."""
+    squares = _as_matrices(np.asarray(x)).astype(np.float64) ** 2
+    blocks = [_sequential_sum(squares[:, i:i + _ROW_BLOCK], axis=1) for i in range(0, squares.shape[1], _ROW_BLOCK)]
+    return _sequential_sum(np.stack(blocks, axis=1), axis=1)
+
+
+def sum_of_squares(x: np.ndarray) -> float:
+    return float(_sequential_sum(row_sums_of_squares(x).reshape(-1), axis=0))
+
+
+class ReferenceAdafactor:
+    """torch 2.15's Adafactor on copies of ``params``; ``step(grads)`` with None skipping a param."""
+
+    def __init__(self, params, lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, maximize=False):
+        self.params = [np.array(p, copy=True) for p in params]
+        self.lr, self.beta2_decay, self.eps, self.d = lr, beta2_decay, tuple(eps), d
+        self.weight_decay, self.maximize = weight_decay, maximize
+        self.state: List[Optional[Dict[str, object]]] = [None] * len(self.params)
+
+    def step(self, grads) -> None:
+        present = [i for i, g in enumerate(grads) if g is not None]
+        eps1 = self.eps[0]
+        if eps1 is None and present:
+            eps1 = float(np.finfo(self.params[present[0]].dtype).eps)  # the group's first param, as torch
+        for i in present:
+            self._update(i, grads[i], eps1)
+
+    def _update(self, i, grad, eps1) -> None:
+        p = self.params[i]
+        dtype = p.dtype
+        dt = dtype.type
+        if self.state[i] is None:
+            state = {"step": 0.0}
+            if p.ndim >= 2:
+                state["row_var"] = np.zeros(p.shape[:-1] + (1,), dtype)
+                state["col_var"] = np.zeros(p.shape[:-2] + (1, p.shape[-1]), dtype)
+            else:
+                state["variance"] = np.zeros(p.shape, dtype)
+            self.state[i] = state
+        st = self.state[i]
+        st["step"] = float(np.float32(st["step"]) + np.float32(1))
+        step = st["step"]
+        n = p.size
+        if n == 0:
+            return
+        beta2_hat = dt(step ** self.beta2_decay)
+        rho = min(self.lr, 1 / step ** 0.5)
+        param_norm = float(dt(math.sqrt(sum_of_squares(p))))
+        alpha = max(self.eps[1], param_norm / n ** 0.5) * rho
+        g = -grad if self.maximize else np.array(grad, copy=True)
+        if p.ndim >= 2:
+            rows, cols = p.shape[-2], p.shape[-1]
+            row_norm = np.sqrt(row_sums_of_squares(g)).astype(dtype).reshape(st["row_var"].shape)
+            col_norm = np.sqrt(column_sums_of_squares(g)).astype(dtype).reshape(st["col_var"].shape)
+            st["row_var"][...] = lerp(st["row_var"], row_norm * row_norm / dt(cols), beta2_hat, dtype)
+            st["col_var"][...] = lerp(st["col_var"], col_norm * col_norm / dt(rows), beta2_hat, dtype)
+            row_var = st["row_var"]
+            mean = (_sequential_sum(row_var.astype(np.float64), axis=-2).astype(dtype) / dt(rows))[..., None, :]
+            mean = np.maximum(mean, dt(eps1))
+            variance = (row_var * st["col_var"]) / mean
+        else:
+            st["variance"][...] = lerp(st["variance"], g * g, beta2_hat, dtype)
+            variance = st["variance"]
+        u = (dt(1) / np.sqrt(np.maximum(variance, dt(eps1 * eps1)))) * g
+        update_norm = float(dt(math.sqrt(sum_of_squares(u))))
+        denominator = max(1.0, update_norm / (n ** 0.5 * self.d))
+        decay = dt(1 - self.lr * self.weight_decay) if self.weight_decay != 0 else dt(1)
+        p[...] = fma(dt(-alpha / denominator), u, p * decay, dtype)
+
+
+class ReferenceMuon:
+    """torch 2.15's Muon with the Newton-Schulz iteration in the params' dtype
+    (NumPy's matrix products: equal to the Rust core's up to rounding)."""
+
+    def __init__(self, params, lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
+                 ns_coefficients=(3.4445, -4.7750, 2.0315), eps=1e-7, ns_steps=5, adjust_lr_fn=None):
+        self.params = [np.array(p, copy=True) for p in params]
+        self.lr, self.weight_decay, self.momentum, self.nesterov = lr, weight_decay, momentum, nesterov
+        self.ns_coefficients, self.eps, self.ns_steps, self.adjust_lr_fn = ns_coefficients, eps, ns_steps, adjust_lr_fn
+        self.state: List[Optional[Dict[str, np.ndarray]]] = [None] * len(self.params)
+
+    def step(self, grads) -> None:
+        for i, grad in enumerate(grads):
+            if grad is not None:
+                self._update(i, grad)
+
+    def _ratio(self, a: int, b: int) -> float:
+        if self.adjust_lr_fn in (None, "original"):
+            return math.sqrt(max(1, a / b))
+        if self.adjust_lr_fn == "match_rms_adamw":
+            return 0.2 * math.sqrt(max(a, b))
+        return math.sqrt(a / b)
+
+    def _update(self, i, grad) -> None:
+        p = self.params[i]
+        dtype = p.dtype
+        dt = dtype.type
+        if self.state[i] is None:
+            self.state[i] = {"momentum_buffer": np.zeros_like(p)}
+        buf = self.state[i]["momentum_buffer"]
+        buf[...] = lerp(buf, grad, dt(1 - self.momentum), dtype)
+        update = lerp(grad, buf, dt(self.momentum), dtype) if self.nesterov else buf.copy()
+        rows, cols = p.shape
+        if p.size == 0:
+            return  # nothing to update (torch divides by zero in its lr adjustment for 0 columns)
+        x = update.T.copy() if rows > cols else update.copy()
+        if x.size:
+            norm = np.maximum(dt(math.sqrt(sum_of_squares(x))), dt(self.eps))
+            x = x / norm
+            a, b, c = (dt(v) for v in self.ns_coefficients)
+            for _ in range(self.ns_steps):
+                gram = x @ x.T
+                x = a * x + (b * gram + c * (gram @ gram)) @ x
+        orthogonal = x.T if rows > cols else x
+        decayed = p * dt(1 - self.lr * self.weight_decay)
+        p[...] = fma(dt(-(self.lr * self._ratio(rows, cols))), orthogonal, decayed, dtype)

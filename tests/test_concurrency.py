@@ -14,7 +14,7 @@ import threading
 import numpy as np
 import pytest
 import rustoptim
-from optimizer_table import CONFIG_IDS, CONFIGS
+from optimizer_table import CONFIG_IDS, CONFIGS, as_param
 
 BIG = 1 << 17  # well above the size at which the GIL is released
 
@@ -30,17 +30,17 @@ def _run_threads(target, count):
 @pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
 def test_two_threads_stepping_one_optimizer_lose_nothing(cls, kwargs):
     steps_per_thread = 20
-    grads = [np.full(BIG, 0.5), np.full(7, -0.25)]
+    grads = [as_param(cls, np.full(BIG, 0.5)), as_param(cls, np.full(7, -0.25))]
 
     def run(optimizer):
         for _ in range(steps_per_thread):
             optimizer.step(grads=grads)
 
-    concurrent = [np.linspace(-1, 1, BIG), np.linspace(0, 1, 7)]
+    concurrent = [as_param(cls, np.linspace(-1, 1, BIG)), as_param(cls, np.linspace(0, 1, 7))]
     optimizer = cls(concurrent, **kwargs)
     _run_threads(lambda: run(optimizer), 2)
 
-    sequential = [np.linspace(-1, 1, BIG), np.linspace(0, 1, 7)]
+    sequential = [as_param(cls, np.linspace(-1, 1, BIG)), as_param(cls, np.linspace(0, 1, 7))]
     reference = cls(sequential, **kwargs)
     run(reference)
     run(reference)
@@ -127,7 +127,7 @@ def test_keyboard_interrupt_lands_before_or_after_a_whole_step():
 def test_pickled_optimizer_gets_its_own_lock(cls, kwargs):
     import pickle
 
-    optimizer = cls([np.zeros(3)], **kwargs)
+    optimizer = cls([as_param(cls, np.zeros(3))], **kwargs)
     copy = pickle.loads(pickle.dumps(optimizer))
     assert copy._step_lock is not optimizer._step_lock
-    copy.step(grads=[np.ones(3)])
+    copy.step(grads=[as_param(cls, np.ones(3))])

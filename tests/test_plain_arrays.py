@@ -5,22 +5,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from optimizer_table import CONFIG_IDS, CONFIGS
+from optimizer_table import CONFIG_IDS, CONFIGS, as_param, param_shape
 from rustoptim import SGD, Parameter
 
 SHAPES = [(5,), (2, 3), (), (4, 2)]
 
 
-def initial_arrays(dtype):
+def initial_arrays(dtype, cls):
     rng = np.random.default_rng(9)
-    arrays = [np.asarray(rng.standard_normal(s), dtype=dtype) for s in SHAPES]
+    arrays = [np.asarray(rng.standard_normal(param_shape(cls, s)), dtype=dtype) for s in SHAPES]
     arrays[3] = np.asfortranarray(arrays[3])
     return arrays
 
 
-def grads_at(t, dtype):
+def grads_at(t, dtype, cls):
     rng = np.random.default_rng(t)
-    grads = [np.asarray(rng.standard_normal(s), dtype=dtype) for s in SHAPES]
+    grads = [np.asarray(rng.standard_normal(param_shape(cls, s)), dtype=dtype) for s in SHAPES]
     if t % 3 == 1:
         grads[2] = None  # skip param 2 at this step
     return grads
@@ -33,7 +33,7 @@ def groups_of(items):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
 def test_plain_arrays_match_parameters(cls, kwargs, dtype):
-    arrays = initial_arrays(dtype)
+    arrays = initial_arrays(dtype, cls)
     plain = cls(groups_of(arrays), **kwargs)
     params = [Parameter(a.copy(order="K")) for a in arrays]
     wrapped = cls(groups_of(params), **kwargs)
@@ -42,7 +42,7 @@ def test_plain_arrays_match_parameters(cls, kwargs, dtype):
     assert all(p.data is a for p, a in zip(plain.params, arrays))
 
     for t in range(6):
-        grads = grads_at(t, dtype)
+        grads = grads_at(t, dtype, cls)
         assert plain.step(grads=grads) is None
         for p, g in zip(params, grads):
             p.grad = g
@@ -62,18 +62,21 @@ def test_plain_arrays_match_parameters(cls, kwargs, dtype):
 
 @pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
 def test_grads_override_dot_grad_for_one_step(cls, kwargs):
-    a, b = Parameter(np.ones(3)), Parameter(np.ones(3))
+    def vector(value):
+        return as_param(cls, np.full(3, value))
+
+    a, b = Parameter(vector(1.0)), Parameter(vector(1.0))
     optimizer = cls([a, b], **kwargs)
-    stored = np.full(3, 5.0)
+    stored = vector(5.0)
     a.grad = b.grad = stored
-    reference_a, reference_b = Parameter(np.ones(3)), Parameter(np.ones(3))
+    reference_a, reference_b = Parameter(vector(1.0)), Parameter(vector(1.0))
     reference = cls([reference_a, reference_b], **kwargs)
 
-    optimizer.step(grads=[np.full(3, 0.5), None])  # b is skipped although b.grad is set
-    reference_a.grad = np.full(3, 0.5)
+    optimizer.step(grads=[vector(0.5), None])  # b is skipped although b.grad is set
+    reference_a.grad = vector(0.5)
     reference.step()
     np.testing.assert_array_equal(a.data, reference_a.data)
-    np.testing.assert_array_equal(b.data, np.ones(3))
+    np.testing.assert_array_equal(b.data, vector(1.0))
     assert a.grad is stored and b.grad is stored
 
 

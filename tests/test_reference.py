@@ -1,5 +1,8 @@
 """The Rust kernels against the pure-NumPy reference (tests/reference.py).
 
+Optimizers of matrices (``only_2d`` in the table) get the same shapes as
+matrices of as many elements (``param_shape``).
+
 Every option combination of every optimizer in the table
 (tests/optimizer_table.py), float32 and float64, shapes
 including 0-d and empty ones, and params and grads in C order, Fortran order,
@@ -14,7 +17,7 @@ import itertools
 import numpy as np
 import pytest
 import rustoptim
-from optimizer_table import BY_NAME, REFERENCE_CONFIGS, REFERENCE_IDS
+from optimizer_table import BY_NAME, REFERENCE_CONFIGS, REFERENCE_IDS, param_shape
 from reference import ReferenceAdam
 
 LAYOUTS = ("C", "F", "strided", "negative")  # see conftest.place_array
@@ -32,6 +35,18 @@ def random_grad(rng, shape, dtype):
 def assert_same(actual, expected, what):
     assert actual.shape == expected.shape and actual.dtype == expected.dtype, what
     np.testing.assert_array_max_ulp(actual, expected, maxulp=MAX_ULP)
+
+
+def assert_param_matches(info, actual, expected, what):
+    """In ulps, or at the row's ``reference_rtol`` (of the largest magnitude) when
+    the reference's arithmetic only approximates the kernel's (Muon's products)."""
+    if info.reference_rtol is None:
+        assert_same(actual, expected, what)
+        return
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype, what
+    rtol = info.reference_rtol[expected.dtype.name]
+    scale = np.abs(expected).max() if expected.size else 0.0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale, err_msg=what)
 
 
 def assert_state_matches(optimizer, params, reference):
@@ -54,7 +69,8 @@ def assert_state_matches(optimizer, params, reference):
 def test_every_option_matches_reference(info, kwargs, dtype, place, untouched):
     optimizer_class, reference_class = info.cls, info.reference
     rng = np.random.default_rng(7)
-    initial = [np.asarray(rng.standard_normal(shape), dtype=dtype) for shape in SHAPES]
+    shapes = [param_shape(info.cls, shape) for shape in SHAPES]
+    initial = [np.asarray(rng.standard_normal(shape), dtype=dtype) for shape in shapes]
     # Params and grads cycle through the layouts, never pairing the same one.
     placed = [place(values, LAYOUTS[i % 4]) for i, values in enumerate(initial)]
     params = [rustoptim.Parameter(view) for view, _ in placed]
@@ -63,7 +79,7 @@ def test_every_option_matches_reference(info, kwargs, dtype, place, untouched):
     for t in range(6):
         if t == 3:
             optimizer.param_groups[0]["lr"] = reference.lr = 0.02
-        grads = [random_grad(rng, shape, dtype) for shape in SHAPES]
+        grads = [random_grad(rng, shape, dtype) for shape in shapes]
         if t == 2:
             grads[1] = None  # skipped: no decay, no step count, no state change
         for i, (p, g) in enumerate(zip(params, grads)):
@@ -72,7 +88,7 @@ def test_every_option_matches_reference(info, kwargs, dtype, place, untouched):
         reference.step(grads)
         for i, ((view, buffer), p) in enumerate(zip(placed, params)):
             assert p.data is view
-            assert_same(view, reference.params[i], f"param {i} after step {t}")
+            assert_param_matches(info, view, reference.params[i], f"param {i} after step {t}")
             untouched(buffer, view)
         assert_state_matches(optimizer, params, reference)
 
@@ -85,19 +101,20 @@ def test_every_layout_pair_matches_reference(name, dtype, param_layout, grad_lay
     info = BY_NAME[name]
     kwargs = info.configs[0]
     rng = np.random.default_rng(11)
-    initial = [np.asarray(rng.standard_normal(shape), dtype=dtype) for shape in SHAPES]
+    shapes = [param_shape(info.cls, shape) for shape in SHAPES]
+    initial = [np.asarray(rng.standard_normal(shape), dtype=dtype) for shape in shapes]
     placed = [place(values, param_layout) for values in initial]
     params = [rustoptim.Parameter(view) for view, _ in placed]
     optimizer = info.cls(params, **kwargs)
     reference = info.reference(initial, **{**info.reference_extra, **kwargs})
     for _ in range(4):
-        grads = [random_grad(rng, shape, dtype) for shape in SHAPES]
+        grads = [random_grad(rng, shape, dtype) for shape in shapes]
         for p, g in zip(params, grads):
             p.grad = place(g, grad_layout)[0]
         optimizer.step()
         reference.step(grads)
     for i, (view, buffer) in enumerate(placed):
-        assert_same(view, reference.params[i], f"param {i}")
+        assert_param_matches(info, view, reference.params[i], f"param {i}")
         untouched(buffer, view)
     assert_state_matches(optimizer, params, reference)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import rustoptim
-from optimizer_table import OPTIMIZERS
+from optimizer_table import OPTIMIZERS, param_shape
 
 # Large enough that a step is split across threads (and within the big tensor),
 # with odd sizes so pieces end mid-vector.
@@ -23,10 +23,11 @@ CONFIGS = [(info.cls, info.configs[0]) for info in OPTIMIZERS]
 
 def run_steps(optimizer_class, kwargs, dtype, steps=3):
     rng = np.random.default_rng(0)
-    params = [rng.standard_normal(shape).astype(dtype) for shape in SHAPES]
+    shapes = [param_shape(optimizer_class, shape) for shape in SHAPES]  # matrices for Muon
+    params = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
     optimizer = optimizer_class(params, **kwargs)
     for _ in range(steps):
-        grads = [rng.standard_normal(shape).astype(dtype) for shape in SHAPES]
+        grads = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
         optimizer.step(grads=grads)
     state = optimizer.state_dict()["state"]
     arrays = params + [value for entry in state.values() for value in entry.values() if isinstance(value, np.ndarray)]

@@ -28,7 +28,7 @@ from rustoptim import serialization
 from rustoptim.errors import FileFormatError, StateDictError
 from rustoptim.serialization import load, save
 
-from optimizer_table import CONFIG_IDS, CONFIGS
+from optimizer_table import CONFIG_IDS, CONFIGS, param_shape
 
 
 # --------------------------------------------------------------------------- helpers
@@ -218,7 +218,7 @@ def test_optimizer_resumes_from_file(cls, kwargs, tmp_path):
         return cls(params, **kwargs)
 
     rng = np.random.default_rng(5)
-    params = [rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal(5)]
+    params = [rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal(param_shape(cls, (5,)))]
     optimizer = make_optimizer(params)
     for _ in range(3):
         optimizer.step(grads=[rng.standard_normal(p.shape).astype(p.dtype) for p in params])

@@ -10,15 +10,17 @@ import pickle
 import numpy as np
 import pytest
 import rustoptim
-from optimizer_table import CONFIG_IDS, CONFIGS, OPTIMIZERS
+from optimizer_table import CONFIG_IDS, CONFIGS, OPTIMIZERS, as_param, param_shape
 from rustoptim import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, Parameter, RMSprop, StateDictError
 
 SHAPES = [(4,), (3, 2), (), (2, 3)]
 
 
-def make_params(dtype=np.float64):
+def make_params(dtype=np.float64, cls=None):
+    """Params of SHAPES (as matrices for optimizers of matrices, ``only_2d``)."""
     rng = np.random.default_rng(0)
-    arrays = [np.asarray(rng.standard_normal(s), dtype=dtype) for s in SHAPES]
+    shapes = SHAPES if cls is None else [param_shape(cls, s) for s in SHAPES]
+    arrays = [np.asarray(rng.standard_normal(s), dtype=dtype) for s in shapes]
     arrays[3] = np.asfortranarray(arrays[3])
     return [Parameter(a) for a in arrays]
 
@@ -125,7 +127,7 @@ def test_duplicates_leave_gaps_in_the_numbering():
 
 @pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
 def test_no_aliasing_in_either_direction(cls, kwargs):
-    params = make_params()
+    params = make_params(cls=cls)
     optimizer = make_optimizer(cls, kwargs, params)
     run(optimizer, params, range(3))
     sd = optimizer.state_dict()
@@ -142,7 +144,7 @@ def test_no_aliasing_in_either_direction(cls, kwargs):
     assert_same_tree(optimizer.state_dict(), before)
 
     # A loaded optimizer copies too.
-    other_params = make_params()
+    other_params = make_params(cls=cls)
     loaded = make_optimizer(cls, kwargs, other_params)
     source = copy.deepcopy(before)
     loaded.load_state_dict(source)
@@ -179,11 +181,11 @@ TRANSPORTS = {"memory": _in_memory, "pickle": _pickled, "deepcopy": _deep_copied
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
 def test_resumed_run_is_bitwise_identical(cls, kwargs, dtype, transport, tmp_path):
-    uninterrupted = make_params(dtype)
+    uninterrupted = make_params(dtype, cls)
     reference = make_optimizer(cls, kwargs, uninterrupted)
     run(reference, uninterrupted, range(8))
 
-    first = make_params(dtype)
+    first = make_params(dtype, cls)
     optimizer = make_optimizer(cls, kwargs, first)
     run(optimizer, first, range(4))
     sd = optimizer.state_dict()
@@ -205,7 +207,7 @@ def test_resumed_run_is_bitwise_identical(cls, kwargs, dtype, transport, tmp_pat
 @pytest.mark.parametrize("how", ["pickle", "deepcopy"])
 @pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
 def test_copied_optimizer_continues_identically(cls, kwargs, how):
-    params = make_params()
+    params = make_params(cls=cls)
     optimizer = make_optimizer(cls, kwargs, params)
     run(optimizer, params, range(3))
     clone = pickle.loads(pickle.dumps(optimizer)) if how == "pickle" else copy.deepcopy(optimizer)
@@ -261,12 +263,14 @@ REFILLED_FLAGS = {
     "RAdam": dict(foreach=None, maximize=False, differentiable=False, decoupled_weight_decay=False, capturable=False),
     "ASGD": dict(foreach=None, maximize=False, differentiable=False, capturable=False),
     "Rprop": dict(foreach=None, maximize=False, differentiable=False, capturable=False),
+    "Adafactor": dict(foreach=None, maximize=False),
+    "Muon": dict(),
 }
 
 
 @pytest.mark.parametrize("cls", [info.cls for info in OPTIMIZERS], ids=lambda cls: cls.__name__)
 def test_missing_flags_are_refilled(cls):
-    params = make_params()
+    params = make_params(cls=cls)
     optimizer = make_optimizer(cls, {}, params)
     run(optimizer, params, range(2))
     sd = optimizer.state_dict()
@@ -454,7 +458,7 @@ def _assert_unchanged(optimizer, snapshot):
 @pytest.mark.parametrize("name,cls,mutate,message", MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_malformed_state_dict_is_rejected_without_changes(name, cls, mutate, message):
     kwargs = SGD_KWARGS if cls is SGD else dict(lr=0.05)
-    params = make_params()
+    params = make_params(cls=cls)
     source = make_optimizer(cls, kwargs, params)
     run(source, params, range(4))
     if name == "param_names too short":
@@ -462,7 +466,7 @@ def test_malformed_state_dict_is_rejected_without_changes(name, cls, mutate, mes
             group["param_names"] = [f"p{i}" for i in range(len(group["params"]))]
     sd = mutate(copy.deepcopy(source.state_dict()))
 
-    target_params = make_params()
+    target_params = make_params(cls=cls)
     target = make_optimizer(cls, kwargs, target_params)
     run(target, target_params, range(2))
     snapshot = _snapshot(target)
@@ -476,9 +480,9 @@ def test_malformed_state_dict_is_rejected_without_changes(name, cls, mutate, mes
 @pytest.mark.parametrize("where", ["step", "lr"])
 def test_values_beyond_a_float_are_a_state_dict_error(cls, kwargs, where):
     """10**400 is a Python int no float can hold: refused by name, not an OverflowError."""
-    params = [rustoptim.Parameter(np.ones(3))]
+    params = [rustoptim.Parameter(as_param(cls, np.ones(3)))]
     optimizer = cls(params, **kwargs)
-    optimizer.step(grads=[np.ones(3)])
+    optimizer.step(grads=[as_param(cls, np.ones(3))])
     state_dict = optimizer.state_dict()
     if where == "lr":
         state_dict["param_groups"][0]["lr"] = 10**400

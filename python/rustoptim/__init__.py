@@ -56,6 +56,8 @@ from .runtime import (
 )
 from .serialization import load, save
 from .sgd import SGD
+from .adafactor import Adafactor
+from .muon import Muon
 
 # RAdam, ASGD, Rprop.
 from .asgd import ASGD
@@ -109,4 +111,6 @@ __all__ = [
     "RAdam",
     "ASGD",
     "Rprop",
+    "Adafactor",
+    "Muon",
 ]

@@ -83,3 +83,24 @@ def state_step(where: str, value: object) -> float:
     if not (math.isfinite(step) and step >= 0.0):
         raise StateDictError(f"{where} must be a finite non-negative number, got {value!r}")
     return step
+
+
+def state_copy_shaped(where: str, value: object, param: np.ndarray, shape: tuple) -> np.ndarray:
+    """A new C-ordered state array of ``shape`` holding a copy of ``value``, for
+    the optimizers whose kernels work in C order on whole tensors (Adafactor,
+    Muon) and whose state may not have the param's shape (``row_var``).
+
+    ``value`` must be an ndarray of exactly that shape and the param's dtype;
+    otherwise ``StateDictError`` names ``where``.
+    """
+    if not isinstance(value, np.ndarray):
+        raise StateDictError(f"{where} must be a numpy.ndarray, got {type(value).__name__}")
+    if value.shape != tuple(shape):
+        raise StateDictError(
+            f"{where} has shape {value.shape}, expected {tuple(shape)} for its param of shape {param.shape}"
+        )
+    if value.dtype != param.dtype:
+        raise StateDictError(f"{where} has dtype {value.dtype}, but its param has dtype {param.dtype}")
+    out = np.zeros(shape, param.dtype)
+    np.copyto(out, value, casting="no")
+    return out

@@ -197,3 +197,14 @@ def lbfgsb_minimize(
     inconsistent arguments, ``ShapeError``/``DTypeError`` when ``fun`` or ``jac``
     returns something that is not a number / a gradient of ``x0``'s shape.
     """
+
+# ------------------------------------------------------- whole-tensor optimizers
+
+def tensor_step(rule: str, batches: List[Any], state: Dict[Any, Dict[str, Any]]) -> None:
+    """One step of a whole-tensor optimizer (``"adafactor"``, ``"muon"``) over
+    every param group, in place; batches as for ``step``: ``(group_index, group,
+    params, grads, entries, positions)``. Every group's hyperparameters and
+    arrays (state arrays of the shapes the rule gives, C-ordered) are checked
+    and the scratch memory is allocated (``MemoryError`` if it cannot be)
+    before anything is written; new scalar state and created state arrays are
+    stored into ``state`` after the kernels succeed. Params of any layout."""

@@ -113,7 +113,7 @@ class ElementwiseOptimizer(Optimizer):
                 else:
                     rounds.append(_occurrence_rounds(index, group, params, group_grads, positions))
             if not rounds:
-                _core.step(self._rule, batches, self.state, self.defaults)
+                self._run_batches(batches)
                 return loss
             # A param listed twice in a group is updated twice, as in torch: the
             # k-th occurrences go to the k-th core call (each all-or-nothing).
@@ -124,8 +124,13 @@ class ElementwiseOptimizer(Optimizer):
                         index, group, params, group_grads, _, positions = group_rounds[k]
                         entries = list(map(state_get, params))
                         round_batches.append((index, group, params, group_grads, entries, positions))
-                _core.step(self._rule, round_batches, self.state, self.defaults)
+                self._run_batches(round_batches)
             return loss
+
+    def _run_batches(self, batches: List[_Batch]) -> None:
+        """One all-or-nothing core call over ``batches``; optimizers whose
+        update needs whole tensors (Adafactor, Muon) use ``_core.tensor_step``."""
+        _core.step(self._rule, batches, self.state, self.defaults)
 
     def _split_grads(
         self, grads: Optional[Sequence[Optional[np.ndarray]]]

@@ -29,3 +29,10 @@ pub mod scalars;
 pub use asgd::AsgdConfig;
 pub use radam::RadamConfig;
 pub use rprop::RpropConfig;
+
+// Adafactor and Muon (whole-tensor rules, crate::tensorwise).
+pub mod adafactor;
+pub mod muon;
+
+pub use adafactor::AdafactorConfig;
+pub use muon::{LrAdjustment, MuonConfig};

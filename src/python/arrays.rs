@@ -184,6 +184,26 @@ pub struct ParamArray<'py, F: NumpyElement> {
 
 impl<'py, F: NumpyElement + crate::Element> ParamArray<'py, F> {
     pub fn new(object: &Bound<'py, PyAny>, site: Site, aliases: &mut AliasCheck<'py>) -> Result<Self, InputError> {
+        Self::with_orders(object, site, aliases, true)
+    }
+
+    /// A param whose elements the kernel visits in C order whatever its layout:
+    /// a Fortran-ordered param is gathered and scattered back like a strided
+    /// one (for kernels that work on rows and columns).
+    pub fn new_c_ordered(
+        object: &Bound<'py, PyAny>,
+        site: Site,
+        aliases: &mut AliasCheck<'py>,
+    ) -> Result<Self, InputError> {
+        Self::with_orders(object, site, aliases, false)
+    }
+
+    fn with_orders(
+        object: &Bound<'py, PyAny>,
+        site: Site,
+        aliases: &mut AliasCheck<'py>,
+        fortran_in_place: bool,
+    ) -> Result<Self, InputError> {
         let label = Label::new(Role::Param, site);
         let array = typed::<F>(object, label)?;
         if !is_writeable(array.as_untyped()) {
@@ -191,7 +211,7 @@ impl<'py, F: NumpyElement + crate::Element> ParamArray<'py, F> {
         }
         let (order, contiguous) = if array.is_c_contiguous() {
             (ElementOrder::C, true)
-        } else if array.is_fortran_contiguous() {
+        } else if fortran_in_place && array.is_fortran_contiguous() {
             (ElementOrder::Fortran, true)
         } else {
             (ElementOrder::C, false)
@@ -221,6 +241,12 @@ impl<'py, F: NumpyElement + crate::Element> ParamArray<'py, F> {
             unsafe { state.as_array_mut() }.fill(F::from_f64(value));
         }
         state
+    }
+
+    /// A new state array of `shape` (not the param's: Adafactor's `row_var`)
+    /// filled with zeros, contiguous in the param's element order.
+    pub fn new_state_shaped(&self, shape: &[usize]) -> Bound<'py, PyArrayDyn<F>> {
+        PyArrayDyn::<F>::zeros(self.array.py(), IxDyn(shape), self.order == ElementOrder::Fortran)
     }
 
     /// The elements, in `self.order`.
@@ -259,9 +285,29 @@ impl<'py, F: NumpyElement + crate::Element> StateArray<'py, F> {
         param: &ParamArray<'py, F>,
         aliases: &mut AliasCheck<'py>,
     ) -> Result<Self, InputError> {
+        Self::with_shape(object, role, param, param.shape(), aliases)
+    }
+
+    /// A state array whose shape is `shape` rather than its param's.
+    pub fn with_shape(
+        object: &Bound<'py, PyAny>,
+        role: Role,
+        param: &ParamArray<'py, F>,
+        shape: &[usize],
+        aliases: &mut AliasCheck<'py>,
+    ) -> Result<Self, InputError> {
         let label = Label::new(role, param.site);
         let array = typed::<F>(object, label)?;
-        check_shape(array.shape(), param.shape(), label)?;
+        if shape == param.shape() {
+            check_shape(array.shape(), shape, label)?;
+        } else if array.shape() != shape {
+            return Err(InputError::Shape(format!(
+                "{label} has shape {}, expected {} for its param of shape {}",
+                shape_string(array.shape()),
+                shape_string(shape),
+                shape_string(param.shape())
+            )));
+        }
         if !param.order.holds_for(&array) {
             return Err(InputError::Layout(format!(
                 "{label} is not contiguous in its param's {} order",
@@ -331,7 +377,7 @@ fn check_shape(got: &[usize], expected: &[usize], label: Label) -> Result<(), In
     }
 }
 
-fn shape_string(shape: &[usize]) -> String {
+pub fn shape_string(shape: &[usize]) -> String {
     match shape {
         [single] => format!("({single},)"),
         _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),

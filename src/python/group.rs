@@ -84,6 +84,89 @@ impl<'py> GroupReader<'_, 'py> {
             _ => Err(wrong()),
         }
     }
+
+    /// `N` numbers as a tuple or list; entry `i` may be None when `nullable[i]`
+    /// (Adafactor's `eps = (None, 1e-3)`, Muon's three `ns_coefficients`).
+    pub fn reals<const N: usize>(
+        &self,
+        key: &Bound<'py, pyo3::types::PyString>,
+        nullable: [bool; N],
+    ) -> Result<[Option<f64>; N], InputError> {
+        let value = self.get(key)?;
+        let items: Vec<Bound<'py, PyAny>> = if let Ok(t) = value.cast::<PyTuple>() {
+            t.iter().collect()
+        } else if let Ok(l) = value.cast::<PyList>() {
+            l.iter().collect()
+        } else {
+            Vec::new()
+        };
+        let wrong = || {
+            let entries: Vec<&str> = nullable
+                .iter()
+                .map(|&n| if n { "None or a finite real number" } else { "a finite real number" })
+                .collect();
+            InputError::Hyperparameter(format!(
+                "{} must be a sequence of {N} entries ({}), got {}",
+                self.describe(key),
+                entries.join(", "),
+                repr(&value)
+            ))
+        };
+        if items.len() != N {
+            return Err(wrong());
+        }
+        let mut out = [None; N];
+        for (i, item) in items.iter().enumerate() {
+            if item.is_none() && nullable[i] {
+                continue;
+            }
+            out[i] = Some(real_value(item).ok_or_else(wrong)?);
+        }
+        Ok(out)
+    }
+
+    /// An integer in `range` (a Python or NumPy integer, not a bool).
+    pub fn integer(
+        &self,
+        key: &Bound<'py, pyo3::types::PyString>,
+        range: std::ops::Range<i64>,
+    ) -> Result<i64, InputError> {
+        let value = self.get(key)?;
+        let is_integer = !value.is_instance_of::<PyBool>()
+            && !is_numpy_bool(&value)
+            && (value.is_instance_of::<PyInt>() || is_numpy_integer(&value));
+        match value.extract::<i64>() {
+            Ok(x) if is_integer && range.contains(&x) => Ok(x),
+            _ => Err(InputError::Hyperparameter(format!(
+                "{} must be an integer in [{}, {}), got {}",
+                self.describe(key),
+                range.start,
+                range.end,
+                repr(&value)
+            ))),
+        }
+    }
+
+    /// None or one of `choices` (Muon's `adjust_lr_fn`); the index of the choice.
+    pub fn choice(
+        &self,
+        key: &Bound<'py, pyo3::types::PyString>,
+        choices: &[&str],
+    ) -> Result<Option<usize>, InputError> {
+        let value = self.get(key)?;
+        if value.is_none() {
+            return Ok(None);
+        }
+        let text: Option<String> = value.extract().ok();
+        text.and_then(|t| choices.iter().position(|&c| c == t)).map(Some).ok_or_else(|| {
+            InputError::Hyperparameter(format!(
+                "{} must be None or one of {:?}, got {}",
+                self.describe(key),
+                choices,
+                repr(&value)
+            ))
+        })
+    }
 }
 
 /// The value of a finite real-number object, or None.
@@ -131,4 +214,12 @@ fn not_real(what: &str, value: &Bound<'_, PyAny>) -> InputError {
 
 fn not_flag(what: &str, value: &Bound<'_, PyAny>) -> InputError {
     InputError::Hyperparameter(format!("{what} must be a bool, got {}", repr(value)))
+}
+
+fn is_numpy_integer(value: &Bound<'_, PyAny>) -> bool {
+    let py = value.py();
+    py.import(intern!(py, "numpy"))
+        .and_then(|numpy| numpy.getattr(intern!(py, "integer")))
+        .and_then(|class| value.is_instance(&class))
+        .unwrap_or(false)
 }

@@ -17,6 +17,7 @@ mod rules;
 mod runtime;
 mod site;
 mod step;
+mod tensor_step;
 
 use pyo3::prelude::*;
 
@@ -31,5 +32,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     runtime::register(m)?;
     clip::register(m)?;
     average::register(m)?;
+    tensor_step::register(m)?;
     Ok(())
 }

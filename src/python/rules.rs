@@ -310,3 +310,108 @@ impl RuleBinding for crate::optimizers::RpropConfig {
         if slot == 1 { self.lr } else { 0.0 }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Whole-tensor optimizers (`_core.tensor_step`): Adafactor and Muon.
+
+use super::arrays::DType;
+use crate::optimizers::{AdafactorConfig, LrAdjustment, MuonConfig};
+use crate::tensorwise::TensorRule;
+
+/// A whole-tensor rule as the `tensor_step` binding sees it.
+pub trait TensorRuleBinding: TensorRule + Sized {
+    /// Scalar state keys, in the rule's scalar order, and each one's value
+    /// before a tensor's first step.
+    const SCALARS: &'static [(&'static str, f64)];
+
+    /// Reads and checks the group's hyperparameters.
+    fn from_group(group: &GroupReader<'_, '_>) -> Result<Self, InputError>;
+
+    /// State-array keys of a tensor of `shape`, in slot order.
+    fn slot_keys(&self, shape: &[usize]) -> &'static [&'static str];
+
+    /// Called with the dtype of the group's first param of the step, before
+    /// any tensor is updated.
+    fn first_param_dtype(&mut self, _dtype: DType) {}
+}
+
+impl TensorRuleBinding for AdafactorConfig {
+    const SCALARS: &'static [(&'static str, f64)] = &[("step", 0.0)];
+
+    fn from_group(group: &GroupReader<'_, '_>) -> Result<Self, InputError> {
+        let py = group.dict.py();
+        let [eps1, eps2] = group.reals(intern!(py, "eps"), [true, false])?;
+        Ok(AdafactorConfig {
+            lr: group.real(intern!(py, "lr"))?,
+            beta2_decay: group.real(intern!(py, "beta2_decay"))?,
+            eps1,
+            eps2: eps2.expect("eps[1] is not nullable"),
+            d: group.real(intern!(py, "d"))?,
+            weight_decay: group.real(intern!(py, "weight_decay"))?,
+            maximize: group.flag(intern!(py, "maximize"))?,
+        })
+    }
+
+    fn slot_keys(&self, shape: &[usize]) -> &'static [&'static str] {
+        if crate::optimizers::adafactor::is_factored(shape) { &["row_var", "col_var"] } else { &["variance"] }
+    }
+
+    /// torch resolves `eps[0] = None` once per group, to the machine epsilon of
+    /// the first param's dtype, and uses it for every param of the group.
+    fn first_param_dtype(&mut self, dtype: DType) {
+        if self.eps1.is_none() {
+            self.eps1 = Some(match dtype {
+                DType::Float32 => f32::EPSILON as f64,
+                DType::Float64 => f64::EPSILON,
+            });
+        }
+    }
+}
+
+impl TensorRuleBinding for MuonConfig {
+    const SCALARS: &'static [(&'static str, f64)] = &[];
+
+    fn from_group(group: &GroupReader<'_, '_>) -> Result<Self, InputError> {
+        let py = group.dict.py();
+        let [a, b, c] = group.reals(intern!(py, "ns_coefficients"), [false; 3])?.map(|x| x.expect("not nullable"));
+        let adjust_lr =
+            match group.choice(intern!(py, "adjust_lr_fn"), &["original", "match_rms_adamw", "spectral_unclamped"])? {
+                None | Some(0) => LrAdjustment::Original,
+                Some(1) => LrAdjustment::MatchRmsAdamw,
+                _ => LrAdjustment::SpectralUnclamped,
+            };
+        Ok(MuonConfig {
+            lr: group.real(intern!(py, "lr"))?,
+            weight_decay: group.real(intern!(py, "weight_decay"))?,
+            momentum: group.real(intern!(py, "momentum"))?,
+            nesterov: group.flag(intern!(py, "nesterov"))?,
+            ns_coefficients: [a, b, c],
+            eps: group.real(intern!(py, "eps"))?,
+            // torch: "Number of steps must be less than 100 for computational efficiency".
+            ns_steps: group.integer(intern!(py, "ns_steps"), 0..100)? as usize,
+            adjust_lr,
+        })
+    }
+
+    fn slot_keys(&self, _shape: &[usize]) -> &'static [&'static str] {
+        &["momentum_buffer"]
+    }
+}
+
+/// Runs `$body` with `$rule` bound to the whole-tensor rule type named `$name`.
+macro_rules! with_tensor_rule {
+    ($name:expr, $rule:ident => $body:expr, $unknown:expr) => {
+        match $name {
+            "adafactor" => {
+                type $rule = $crate::optimizers::AdafactorConfig;
+                $body
+            }
+            "muon" => {
+                type $rule = $crate::optimizers::MuonConfig;
+                $body
+            }
+            other => $unknown(other),
+        }
+    };
+}
+pub(crate) use with_tensor_rule;

@@ -263,7 +263,7 @@ fn prepare_tensor<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
 }
 
 /// A scalar state value (step count, ...) stored in a state dict.
-fn scalar(entry: &Bound<'_, PyDict>, name: &'static str, site: Site) -> Result<f64, InputError> {
+pub(super) fn scalar(entry: &Bound<'_, PyDict>, name: &'static str, site: Site) -> Result<f64, InputError> {
     let value = entry.get_item(state_key(entry.py(), name)).ok().flatten().ok_or_else(|| {
         InputError::Value(format!("the state of {site} has no {name:?} (it holds other state: was it edited?)"))
     })?;
@@ -313,7 +313,7 @@ fn commit<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
     Ok(())
 }
 
-fn type_name(object: &Bound<'_, PyAny>) -> String {
+pub(super) fn type_name(object: &Bound<'_, PyAny>) -> String {
     object.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
 }
 
