@@ -355,11 +355,13 @@ impl LbfgsCore {
     }
 
     #[getter]
-    fn dtype(&self) -> &'static str {
-        match &self.core {
-            Core::F32(_) => "float32",
-            Core::F64(_) => "float64",
-        }
+    fn dtype(&self, py: Python<'_>) -> PyResult<&'static str> {
+        catch_panics(py, || {
+            Ok(match &self.core {
+                Core::F32(_) => "float32",
+                Core::F64(_) => "float64",
+            })
+        })
     }
 
     #[getter]
