@@ -240,7 +240,7 @@ def main():
     if optimize is not None:
         contenders.append(Scipy)
 
-    print(f"# L-BFGS overhead per iteration (time per iteration minus the closure's own time)")
+    print("# L-BFGS overhead per iteration (time per iteration minus the closure's own time)")
     print(f"python {platform.python_version()}, numpy {np.__version__}, rustoptim {rustoptim.__version__} "
           f"({rustoptim.get_num_threads()} threads, {rustoptim.get_simd_level()}), "
           f"torch {torch.__version__ if torch else 'not installed'}, "

@@ -2,7 +2,8 @@
 """How fast is one optimizer step? rustoptim against NumPy, torch.optim and the
 memory-bandwidth ceiling, measured side by side in one process.
 
-For every optimizer (Adam, AdamW, SGD with momentum, plain SGD) and workload
+For every optimizer (Adam, AdamW, SGD with momentum, plain SGD, Adagrad,
+RMSprop, Adadelta, Adamax, NAdam) and workload
 (one float32 tensor of 1e6 / 1e7 / 1e8 elements, the 148 parameter tensors of
 GPT-2 small, 1000 tensors of 1000 elements, one tensor of 10 elements, one
 float64 tensor of 1e7 elements) the contenders are timed interleaved, with
@@ -15,7 +16,7 @@ float64 tensor of 1e7 elements) the contenders are timed interleaved, with
   ``rustoptim.Parameter`` with ``.grad`` set, timed per ``opt.step()``;
 - ``numpy``: a careful NumPy implementation of the same update (torch's order
   of operations, in-place ufuncs with ``out=``, preallocated scratch, large
-  tensors walked in cache-sized blocks);
+  tensors walked in cache-sized blocks), for Adam, AdamW and SGD;
 - ``torch default`` / ``torch foreach`` / ``torch fused``: ``torch.optim`` on
   tensors sharing the arrays' memory, when ``import torch`` works.
 
@@ -45,6 +46,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _timing  # noqa: E402
 from _timing import Samples, interleaved, repeat_call  # noqa: E402
 
 import rustoptim  # noqa: E402
@@ -158,6 +160,17 @@ OPTIMIZERS: Dict[str, OptimizerSpec] = {
             "SGD", {"lr": 1e-3, "momentum": 0.9}, ("param", "momentum_buffer"),
         ),
         OptimizerSpec("sgd", "SGD (plain)", rustoptim.SGD, {}, "SGD", {"lr": 1e-3}, ("param",)),
+        OptimizerSpec("adagrad", "Adagrad", rustoptim.Adagrad, {}, "Adagrad", {}, ("param", "sum")),
+        OptimizerSpec("rmsprop", "RMSprop", rustoptim.RMSprop, {}, "RMSprop", {}, ("param", "square_avg")),
+        OptimizerSpec(
+            "rmsprop-centered", "RMSprop centered momentum=0.9", rustoptim.RMSprop,
+            {"centered": True, "momentum": 0.9}, "RMSprop", {"centered": True, "momentum": 0.9},
+            ("param", "square_avg", "momentum_buffer", "grad_avg"),
+        ),
+        OptimizerSpec("adadelta", "Adadelta", rustoptim.Adadelta, {}, "Adadelta", {},
+                      ("param", "square_avg", "acc_delta")),
+        OptimizerSpec("adamax", "Adamax", rustoptim.Adamax, {}, "Adamax", {}, ("param", "exp_avg", "exp_inf")),
+        OptimizerSpec("nadam", "NAdam", rustoptim.NAdam, {}, "NAdam", {}, ("param", "exp_avg", "exp_avg_sq")),
     ]
 }
 
@@ -288,9 +301,12 @@ class NumpySGD:
 
 
 def numpy_optimizer(spec: OptimizerSpec, params, grads, hyper):
+    """The NumPy contender of ``spec``, or None (only Adam, AdamW and SGD have one)."""
     if spec.key in ("adam", "adamw"):
         return NumpyAdam(params, grads, **hyper)
-    return NumpySGD(params, grads, **hyper)
+    if spec.key in ("sgd", "sgd-momentum"):
+        return NumpySGD(params, grads, **hyper)
+    return None
 
 
 # --------------------------------------------------------------------- contenders
@@ -321,9 +337,9 @@ def rust_contender(spec: OptimizerSpec, p0, grads) -> Contender:
     return Contender("rustoptim", repeat_call(opt.step), [opt])
 
 
-def numpy_contender(spec: OptimizerSpec, p0, grads, hyper) -> Contender:
+def numpy_contenders(spec: OptimizerSpec, p0, grads, hyper) -> List[Contender]:
     opt = numpy_optimizer(spec, [p.copy() for p in p0], grads, hyper)
-    return Contender("numpy", repeat_call(opt.step), [opt])
+    return [] if opt is None else [Contender("numpy", repeat_call(opt.step), [opt])]
 
 
 def ceiling_contender(spec: OptimizerSpec, p0, grads, flat: bool = False) -> Contender:
@@ -594,8 +610,8 @@ def profile_small(out: Printer, opt_keys: Sequence[str], wl_keys: Sequence[str],
     out.heading("Where the time goes in small steps")
     out.text(
         "step(): opt.step() with .grad set; step(grads=): opt.step(grads=[...]); native call: the "
-        "rustoptim._core function step() ends in (adam_step / sgd_step), called directly with prebuilt "
-        "lists, i.e. argument conversion + validation + kernel; empty native call: the same function with "
+        "rustoptim._core function step() ends in (_core.step), called directly with a prebuilt "
+        "batch, i.e. argument conversion + validation + kernel; empty native call: the same function with "
         "no tensors (the fixed cost of entering it); Python = step() - native call (median of the per-round differences). "
         "For 1000 x 1000, 'native, 1 tensor' is the native call on one tensor with the same 1e6 elements: "
         "the difference to 'native call' is the per-tensor cost."
@@ -655,52 +671,26 @@ def small_step_runs(spec: OptimizerSpec, p0, grads, flat: bool):
     for _ in range(3):
         opt.step()
     group = opt.param_groups[0]
-    arrays = [p.data for p in params]
     glist = list(grads)
-    if spec.key in ("adam", "adamw"):
-        states = [opt.state[p] for p in params]
-        kwargs = dict(
-            lr=float(group["lr"]), beta1=float(group["betas"][0]), beta2=float(group["betas"][1]),
-            eps=float(group["eps"]), weight_decay=float(group["weight_decay"]), amsgrad=False,
-            maximize=False, decoupled_weight_decay=bool(group["decoupled_weight_decay"]),
-        )
-        m = [s["exp_avg"] for s in states]
-        v = [s["exp_avg_sq"] for s in states]
-        steps = [10.0] * len(arrays)
-        # Positional, in the signature's order, as the optimizers call it.
-        hyper = tuple(kwargs.values())
-        adam = _core.adam_step
+    rule = opt._rule
+    entries = [opt.state.get(p) for p in params]
+    batches = [(0, group, params, glist, entries, None)]
 
-        def native():
-            adam(arrays, glist, m, v, None, steps, *hyper)
+    def native():
+        _core.step(rule, batches, opt.state, opt.defaults)
 
-        def empty():
-            adam([], [], [], [], None, [], *hyper)
+    def empty():
+        _core.step(rule, [], opt.state, opt.defaults)
 
-        one = [np.concatenate([a.reshape(-1) for a in x]) for x in (arrays, glist, m, v)]
+    # The same elements as one tensor: per-tensor cost excluded.
+    flat_param = rustoptim.Parameter(np.concatenate([p.data.reshape(-1) for p in params]))
+    flat_opt = spec.rust([flat_param], **spec.rust_kwargs)
+    flat_grad = [np.concatenate([g.reshape(-1) for g in glist])]
+    flat_opt.step(grads=flat_grad)
+    flat_batches = [(0, flat_opt.param_groups[0], [flat_param], flat_grad, [flat_opt.state.get(flat_param)], None)]
 
-        def native_flat():
-            adam([one[0]], [one[1]], [one[2]], [one[3]], None, [10.0], *hyper)
-    else:
-        momentum = float(group["momentum"])
-        buffers = [opt.state[p]["momentum_buffer"] for p in params] if momentum else None
-        new = [False] * len(arrays)
-        kwargs = dict(lr=float(group["lr"]), momentum=momentum, dampening=float(group["dampening"]),
-                      weight_decay=float(group["weight_decay"]), nesterov=False, maximize=False)
-        hyper = tuple(kwargs.values())
-        sgd = _core.sgd_step
-
-        def native():
-            sgd(arrays, glist, buffers, new, *hyper)
-
-        def empty():
-            sgd([], [], [] if momentum else None, [], *hyper)
-
-        one = [np.concatenate([a.reshape(-1) for a in x]) for x in (arrays, glist)]
-        one_buf = [np.concatenate([b.reshape(-1) for b in buffers])] if momentum else None
-
-        def native_flat():
-            sgd([one[0]], [one[1]], one_buf, [False], *hyper)
+    def native_flat():
+        _core.step(rule, flat_batches, flat_opt.state, flat_opt.defaults)
 
     step = opt.step
     runs = {
@@ -767,10 +757,14 @@ def check_correctness(out: Printer, opt_keys: Sequence[str]) -> None:
             opt.step(grads=step_grads)
             for g, new in zip(grads, step_grads):
                 g[...] = new
-            np_opt.step()
-        diff = max(float(np.max(np.abs(a - b))) for a, b in zip(rust, ref))
-        ok = all(np.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(rust, ref))
-        line = f"{spec.title}: rustoptim vs numpy max |diff| {diff:.1e} after 3 steps"
+            if np_opt is not None:
+                np_opt.step()
+        if np_opt is not None:
+            diff = max(float(np.max(np.abs(a - b))) for a, b in zip(rust, ref))
+            ok = all(np.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(rust, ref))
+            line = f"{spec.title}: rustoptim vs numpy max |diff| {diff:.1e} after 3 steps"
+        else:
+            ok, line = True, f"{spec.title}: no numpy contender"
         if torch is not None:
             tp = [torch.nn.Parameter(torch.from_numpy(p.copy())) for p in p0]
             topt = getattr(torch.optim, spec.torch_name)(tp, **spec.torch_kwargs)
@@ -861,7 +855,8 @@ def print_header(out: Printer, args, threads: Sequence[int]) -> None:
         f"versions: Python {platform.python_version()}, NumPy {np.__version__}, rustoptim "
         f"{getattr(rustoptim, '__version__', '?')}{f' ({rev})' if rev else ''}, {torch_version}",
         f"load average at start (1, 5, 15 min): {load}",
-        f"mode: {'quick' if args.quick else 'full'}; sample >= {args.sample_ms:g} ms, one warm-up round, "
+        f"mode: {'quick' if args.quick else 'full'}; sample >= {args.sample_ms:g} ms "
+        f"({'process CPU time' if args.clock == 'cpu' else 'wall clock'}), one warm-up round, "
         "rounds as listed per table",
         "note: on this VM the memory bandwidth jumps between two regimes every few tens of seconds (see the "
         "ceiling's GB/s range under each table), so absolute times and GB/s are not comparable across tables or runs. "
@@ -901,7 +896,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--sample-ms", type=float, default=None, help="minimum duration of one sample (default 20, quick 5)")
     parser.add_argument("--markdown", action="store_true", help="print markdown (for benches/README.md)")
     parser.add_argument("--no-profile", action="store_true", help="skip the small-step breakdown")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="time samples by wall clock (default) or by the process's CPU time; use cpu with "
+                        "--threads 1 on a machine with more runnable processes than cores, where wall time "
+                        "mostly measures the scheduler (CPU time still includes memory stalls)")
     args = parser.parse_args(argv)
+    if args.clock == "cpu":
+        _timing._now_ns = time.process_time_ns
 
     opt_keys = parse_list(args.optimizers, list(OPTIMIZERS), "optimizer")
     wl_default = QUICK_WORKLOADS if args.quick else list(WORKLOADS)
@@ -936,7 +937,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 ceiling_contender(spec, p0, grads),
                 *([ceiling_contender(spec, p0, grads, flat=True)] if wl.flat_ceiling else []),
                 rust_contender(spec, p0, grads),
-                numpy_contender(spec, p0, grads, hyper),
+                *numpy_contenders(spec, p0, grads, hyper),
                 *torch_contenders(spec, p0, grads, notes),
             ]
             table = measure(spec, wl, contenders, threads, rounds, target_ns)

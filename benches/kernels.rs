@@ -5,8 +5,8 @@
 //! SGD with momentum reads θ, g, b and writes θ, b (5); plain SGD 3.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rustoptim::adam::{AdamConfig, AdamTensor, adam_step};
-use rustoptim::sgd::{MomentumBuffer, SgdConfig, SgdTensor, sgd_step};
+use rustoptim::elementwise::{Tensor, step};
+use rustoptim::optimizers::{AdamConfig, SgdConfig};
 use std::hint::black_box;
 
 struct Workload {
@@ -38,20 +38,17 @@ fn bench_adam(c: &mut Criterion, decoupled: bool) {
         let config = AdamConfig { decoupled_weight_decay: decoupled, weight_decay: 0.01, ..AdamConfig::default() };
         group.bench_function(workload.name, |b| {
             b.iter(|| {
-                let mut tensors: Vec<AdamTensor<'_, f32>> = params
+                let mut tensors: Vec<Tensor<'_, f32>> = params
                     .iter_mut()
                     .zip(&grads)
                     .zip(exp_avgs.iter_mut().zip(exp_avg_sqs.iter_mut()))
-                    .map(|((param, grad), (exp_avg, exp_avg_sq))| AdamTensor {
-                        param,
-                        grad,
-                        exp_avg,
-                        exp_avg_sq,
-                        max_exp_avg_sq: None,
-                        step: 10.0,
+                    .map(|((param, grad), (exp_avg, exp_avg_sq))| {
+                        Tensor::new(param, grad)
+                            .with_slots([exp_avg.as_mut_slice(), exp_avg_sq.as_mut_slice()])
+                            .with_scalars(&[9.0])
                     })
                     .collect();
-                adam_step(black_box(&mut tensors), &config).unwrap();
+                step(&config, black_box(&mut tensors)).unwrap();
             })
         });
     }
@@ -70,17 +67,16 @@ fn bench_sgd(c: &mut Criterion, momentum: f64) {
         let config = SgdConfig { momentum, ..SgdConfig::default() };
         group.bench_function(workload.name, |b| {
             b.iter(|| {
-                let mut tensors: Vec<SgdTensor<'_, f32>> = params
+                let mut tensors: Vec<Tensor<'_, f32>> = params
                     .iter_mut()
                     .zip(&grads)
                     .zip(buffers.iter_mut())
-                    .map(|((param, grad), buffer)| SgdTensor {
-                        param,
-                        grad,
-                        momentum_buffer: (momentum != 0.0).then(|| MomentumBuffer { values: buffer, is_new: false }),
+                    .map(|((param, grad), buffer)| {
+                        let buffer = (momentum != 0.0).then_some(buffer.as_mut_slice());
+                        Tensor::new(param, grad).with_slots(buffer)
                     })
                     .collect();
-                sgd_step(black_box(&mut tensors), &config).unwrap();
+                step(&config, black_box(&mut tensors)).unwrap();
             })
         });
     }

@@ -1,15 +1,15 @@
 //! Tests of the first-order kernels against a textbook scalar reference, and of
 //! their invariance to the SIMD level and the thread count.
 
-use crate::adam::{AdamConfig, AdamTensor, adam_step};
 use crate::element::Element;
+use crate::elementwise::{self, Tensor};
+use crate::optimizers::{AdamConfig, SgdConfig};
 use crate::pool;
-use crate::sgd::{MomentumBuffer, SgdConfig, SgdTensor, sgd_step};
 use crate::simd::{self, SimdLevel};
 use std::sync::Mutex;
 
 /// Tests that change the global SIMD level or pool size must not overlap.
-static GLOBAL_SETTINGS: Mutex<()> = Mutex::new(());
+pub(crate) static GLOBAL_SETTINGS: Mutex<()> = Mutex::new(());
 
 /// A deterministic pseudo-random sequence with magnitudes from 1e-9 to 1e3 and exact zeros.
 fn values<F: Element>(n: usize, seed: u64) -> Vec<F> {
@@ -88,22 +88,20 @@ fn run_adam<F: Element>(config: &AdamConfig, steps: usize) -> AdamRun<F> {
     };
     for step in 1..=steps {
         let grads: Vec<Vec<F>> = LENGTHS.iter().enumerate().map(|(i, &n)| values(n, (100 * step + i) as u64)).collect();
-        let mut tensors: Vec<AdamTensor<'_, F>> = run
+        let mut tensors: Vec<Tensor<'_, F>> = run
             .params
             .iter_mut()
             .zip(&grads)
             .zip(run.exp_avgs.iter_mut().zip(run.exp_avg_sqs.iter_mut()))
             .zip(run.max_exp_avg_sqs.iter_mut())
-            .map(|(((param, grad), (exp_avg, exp_avg_sq)), max)| AdamTensor {
-                param,
-                grad,
-                exp_avg,
-                exp_avg_sq,
-                max_exp_avg_sq: config.amsgrad.then_some(max.as_mut_slice()),
-                step: step as f64,
+            .map(|(((param, grad), (exp_avg, exp_avg_sq)), max)| {
+                let max = config.amsgrad.then_some(max.as_mut_slice());
+                let slots = [exp_avg.as_mut_slice(), exp_avg_sq.as_mut_slice()].into_iter().chain(max);
+                Tensor::new(param, grad).with_slots(slots).with_scalars(&[(step - 1) as f64])
             })
             .collect();
-        adam_step(&mut tensors, config).unwrap();
+        elementwise::step(config, &mut tensors).unwrap();
+        assert!(tensors.iter().all(|t| t.scalars[0] == step as f64), "the step count advances");
     }
     run
 }
@@ -171,10 +169,12 @@ fn sgd_f64_matches_scalar_reference() {
             let (mut buffer, mut expected_buffer) = (vec![0.0; n], vec![0.0; n]);
             for step in 1..=4 {
                 let grad: Vec<f64> = values(n, (100 * step + t) as u64);
-                let momentum_buffer = (config.momentum != 0.0)
-                    .then_some(MomentumBuffer { values: buffer.as_mut_slice(), is_new: step == 1 });
-                let mut tensors = [SgdTensor { param: &mut theta, grad: &grad, momentum_buffer }];
-                sgd_step(&mut tensors, &config).unwrap();
+                let mut tensor = Tensor::new(&mut theta, &grad);
+                if config.momentum != 0.0 {
+                    tensor = tensor.with_slots([buffer.as_mut_slice()]);
+                    tensor.fresh_slots = u8::from(step == 1);
+                }
+                step_tensors(&config, &mut [tensor]);
                 reference_sgd(&mut expected, &grad, &mut expected_buffer, step == 1, &config);
             }
             let scale = max_abs(&expected);
@@ -220,26 +220,24 @@ fn mismatched_lengths_are_rejected_before_any_change() {
     let (mut p0, g0, mut m0, mut v0) = (vec![1.0f32; 4], vec![1.0f32; 4], vec![0.0f32; 4], vec![0.0f32; 4]);
     let (mut p1, g1, mut m1, mut v1) = (vec![1.0f32; 3], vec![1.0f32; 2], vec![0.0f32; 3], vec![0.0f32; 3]);
     let mut tensors = [
-        AdamTensor {
-            param: &mut p0,
-            grad: &g0,
-            exp_avg: &mut m0,
-            exp_avg_sq: &mut v0,
-            max_exp_avg_sq: None,
-            step: 1.0,
-        },
-        AdamTensor {
-            param: &mut p1,
-            grad: &g1,
-            exp_avg: &mut m1,
-            exp_avg_sq: &mut v1,
-            max_exp_avg_sq: None,
-            step: 1.0,
-        },
+        Tensor::new(&mut p0, &g0).with_slots([m0.as_mut_slice(), v0.as_mut_slice()]),
+        Tensor::new(&mut p1, &g1).with_slots([m1.as_mut_slice(), v1.as_mut_slice()]),
     ];
-    let err = adam_step(&mut tensors, &AdamConfig::default()).unwrap_err();
+    let err = elementwise::step(&AdamConfig::default(), &mut tensors).unwrap_err();
     assert!(err.to_string().contains("grad of tensor 1 has 2 elements, expected 3"), "{err}");
+    assert_eq!(tensors[0].scalars[0], 0.0, "no scalar state advanced");
+    let _ = tensors;
     assert_eq!(p0, vec![1.0; 4]);
+}
+
+#[test]
+fn a_missing_slot_is_rejected_before_any_change() {
+    let (mut p, g, mut m) = (vec![1.0f64; 4], vec![1.0f64; 4], vec![0.0f64; 4]);
+    let mut tensors = [Tensor::new(&mut p, &g).with_slots([m.as_mut_slice()])];
+    let err = elementwise::step(&AdamConfig::default(), &mut tensors).unwrap_err();
+    assert!(err.to_string().contains("slot 1 of tensor 0 has 0 elements, expected 4"), "{err}");
+    let _ = tensors;
+    assert_eq!(p, vec![1.0; 4]);
 }
 
 #[test]
@@ -249,4 +247,8 @@ fn unsupported_simd_level_is_refused() {
         assert!(simd::set_forced_level(Some(SimdLevel::Avx512)).is_err());
     }
     assert!(SimdLevel::from_name("sse9").is_err());
+}
+
+fn step_tensors<F: Element>(config: &SgdConfig, tensors: &mut [Tensor<'_, F>]) {
+    elementwise::step(config, tensors).unwrap();
 }

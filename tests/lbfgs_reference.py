@@ -10,7 +10,7 @@ rustoptim matches this reference to rounding, not bitwise.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Tuple
 
 import numpy as np
 

@@ -1,4 +1,4 @@
-"""A small pure-NumPy reference of Adam/AdamW and SGD, in torch's update order.
+"""A small pure-NumPy reference of every element-wise optimizer, in torch's update order.
 
 It follows torch.optim's single-tensor code path operation by operation:
 Python-double scalars are rounded to the array dtype where they are applied,
@@ -11,12 +11,23 @@ transformations (Dekker's product, Knuth's sum).
 
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["fma", "ReferenceAdam", "ReferenceSGD"]
+__all__ = [
+    "fma",
+    "ReferenceAdam",
+    "ReferenceSGD",
+    "ReferenceRAdam",
+    "ReferenceASGD",
+    "ReferenceRprop",
+    "ReferenceAdagrad",
+    "ReferenceRMSprop",
+    "ReferenceAdadelta",
+    "ReferenceAdamax",
+    "ReferenceNAdam",
+]
 
 
 def _two_sum(a, b):
@@ -107,7 +118,7 @@ class ReferenceAdam:
         bias_correction1 = 1 - beta1**t
         bias_correction2 = 1 - beta2**t
         step_size = lr / bias_correction1
-        bias_correction2_sqrt = math.sqrt(bias_correction2)
+        bias_correction2_sqrt = bias_correction2**0.5  # torch: C pow, not sqrt
         if self.amsgrad:
             vmax = st["max_exp_avg_sq"]
             np.maximum(vmax, v, out=vmax)
@@ -156,3 +167,343 @@ class ReferenceSGD:
             buf = self.state[i]["momentum_buffer"]
             g = fma(dt(self.momentum), buf, g, p.dtype) if self.nesterov else buf
         p[...] = fma(dt(-self.lr), g, p, p.dtype)
+
+
+# ------------------------------------------------------------ RAdam, ASGD, Rprop
+
+
+def _float32_step(step: float) -> float:
+    """``step += 1`` on torch's float32 0-d step tensor."""
+    return float(np.float32(step) + np.float32(1))
+
+
+class ReferenceRAdam:
+    """RAdam on copies of ``params``; ``step(grads)`` with None entries skipping a param."""
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled_weight_decay: bool = False,
+        maximize: bool = False,
+    ) -> None:
+        self.params = [np.array(p, copy=True) for p in params]
+        self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
+        self.decoupled_weight_decay, self.maximize = decoupled_weight_decay, maximize
+        self.state: List[Optional[Dict[str, object]]] = [None] * len(self.params)
+
+    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
+        for i, grad in enumerate(grads):
+            if grad is not None:
+                self._update(i, grad)
+
+    def _update(self, i: int, grad: np.ndarray) -> None:
+        p = self.params[i]
+        dt = p.dtype.type
+        lr, (beta1, beta2), eps, wd = self.lr, self.betas, self.eps, self.weight_decay
+        if self.state[i] is None:
+            self.state[i] = {"step": 0.0, "exp_avg": np.zeros_like(p), "exp_avg_sq": np.zeros_like(p)}
+        st = self.state[i]
+        g = -grad if self.maximize else np.array(grad, copy=True)
+        st["step"] = t = _float32_step(st["step"])
+        if wd != 0:
+            if self.decoupled_weight_decay:
+                p *= dt(1 - lr * wd)
+            else:
+                g = fma(dt(wd), p, g, p.dtype)
+        m = st["exp_avg"]
+        w = dt(1 - beta1)
+        if abs(w) < 0.5:
+            m[...] = fma(w, g - m, m, p.dtype)
+        else:
+            m[...] = fma(-(g - m), dt(1) - w, g, p.dtype)
+        v = st["exp_avg_sq"]
+        v *= dt(beta2)
+        v[...] = fma(dt(1 - beta2) * g, g, v, p.dtype)
+        bias_correction1 = 1 - beta1**t
+        bias_correction2 = 1 - beta2**t
+        m_hat = m / dt(bias_correction1)
+        rho_inf = 2 / (1 - beta2) - 1
+        rho_t = rho_inf - 2 * t * (beta2**t) / bias_correction2
+        if rho_t > 5.0:
+            # (bias_correction2 ** 0.5) / (sqrt(v) + eps): torch's scalar / tensor is reciprocal * scalar.
+            adaptive_lr = (dt(1) / (np.sqrt(v) + dt(eps))) * dt(bias_correction2**0.5)
+            rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+            update = ((m_hat * dt(lr)) * adaptive_lr) * dt(rect)
+        else:
+            update = m_hat * dt(lr)
+        p -= update
+
+
+class ReferenceASGD:
+    """ASGD on copies of ``params``; ``step(grads)`` with None entries skipping a param.
+    ``step``, ``eta`` and ``mu`` are float32 values, as torch keeps them."""
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: float = 1e-2,
+        lambd: float = 1e-4,
+        alpha: float = 0.75,
+        t0: float = 1e6,
+        weight_decay: float = 0.0,
+        maximize: bool = False,
+    ) -> None:
+        self.params = [np.array(p, copy=True) for p in params]
+        self.lr, self.lambd, self.alpha, self.t0, self.weight_decay = lr, lambd, alpha, t0, weight_decay
+        self.maximize = maximize
+        self.state: List[Optional[Dict[str, object]]] = [None] * len(self.params)
+
+    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
+        for i, grad in enumerate(grads):
+            if grad is not None:
+                self._update(i, grad)
+
+    def _update(self, i: int, grad: np.ndarray) -> None:
+        p = self.params[i]
+        dt = p.dtype.type
+        lr, lambd = self.lr, self.lambd
+        if self.state[i] is None:
+            self.state[i] = {"step": 0.0, "eta": float(np.float32(lr)), "mu": 1.0, "ax": np.zeros_like(p)}
+        st = self.state[i]
+        g = -grad if self.maximize else np.array(grad, copy=True)
+        st["step"] = t = _float32_step(st["step"])
+        if self.weight_decay != 0:
+            g = fma(dt(self.weight_decay), p, g, p.dtype)
+        eta, mu = st["eta"], st["mu"]
+        p *= dt(1 - lambd * eta)
+        p[...] = fma(dt(-eta), g, p, p.dtype)
+        ax = st["ax"]
+        if mu != 1:
+            ax[...] = ax + (p - ax) * dt(mu)
+        else:
+            ax[...] = p
+        st["eta"] = float(np.float32(lr / ((1 + lambd * lr * t) ** self.alpha)))
+        st["mu"] = float(np.float32(1 / max(1, t - self.t0)))
+
+
+class ReferenceRprop:
+    """Rprop on copies of ``params``; ``step(grads)`` with None entries skipping a param.
+
+    Follows torch's masked assignments literally (σ from the sign of the
+    rounded product, then ``σ>0 → η+``, ``σ<0 → η−``, ``σ=0 → 1`` in that order,
+    and zeroing where ``σ == η−``), with torch's ``sign(NaN) = 0``.
+    """
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: float = 1e-2,
+        etas=(0.5, 1.2),
+        step_sizes=(1e-6, 50),
+        maximize: bool = False,
+    ) -> None:
+        self.params = [np.array(p, copy=True) for p in params]
+        self.lr, self.etas, self.step_sizes, self.maximize = lr, tuple(etas), tuple(step_sizes), maximize
+        self.state: List[Optional[Dict[str, object]]] = [None] * len(self.params)
+
+    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
+        for i, grad in enumerate(grads):
+            if grad is not None:
+                self._update(i, grad)
+
+    @staticmethod
+    def _torch_sign(x: np.ndarray) -> np.ndarray:
+        return np.where(np.isnan(x), 0, np.sign(x)).astype(x.dtype)
+
+    def _update(self, i: int, grad: np.ndarray) -> None:
+        p = self.params[i]
+        dt = p.dtype.type
+        (etaminus, etaplus), (size_min, size_max) = self.etas, self.step_sizes
+        if self.state[i] is None:
+            self.state[i] = {"step": 0.0, "prev": np.zeros_like(p), "step_size": np.full_like(p, dt(self.lr))}
+        st = self.state[i]
+        g = -grad if self.maximize else np.array(grad, copy=True)
+        st["step"] = _float32_step(st["step"])
+        prev, step_size = st["prev"], st["step_size"]
+        sign = self._torch_sign(np.asarray(g * prev))
+        sign = np.where(sign > 0, dt(etaplus), sign)
+        sign = np.where(sign < 0, dt(etaminus), sign)
+        sign = np.where(sign == 0, dt(1), sign)
+        step_size[...] = np.minimum(np.maximum(step_size * sign, dt(size_min)), dt(size_max))
+        g = np.where(sign == dt(etaminus), dt(0), g)
+        p[...] = fma(-self._torch_sign(np.asarray(g)), step_size, p, p.dtype)
+        prev[...] = g
+
+
+# ------------------------------------------- Adagrad, RMSprop, Adadelta, Adamax, NAdam
+
+
+def lerp(start, end, weight: float, dtype):
+    """``start.lerp_(end, weight)`` as torch rounds it (one FMA in the form torch picks)."""
+    dt = np.dtype(dtype).type
+    w = dt(weight)
+    if abs(w) < 0.5:
+        return fma(w, end - start, start, dtype)
+    return fma(w - dt(1), end - start, end, dtype)
+
+
+class _Reference:
+    """Shared bookkeeping: copies of the params, per-param state, ``step(grads)``
+    with None entries skipping a param."""
+
+    def __init__(self, params: Sequence[np.ndarray]) -> None:
+        self.params = [np.array(p, copy=True) for p in params]
+        self.state: List[Optional[Dict[str, object]]] = [None] * len(self.params)
+
+    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
+        for i, grad in enumerate(grads):
+            if grad is not None:
+                self._update(i, self.params[i], grad)
+
+    def _grad(self, grad: np.ndarray) -> np.ndarray:
+        return -grad if self.maximize else np.array(grad, copy=True)
+
+    def _update(self, i: int, p: np.ndarray, grad: np.ndarray) -> None:
+        raise NotImplementedError
+
+
+class ReferenceAdagrad(_Reference):
+    """Adagrad; its state exists from construction, as in torch."""
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
+                 maximize=False) -> None:
+        super().__init__(params)
+        self.lr, self.lr_decay, self.weight_decay, self.eps, self.maximize = lr, lr_decay, weight_decay, eps, maximize
+        self.state = [{"step": 0.0, "sum": np.full_like(p, initial_accumulator_value)} for p in self.params]
+
+    def _update(self, i, p, grad):
+        dt = p.dtype.type
+        st = self.state[i]
+        st["step"] = _float32_step(st["step"])
+        g = self._grad(grad)
+        if self.weight_decay != 0:
+            g = fma(dt(self.weight_decay), p, g, p.dtype)
+        clr = self.lr / (1 + (st["step"] - 1) * self.lr_decay)
+        s = st["sum"]
+        s[...] = fma(g, g, s, p.dtype)                      # sum.addcmul_(g, g, value=1)
+        std = np.sqrt(s) + dt(self.eps)
+        p[...] = p + (dt(-clr) * g) / std                   # param.addcdiv_(g, std, value=-clr)
+
+
+class ReferenceRMSprop(_Reference):
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
+                 maximize=False) -> None:
+        super().__init__(params)
+        self.lr, self.alpha, self.eps, self.weight_decay = lr, alpha, eps, weight_decay
+        self.momentum, self.centered, self.maximize = momentum, centered, maximize
+
+    def _update(self, i, p, grad):
+        dt = p.dtype.type
+        if self.state[i] is None:
+            self.state[i] = {"step": 0.0, "square_avg": np.zeros_like(p)}
+            if self.momentum > 0:
+                self.state[i]["momentum_buffer"] = np.zeros_like(p)
+            if self.centered:
+                self.state[i]["grad_avg"] = np.zeros_like(p)
+        st = self.state[i]
+        g = self._grad(grad)
+        st["step"] = _float32_step(st["step"])
+        if self.weight_decay != 0:
+            g = fma(dt(self.weight_decay), p, g, p.dtype)
+        v = st["square_avg"]
+        v *= dt(self.alpha)
+        v[...] = fma(dt(1 - self.alpha) * g, g, v, p.dtype)
+        if self.centered:
+            ga = st["grad_avg"]
+            ga[...] = lerp(ga, g, 1 - self.alpha, p.dtype)
+            avg = np.sqrt(fma(-ga, ga, v, p.dtype))        # square_avg.addcmul(ga, ga, value=-1).sqrt_()
+        else:
+            avg = np.sqrt(v)
+        avg = avg + dt(self.eps)
+        if self.momentum > 0:
+            b = st["momentum_buffer"]
+            b *= dt(self.momentum)
+            b[...] = b + g / avg                            # buf.addcdiv_(g, avg)
+            p[...] = fma(dt(-self.lr), b, p, p.dtype)
+        else:
+            p[...] = p + (dt(-self.lr) * g) / avg
+
+
+class ReferenceAdadelta(_Reference):
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False) -> None:
+        super().__init__(params)
+        self.lr, self.rho, self.eps, self.weight_decay, self.maximize = lr, rho, eps, weight_decay, maximize
+
+    def _update(self, i, p, grad):
+        dt = p.dtype.type
+        if self.state[i] is None:
+            self.state[i] = {"step": 0.0, "square_avg": np.zeros_like(p), "acc_delta": np.zeros_like(p)}
+        st = self.state[i]
+        st["step"] = _float32_step(st["step"])
+        g = self._grad(grad)
+        if self.weight_decay != 0:
+            g = fma(dt(self.weight_decay), p, g, p.dtype)
+        v, u = st["square_avg"], st["acc_delta"]
+        v *= dt(self.rho)
+        v[...] = fma(dt(1 - self.rho) * g, g, v, p.dtype)
+        std = np.sqrt(v + dt(self.eps))
+        delta = np.sqrt(u + dt(self.eps)) / std * g
+        u *= dt(self.rho)
+        u[...] = fma(dt(1 - self.rho) * delta, delta, u, p.dtype)
+        p[...] = fma(dt(-self.lr), delta, p, p.dtype)
+
+
+class ReferenceAdamax(_Reference):
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False) -> None:
+        super().__init__(params)
+        self.lr, self.betas, self.eps, self.weight_decay, self.maximize = lr, tuple(betas), eps, weight_decay, maximize
+
+    def _update(self, i, p, grad):
+        dt = p.dtype.type
+        if self.state[i] is None:
+            self.state[i] = {"step": 0.0, "exp_avg": np.zeros_like(p), "exp_inf": np.zeros_like(p)}
+        st = self.state[i]
+        g = self._grad(grad)
+        st["step"] = _float32_step(st["step"])
+        if self.weight_decay != 0:
+            g = fma(dt(self.weight_decay), p, g, p.dtype)
+        beta1, beta2 = self.betas
+        m, u = st["exp_avg"], st["exp_inf"]
+        m[...] = lerp(m, g, 1 - beta1, p.dtype)
+        u[...] = np.maximum(u * dt(beta2), np.abs(g) + dt(self.eps))
+        clr = self.lr / (1 - beta1 ** st["step"])
+        p[...] = p + (dt(-clr) * m) / u
+
+
+class ReferenceNAdam(_Reference):
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
+                 decoupled_weight_decay=False, maximize=False) -> None:
+        super().__init__(params)
+        self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
+        self.momentum_decay, self.decoupled_weight_decay, self.maximize = momentum_decay, decoupled_weight_decay, maximize
+
+    def _update(self, i, p, grad):
+        dt = p.dtype.type
+        if self.state[i] is None:
+            self.state[i] = {"step": 0.0, "mu_product": 1.0, "exp_avg": np.zeros_like(p),
+                             "exp_avg_sq": np.zeros_like(p)}
+        st = self.state[i]
+        g = self._grad(grad)
+        st["step"] = t = _float32_step(st["step"])
+        lr, (beta1, beta2), psi = self.lr, self.betas, self.momentum_decay
+        bias_correction2 = 1 - beta2**t
+        if self.weight_decay != 0:
+            if self.decoupled_weight_decay:
+                p *= dt(1 - lr * self.weight_decay)
+            else:
+                g = fma(dt(self.weight_decay), p, g, p.dtype)
+        mu = beta1 * (1.0 - 0.5 * (0.96 ** (t * psi)))
+        mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((t + 1) * psi)))
+        st["mu_product"] = mu_product = float(np.float32(st["mu_product"]) * np.float32(mu))
+        m, v = st["exp_avg"], st["exp_avg_sq"]
+        m[...] = lerp(m, g, 1 - beta1, p.dtype)
+        v *= dt(beta2)
+        v[...] = fma(dt(1 - beta2) * g, g, v, p.dtype)
+        denom = np.sqrt(v / dt(bias_correction2)) + dt(self.eps)
+        p[...] = p + (dt(-lr * (1.0 - mu) / (1.0 - mu_product)) * g) / denom
+        mu_product_next = mu_product * mu_next
+        p[...] = p + (dt((-lr * mu_next) / (1.0 - mu_product_next)) * m) / denom

@@ -4,7 +4,6 @@ reference (tests/lbfgs_reference.py), closure semantics, failures, state dicts."
 from __future__ import annotations
 
 import copy
-import io
 import json
 import pickle
 from pathlib import Path
@@ -425,7 +424,7 @@ def test_a_raising_closure_propagates_and_leaves_the_accepted_iterate(line_searc
         starts = [twin_x.copy()]
         for _ in range(fail_at):
             twin.config["max_iter"] = 1
-            twin.step(lambda v: (lambda l, g: (l, g))(*rosenbrock(v)))
+            twin.step(lambda v: (lambda loss, g: (loss, g))(*rosenbrock(v)))
             starts.append(twin_x.copy())
         assert any(np.array_equal(x, s) for s in starts), (x, starts)
     state = opt.state_dict()["state"][0]

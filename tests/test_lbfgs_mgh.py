@@ -5,66 +5,10 @@ installed."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
+from mgh import beale, helical_valley, powell_singular, rosenbrock, wood
 from rustoptim import LBFGS, Parameter
-
-
-def rosenbrock(x):
-    """MGH 1 (n = 2) and its extension MGH 21 (n even): pairs (x[2i], x[2i+1])."""
-    a, b = x[0::2], x[1::2]
-    r1, r2 = 10 * (b - a * a), 1 - a
-    grad = np.empty_like(x)
-    grad[0::2] = -40 * a * r1 - 2 * r2
-    grad[1::2] = 20 * r1
-    return float(np.sum(r1 * r1 + r2 * r2)), grad
-
-
-def beale(x):
-    """MGH 5."""
-    y = np.array([1.5, 2.25, 2.625])
-    i = np.arange(1, 4)
-    r = y - x[0] * (1 - x[1] ** i)
-    dr0 = -(1 - x[1] ** i)
-    dr1 = x[0] * i * x[1] ** (i - 1)
-    return float(r @ r), np.array([2 * r @ dr0, 2 * r @ dr1])
-
-
-def powell_singular(x):
-    """MGH 13: the Hessian is singular at the minimizer 0."""
-    a, b, c, e = x[0] + 10 * x[1], x[2] - x[3], x[1] - 2 * x[2], x[0] - x[3]
-    loss = a * a + 5 * b * b + c**4 + 10 * e**4
-    grad = np.array([2 * a + 40 * e**3, 20 * a + 4 * c**3, 10 * b - 8 * c**3, -10 * b - 40 * e**3])
-    return float(loss), grad
-
-
-def wood(x):
-    """MGH 14."""
-    x1, x2, x3, x4 = x
-    loss = (
-        100 * (x2 - x1**2) ** 2 + (1 - x1) ** 2 + 90 * (x4 - x3**2) ** 2 + (1 - x3) ** 2
-        + 10.1 * ((x2 - 1) ** 2 + (x4 - 1) ** 2) + 19.8 * (x2 - 1) * (x4 - 1)
-    )
-    grad = np.array([
-        -400 * x1 * (x2 - x1**2) - 2 * (1 - x1),
-        200 * (x2 - x1**2) + 20.2 * (x2 - 1) + 19.8 * (x4 - 1),
-        -360 * x3 * (x4 - x3**2) - 2 * (1 - x3),
-        180 * (x4 - x3**2) + 20.2 * (x4 - 1) + 19.8 * (x2 - 1),
-    ])
-    return float(loss), grad
-
-
-def helical_valley(x):
-    """MGH 7, with MGH's θ (arctan(x2/x1)/2π, plus 1/2 when x1 < 0)."""
-    x1, x2, x3 = x
-    theta = math.atan(x2 / x1) / (2 * math.pi) + (0.5 if x1 < 0 else 0.0)
-    r = math.hypot(x1, x2)
-    u, v = x3 - 10 * theta, r - 1
-    dtheta = np.array([-x2, x1]) / (2 * math.pi * r * r)
-    grad12 = 200 * u * (-10 * dtheta) + 200 * v * np.array([x1, x2]) / r
-    return float(100 * (u * u + v * v) + x3 * x3), np.array([*grad12, 200 * u + 2 * x3])
 
 
 # name: (function, start, minimizer)

@@ -11,16 +11,41 @@ from typing import Any, Callable, Dict, Optional, Tuple, Type
 import numpy as np
 import pytest
 import rustoptim
-from rustoptim import SGD, Adam, AdamW, DTypeError, Parameter, ReadOnlyError
+from rustoptim import (
+    SGD,
+    Adadelta,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    DTypeError,
+    NAdam,
+    Parameter,
+    ReadOnlyError,
+    RMSprop,
+)
 
-ALL = (Adam, AdamW, SGD)
+ALL = (Adam, AdamW, SGD, Adagrad, RMSprop, Adadelta, Adamax, NAdam)
 ADAMS = (Adam, AdamW)
+#: Optimizers with betas range-checked as torch's Adam does (only Adam also refuses int betas).
+WITH_BETAS = (Adam, AdamW, Adamax, NAdam)
+WITH_EPS = tuple(cls for cls in ALL if cls is not SGD)
+WITH_FUSED = (Adam, AdamW, SGD, Adagrad)
+WITH_CAPTURABLE = (Adam, AdamW, RMSprop, Adadelta, Adamax, NAdam)
 
 DEFAULT_KEYS = {
     Adam: ["lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "foreach", "capturable",
            "differentiable", "fused", "decoupled_weight_decay"],
     SGD: ["lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize", "foreach",
           "differentiable", "fused"],
+    Adagrad: ["lr", "lr_decay", "eps", "weight_decay", "initial_accumulator_value", "foreach", "maximize",
+              "differentiable", "fused"],
+    RMSprop: ["lr", "momentum", "alpha", "eps", "centered", "weight_decay", "capturable", "foreach", "maximize",
+              "differentiable"],
+    Adadelta: ["lr", "rho", "eps", "weight_decay", "maximize", "capturable", "foreach", "differentiable"],
+    Adamax: ["lr", "betas", "eps", "weight_decay", "foreach", "maximize", "differentiable", "capturable"],
+    NAdam: ["lr", "betas", "eps", "weight_decay", "momentum_decay", "decoupled_weight_decay", "maximize", "foreach",
+            "capturable", "differentiable"],
 }
 DEFAULT_KEYS[AdamW] = DEFAULT_KEYS[Adam]
 
@@ -31,6 +56,16 @@ DEFAULT_VALUES = {
                 foreach=None, capturable=False, differentiable=False, fused=None, decoupled_weight_decay=True),
     SGD: dict(lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, maximize=False, foreach=None,
               differentiable=False, fused=None),
+    Adagrad: dict(lr=1e-2, lr_decay=0, eps=1e-10, weight_decay=0, initial_accumulator_value=0, foreach=None,
+                  maximize=False, differentiable=False, fused=None),
+    RMSprop: dict(lr=1e-2, momentum=0, alpha=0.99, eps=1e-8, centered=False, weight_decay=0, capturable=False,
+                  foreach=None, maximize=False, differentiable=False),
+    Adadelta: dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, maximize=False, capturable=False, foreach=None,
+                   differentiable=False),
+    Adamax: dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, foreach=None, maximize=False,
+                 differentiable=False, capturable=False),
+    NAdam: dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=4e-3,
+                decoupled_weight_decay=False, maximize=False, foreach=None, capturable=False, differentiable=False),
 }
 
 
@@ -68,6 +103,39 @@ VALID: Dict[Type, list] = {
         dict(lr=0.1, momentum=0.9, maximize=True),
         dict(lr=0.05, momentum=0.5, dampening=-0.5),  # no range check on dampening, as in torch
         dict(lr=0.1, foreach=False, fused=True),
+    ],
+    Adagrad: [
+        dict(),
+        dict(lr=0.1, lr_decay=0.01),
+        dict(lr=0.1, weight_decay=0.1, initial_accumulator_value=0.5),
+        dict(lr=0.1, maximize=True, eps=1e-8),
+        dict(lr=0.1, fused=True),
+        dict(lr=0.1, foreach=True),
+    ],
+    RMSprop: [
+        dict(),
+        dict(lr=0.01, momentum=0.9),
+        dict(lr=0.01, centered=True, weight_decay=0.1),
+        dict(lr=0.01, alpha=0.9, momentum=0.5, centered=True, maximize=True),
+        dict(lr=0.01, foreach=True),
+    ],
+    Adadelta: [
+        dict(),
+        dict(lr=0.5, rho=0.5, weight_decay=0.1),
+        dict(rho=1.0, maximize=True),
+        dict(rho=0),
+    ],
+    Adamax: [
+        dict(),
+        dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1),
+        dict(lr=0.01, maximize=True),
+        dict(betas=(0, 0.5)),  # int betas accepted, as in torch's Adamax
+    ],
+    NAdam: [
+        dict(),
+        dict(lr=0.01, weight_decay=0.1),
+        dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+        dict(lr=0.01, momentum_decay=0.1, maximize=True, betas=[0.8, 0.95]),
     ],
 }
 VALID_CASES = [(cls, kwargs) for cls, table in VALID.items() for kwargs in table]
@@ -151,7 +219,10 @@ def test_none_grad_is_skipped_but_zero_grad_is_processed(case):
     for _ in range(2):
         optimizer.step()
     np.testing.assert_array_equal(skipped.data, before_skipped)
-    assert skipped not in optimizer.state
+    if cls is Adagrad:  # state made with the optimizer, untouched by skipped steps
+        assert optimizer.state[skipped]["step"] == 0.0
+    else:
+        assert skipped not in optimizer.state
     assert (zero in optimizer.state) == keeps_state(cls, group)
     if cls is not SGD:
         assert optimizer.state[zero]["step"] == 2.0
@@ -272,12 +343,12 @@ ERRORS = [
     ErrorCase("param after a group", ALL, lambda: [{"params": [param()]}, param()], error=TypeError,
               match=r"param_group must be a dict, but got <class 'rustoptim\.parameter\.Parameter'>"),
     ErrorCase("dict in a list of params", ALL, lambda: [param(), {"params": [param()]}], error=TypeError,
-              match=r"optimizer can only optimize Tensors, but one of the params is dict$"),
+              match=r"optimizer can only optimize NumPy arrays and rustoptim.Parameters, but one of the params is dict; "),
     ErrorCase("a number as a param", ALL, lambda: [param(), 3.0], error=TypeError,
-              match=r"optimizer can only optimize Tensors, but one of the params is float$"),
+              match=r"optimizer can only optimize NumPy arrays and rustoptim.Parameters, but one of the params is float; "),
     ErrorCase("a list as a param", ALL, lambda: [[1.0, 2.0]], error=TypeError,
-              match=r"one of the params is list$"),
-    ErrorCase("group without params", ALL, lambda: [{"lr": 0.1}], error=KeyError, match="params"),
+              match=r"one of the params is list; params are updated in place"),
+    ErrorCase("group without params", ALL, lambda: [{"lr": 0.1}], error=KeyError, match="must have a .params. entry"),
     ErrorCase("integer array", ALL, lambda: [np.zeros(3, np.int64)], error=DTypeError,
               match="float32 or float64 array.*int64"),
     ErrorCase("float16 array", ALL, lambda: [np.zeros(3, np.float16)], error=DTypeError, match="float16"),
@@ -294,7 +365,7 @@ ERRORS = [
               match=r"^Invalid weight_decay value: -1$"),
     ErrorCase("differentiable", ALL, lambda: None, dict(differentiable=True),
               match="differentiable=True is not supported"),
-    ErrorCase("fused and foreach", ALL, lambda: [param()], dict(fused=True, foreach=True), error=RuntimeError,
+    ErrorCase("fused and foreach", WITH_FUSED, lambda: [param()], dict(fused=True, foreach=True), error=RuntimeError,
               match=r"^`fused` and `foreach` cannot be `True` together\.$"),
     ErrorCase("maximize not a bool", ALL, lambda: None, dict(maximize="yes"), error=TypeError,
               match="maximize must be a bool"),
@@ -304,23 +375,23 @@ ERRORS = [
     ErrorCase("invalid group lr", ALL, lambda: [{"params": [param()], "lr": -0.5}],
               match=r"^Invalid learning rate: -0\.5$"),
     # --- Adam and AdamW (torch's optim_error_inputs_func_adam(w))
-    ErrorCase("beta 0 is 1", ADAMS, lambda: None, dict(lr=1e-2, betas=(1.0, 0.0)),
+    ErrorCase("beta 0 is 1", WITH_BETAS, lambda: None, dict(lr=1e-2, betas=(1.0, 0.0)),
               match=r"^Invalid beta parameter at index 0: 1\.0$"),
-    ErrorCase("beta 1 is negative", ADAMS, lambda: None, dict(betas=(0.9, -0.1)),
+    ErrorCase("beta 1 is negative", WITH_BETAS, lambda: None, dict(betas=(0.9, -0.1)),
               match=r"^Invalid beta parameter at index 1: -0\.1$"),
     ErrorCase("int betas", ADAMS, lambda: None, dict(betas=(0, 0)),
               match="^betas must be either both floats or both Tensors$"),
-    ErrorCase("array beta", ADAMS, lambda: None, dict(lr=1e-2, betas=(0.9, np.array(0.99))),
+    ErrorCase("array beta", WITH_BETAS, lambda: None, dict(lr=1e-2, betas=(0.9, np.array(0.99))),
               match="betas must be Python floats"),
-    ErrorCase("three betas", ADAMS, lambda: None, dict(betas=(0.9, 0.99, 0.999)), match="betas must be a pair"),
-    ErrorCase("negative eps", ADAMS, lambda: None, dict(eps=-1e-8), match=r"^Invalid epsilon value: -1e-08$"),
-    ErrorCase("capturable", ADAMS, lambda: None, dict(capturable=True), match="capturable=True is not supported"),
+    ErrorCase("three betas", WITH_BETAS, lambda: None, dict(betas=(0.9, 0.99, 0.999)), match="betas must be a pair"),
+    ErrorCase("negative eps", WITH_EPS, lambda: None, dict(eps=-1e-8), match=r"^Invalid epsilon value: -1e-08$"),
+    ErrorCase("capturable", WITH_CAPTURABLE, lambda: None, dict(capturable=True), match="capturable=True is not supported"),
     ErrorCase("amsgrad not a bool", ADAMS, lambda: None, dict(amsgrad=None), error=TypeError,
               match="amsgrad must be a bool"),
     ErrorCase("AdamW with decoupled_weight_decay", (AdamW,), lambda: [param()],
               dict(decoupled_weight_decay=False), error=TypeError, match="decoupled_weight_decay"),
     # --- SGD
-    ErrorCase("negative momentum", (SGD,), lambda: None, dict(lr=1e-2, momentum=-0.5),
+    ErrorCase("negative momentum", (SGD, RMSprop), lambda: None, dict(lr=1e-2, momentum=-0.5),
               match=r"^Invalid momentum value: -0\.5$"),
     ErrorCase("nesterov without momentum", (SGD,), lambda: None, dict(nesterov=True),
               match="^Nesterov momentum requires a momentum and zero dampening$"),
@@ -328,6 +399,36 @@ ERRORS = [
               match="^Nesterov momentum requires a momentum and zero dampening$"),
     ErrorCase("array dampening", (SGD,), lambda: None, dict(dampening=np.zeros(2)), error=TypeError,
               match="dampening must be a real number"),
+    # --- Adagrad, RMSprop, Adadelta, Adamax, NAdam: torch's messages, in torch's order of checks
+    ErrorCase("negative lr_decay", (Adagrad,), lambda: None, dict(lr_decay=-0.1), match=r"^Invalid lr_decay value: -0\.1$"),
+    ErrorCase("negative initial_accumulator_value", (Adagrad,), lambda: None, dict(initial_accumulator_value=-1),
+              match=r"^Invalid initial_accumulator_value value: -1$"),
+    ErrorCase("Adagrad checks lr_decay before weight_decay", (Adagrad,), lambda: None,
+              dict(lr_decay=-1, weight_decay=-1), match="^Invalid lr_decay value: -1$"),
+    ErrorCase("Adagrad checks initial_accumulator_value before eps", (Adagrad,), lambda: None,
+              dict(initial_accumulator_value=-1, eps=-1), match="^Invalid initial_accumulator_value value: -1$"),
+    ErrorCase("negative alpha", (RMSprop,), lambda: None, dict(alpha=-0.5), match=r"^Invalid alpha value: -0\.5$"),
+    ErrorCase("RMSprop checks eps before momentum", (RMSprop,), lambda: None, dict(eps=-1, momentum=-1),
+              match="^Invalid epsilon value: -1$"),
+    ErrorCase("RMSprop checks weight_decay before alpha", (RMSprop,), lambda: None, dict(weight_decay=-1, alpha=-1),
+              match="^Invalid weight_decay value: -1$"),
+    ErrorCase("centered not a bool", (RMSprop,), lambda: None, dict(centered=1), error=TypeError,
+              match="centered must be a bool"),
+    ErrorCase("rho above 1", (Adadelta,), lambda: None, dict(rho=1.5), match=r"^Invalid rho value: 1\.5$"),
+    ErrorCase("negative rho", (Adadelta,), lambda: None, dict(rho=-0.1), match=r"^Invalid rho value: -0\.1$"),
+    ErrorCase("nan rho", (Adadelta,), lambda: None, dict(rho=float("nan")), match=r"^Invalid rho value: nan$"),
+    ErrorCase("Adadelta checks rho before eps", (Adadelta,), lambda: None, dict(rho=2, eps=-1),
+              match="^Invalid rho value: 2$"),
+    ErrorCase("Adamax and NAdam check eps before betas", (Adamax, NAdam), lambda: None,
+              dict(eps=-1, betas=(1.0, 0.9)), match="^Invalid epsilon value: -1$"),
+    ErrorCase("Adamax and NAdam check betas before weight_decay", (Adamax, NAdam), lambda: None,
+              dict(betas=(0.9, 1.0), weight_decay=-1), match=r"^Invalid beta parameter at index 1: 1\.0$"),
+    ErrorCase("negative momentum_decay", (NAdam,), lambda: None, dict(momentum_decay=-0.1),
+              match=r"^Invalid momentum_decay value: -0\.1$"),
+    ErrorCase("NAdam checks weight_decay before momentum_decay", (NAdam,), lambda: None,
+              dict(weight_decay=-1, momentum_decay=-1), match="^Invalid weight_decay value: -1$"),
+    ErrorCase("decoupled_weight_decay not a bool", (NAdam,), lambda: None, dict(decoupled_weight_decay="yes"),
+              error=TypeError, match="decoupled_weight_decay must be a bool"),
 ]
 ERROR_CASES = [(case, cls) for case in ERRORS for cls in case.classes]
 
@@ -349,6 +450,9 @@ def test_unchecked_hyperparameters_are_accepted():
     # As in torch: eps = 0, momentum > 1 and any dampening are allowed.
     Adam([param()], eps=0)
     SGD([param()], momentum=2.0, dampening=-1.0)
+    RMSprop([param()], alpha=2.0, momentum=5.0)  # only alpha >= 0 is checked
+    Adagrad([param()], eps=0, lr_decay=10)
+    Adamax([param()], betas=(0, 0))
 
 
 @pytest.mark.parametrize("cls", ALL)
@@ -390,9 +494,10 @@ def test_add_param_group_merges_defaults_and_validates():
     with pytest.raises(TypeError, match="param_group must be a dict, but got <class 'list'>"):
         optimizer.add_param_group([param()])
     assert len(optimizer.param_groups) == 2
-    # An empty group is allowed.
+    # An empty group is allowed; a step without any gradient warns and changes nothing.
     optimizer.add_param_group({"params": []})
-    optimizer.step()
+    with pytest.warns(rustoptim.NoGradientWarning):
+        optimizer.step()
 
 
 def test_top_level_set_and_generators_are_accepted():

@@ -5,17 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rustoptim import SGD, Adam, AdamW, Parameter
+from optimizer_table import CONFIG_IDS, CONFIGS
+from rustoptim import SGD, Parameter
 
-CONFIGS = [
-    (Adam, dict(lr=0.05)),
-    (Adam, dict(lr=0.05, amsgrad=True, weight_decay=0.1, maximize=True)),
-    (AdamW, dict(lr=0.05, betas=(0.5, 0.9))),
-    (SGD, dict(lr=0.05)),
-    (SGD, dict(lr=0.05, momentum=0.9, dampening=0.2, weight_decay=0.01)),
-    (SGD, dict(lr=0.05, momentum=0.9, nesterov=True)),
-]
-CONFIG_IDS = [f"{cls.__name__}-{i}" for i, (cls, _) in enumerate(CONFIGS)]
 SHAPES = [(5,), (2, 3), (), (4, 2)]
 
 

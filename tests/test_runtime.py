@@ -2,6 +2,8 @@
 and SIMD levels, and the GIL released while a step runs."""
 
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -9,17 +11,14 @@ import numpy as np
 import pytest
 
 import rustoptim
+from optimizer_table import OPTIMIZERS
 
 # Large enough that a step is split across threads (and within the big tensor),
 # with odd sizes so pieces end mid-vector.
 SHAPES = [(300_001,), (257, 131), (3,), (), (0,), (70_000,)]
 
-CONFIGS = [
-    (rustoptim.Adam, dict(lr=1e-2, weight_decay=0.1, amsgrad=True)),
-    (rustoptim.AdamW, dict(lr=1e-2, maximize=True)),
-    (rustoptim.SGD, dict(lr=1e-2, momentum=0.9, dampening=0.1, weight_decay=0.01)),
-    (rustoptim.SGD, dict(lr=1e-2, momentum=0.9, nesterov=True)),
-]
+# Each optimizer of the table in its first config (with state and decay where it has them).
+CONFIGS = [(info.cls, info.configs[0]) for info in OPTIMIZERS]
 
 
 def run_steps(optimizer_class, kwargs, dtype, steps=3):
@@ -43,7 +42,7 @@ def restore_runtime():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("optimizer_class, kwargs", CONFIGS)
+@pytest.mark.parametrize("optimizer_class, kwargs", CONFIGS, ids=[cls.__name__ for cls, _ in CONFIGS])
 def test_bitwise_identical_for_every_thread_count_and_simd_level(restore_runtime, optimizer_class, kwargs, dtype):
     rustoptim.set_num_threads(1)
     rustoptim.set_simd_level("baseline")
@@ -126,3 +125,61 @@ def test_parallel_step_works_in_a_forked_child(restore_runtime):
             pytest.fail("the forked child hung in its step")
         time.sleep(0.01)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+
+def _run_child(code: str, env_value=None) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (a hang or crash there fails the test instead of the suite)."""
+    env = dict(os.environ)
+    env.pop("RUSTOPTIM_NUM_THREADS", None)
+    if env_value is not None:
+        env["RUSTOPTIM_NUM_THREADS"] = env_value
+    return subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_thread_counts_above_the_limit_are_refused_before_starting_threads():
+    """set_num_threads(5000) took 13.5 s, 20000 and 2**63 never returned; now they are refused at once."""
+    code = (
+        "import rustoptim\n"
+        "from rustoptim import runtime\n"
+        "limit = runtime.max_num_threads()\n"
+        "before = rustoptim.get_num_threads()\n"
+        "for n in (limit + 1, 5000 if limit < 5000 else limit + 2, 20000 + limit, 2**63, 2**64 + 1, 10**400):\n"
+        "    try:\n"
+        "        rustoptim.set_num_threads(n)\n"
+        "    except ValueError as e:\n"
+        "        assert f'at most {limit}' in str(e) and str(n)[:20] in str(e), e\n"
+        "    else:\n"
+        "        raise AssertionError(n)\n"
+        "assert rustoptim.get_num_threads() == before\n"
+        "try:\n"
+        "    rustoptim._core.set_num_threads(limit + 1)\n"  # the extension checks on its own too
+        "except ValueError as e:\n"
+        "    assert f'at most {limit}' in str(e), e\n"
+        "print('ok', limit)\n"
+    )
+    result = _run_child(code)
+    assert result.returncode == 0 and result.stdout.startswith("ok "), result
+    limit = int(result.stdout.split()[1])
+    assert limit >= 1024 and limit >= (os.cpu_count() or 1)
+
+
+REPORT_THREADS = "import rustoptim; print(rustoptim.get_num_threads())"
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "1e3", "20000", "99999999999999999999999999", "1.5"])
+def test_absurd_environment_thread_counts_warn_and_use_all_cores(value):
+    default = _run_child(REPORT_THREADS)
+    result = _run_child(REPORT_THREADS, env_value=value)
+    assert result.returncode == 0, result
+    assert result.stdout == default.stdout  # all cores, as with the variable unset
+    assert "RuntimeWarning" in result.stderr and f'RUSTOPTIM_NUM_THREADS="{value}"' in result.stderr
+    assert "is not a whole number from 1 to" in result.stderr and "using all" in result.stderr
+
+
+@pytest.mark.parametrize("value, expected", [("3", "3"), (" 2 ", "2"), ("", None)])
+def test_valid_environment_thread_counts(value, expected):
+    result = _run_child(REPORT_THREADS, env_value=value)
+    assert result.returncode == 0 and result.stderr == "", result
+    if expected is not None:
+        assert result.stdout.strip() == expected

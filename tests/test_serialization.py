@@ -9,7 +9,11 @@ import json
 import math
 import os
 import pickle
+import stat
 import struct
+import subprocess
+import sys
+import threading
 import warnings
 import zipfile
 import zlib
@@ -17,10 +21,14 @@ import zlib
 import numpy as np
 import pytest
 
-import rustoptim
+import crafted_files
+from load_probe import memory_bound
+from load_probe import run as run_probe
 from rustoptim import serialization
 from rustoptim.errors import FileFormatError, StateDictError
 from rustoptim.serialization import load, save
+
+from optimizer_table import CONFIG_IDS, CONFIGS
 
 
 # --------------------------------------------------------------------------- helpers
@@ -204,15 +212,11 @@ def test_round_trip_optimizer_state_dicts(make, tmp_path):
     assert_same(state_dict, round_trip(state_dict, tmp_path))
 
 
-OPTIMIZERS = {
-    "adam_amsgrad": lambda params: rustoptim.Adam(params, lr=1e-2, amsgrad=True),
-    "adamw": lambda params: rustoptim.AdamW(params, lr=1e-2),
-    "sgd_nesterov": lambda params: rustoptim.SGD(params, lr=0.1, momentum=0.9, nesterov=True),
-}
+@pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
+def test_optimizer_resumes_from_file(cls, kwargs, tmp_path):
+    def make_optimizer(params):
+        return cls(params, **kwargs)
 
-
-@pytest.mark.parametrize("make_optimizer", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
-def test_optimizer_resumes_from_file(make_optimizer, tmp_path):
     rng = np.random.default_rng(5)
     params = [rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal(5)]
     optimizer = make_optimizer(params)
@@ -419,9 +423,146 @@ def test_save_replaces_existing_file(tmp_path):
 
 
 def test_save_into_missing_directory(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        save({}, tmp_path / "missing" / "s.rop")
+    target = tmp_path / "missing" / "s.rop"
+    with pytest.raises(FileNotFoundError) as info:
+        save({}, target)
+    assert info.value.filename == str(target)  # the user's path, not the temporary file's
+    assert str(target) in str(info.value) and "rustoptim-tmp" not in str(info.value)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o664, 0o444 | 0o200])
+def test_resave_keeps_the_file_mode(mode, tmp_path):
+    target = tmp_path / "state.rop"
+    save({"old": 1}, target)
+    os.chmod(target, mode)
+    old_umask = os.umask(0o077)  # the umask must not narrow the kept mode either
+    try:
+        save({"new": 2}, target)
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(os.stat(target).st_mode) == mode
+    assert load(target) == {"new": 2}
+
+
+def test_new_file_gets_the_umask_mode(tmp_path):
+    old_umask = os.umask(0o027)
+    try:
+        save({}, tmp_path / "new.rop")
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(os.stat(tmp_path / "new.rop").st_mode) == 0o640
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write read-only files")
+def test_read_only_file_is_not_replaced(tmp_path):
+    target = tmp_path / "state.rop"
+    save({"old": 1}, target)
+    os.chmod(target, 0o444)
+    with pytest.raises(PermissionError) as info:
+        save({"new": 2}, target)
+    assert info.value.filename == str(target)
+    assert load(target) == {"old": 1} and os.listdir(tmp_path) == ["state.rop"]
+
+
+def test_read_only_file_check(tmp_path, monkeypatch):
+    """The same check, seen from a non-root user (os.access says no)."""
+    target = tmp_path / "state.rop"
+    save({"old": 1}, target)
+    monkeypatch.setattr(os, "access", lambda path, mode, **kwargs: False)
+    with pytest.raises(PermissionError):
+        save({"new": 2}, target)
+    monkeypatch.undo()
+    assert load(target) == {"old": 1} and os.listdir(tmp_path) == ["state.rop"]
+
+
+def test_save_through_a_symlink_writes_its_target(tmp_path):
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "state.rop"
+    save({"old": 1}, real)
+    os.chmod(real, 0o600)
+    link = tmp_path / "link.rop"
+    link.symlink_to(os.path.join("real", "state.rop"))  # relative, as `ln -s` makes them
+    save({"new": 2}, link)
+    assert link.is_symlink() and os.readlink(link) == os.path.join("real", "state.rop")
+    assert load(real) == {"new": 2} and stat.S_IMODE(os.stat(real).st_mode) == 0o600
+    assert sorted(os.listdir(tmp_path)) == ["link.rop", "real"] and os.listdir(tmp_path / "real") == ["state.rop"]
+
+
+def test_save_through_a_dangling_symlink_creates_its_target(tmp_path):
+    link = tmp_path / "link.rop"
+    link.symlink_to(tmp_path / "made.rop")
+    save({"a": 1}, link)
+    assert link.is_symlink() and load(tmp_path / "made.rop") == {"a": 1}
+
+
+def test_symlink_loop_and_directory_are_refused(tmp_path):
+    loop = tmp_path / "loop.rop"
+    loop.symlink_to(loop)
+    with pytest.raises(OSError) as info:
+        save({}, loop)
+    assert info.value.filename == str(loop)
+    with pytest.raises(IsADirectoryError):
+        save({}, tmp_path)
+    assert os.listdir(tmp_path) == ["loop.rop"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_save_to_a_fifo_writes_into_it(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    save({"a": np.arange(3.0)}, fifo)
+    reader.join(30)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # not replaced by a regular file
+    assert_same({"a": np.arange(3.0)}, load(io.BytesIO(received[0])))
+
+
+KILLED_WRITER = """
+import os, sys, time
+import numpy as np
+from rustoptim import serialization
+real = serialization.npy.write_array
+def write_then_hang(fp, array, *args, **kwargs):
+    real(fp, array, *args, **kwargs)
+    print("writing", flush=True)
+    time.sleep(600)
+serialization.npy.write_array = write_then_hang
+serialization.save({"a": np.zeros(1 << 20)}, sys.argv[1])
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="stale temporary files are only cleaned up on POSIX")
+def test_temporary_files_of_killed_writers_do_not_accumulate(tmp_path):
+    target = tmp_path / "state.rop"
+    save({"old": 1}, target)
+    host = serialization_tmp_host()
+    for _ in range(3):
+        writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+        assert writer.stdout.readline() == "writing\n"
+        writer.kill()  # SIGKILL: no cleanup handler runs
+        writer.wait()
+        writer.stdout.close()
+        # The killed writer's file is left; the one before it was removed by this writer.
+        leftovers = [name for name in os.listdir(tmp_path) if name != "state.rop"]
+        assert len(leftovers) == 1 and leftovers[0].startswith(f".state.rop.rustoptim-tmp-{host}-{writer.pid}-")
+    # Temporary files that must survive: a live writer's (this process), another machine's, another target's.
+    alive = f".state.rop.rustoptim-tmp-{host}-{os.getpid()}-{'a' * 12}"
+    other_host = f".state.rop.rustoptim-tmp-{'0' * 8 if host != '0' * 8 else '1' * 8}-999999999-{'b' * 12}"
+    other_target = f".other.rop.rustoptim-tmp-{host}-999999999-{'c' * 12}"
+    for name in (alive, other_host, other_target):
+        (tmp_path / name).write_bytes(b"x")
+    save({"new": 2}, target)
+    assert sorted(os.listdir(tmp_path)) == sorted(["state.rop", alive, other_host, other_target])
+    assert load(target) == {"new": 2}
+
+
+def serialization_tmp_host() -> str:
+    from rustoptim import _atomic_file
+
+    return _atomic_file._host_tag()
 
 
 # --------------------------------------------------------------------------- bad files
@@ -611,3 +752,211 @@ def test_load_never_unpickles(tmp_path):
     scalar = [("header.json", header({"scalar": ["|O", payload.hex()]}))]
     _load_bad(craft(scalar), tmp_path)
     assert UNPICKLED == []
+
+
+# --------------------------------------------------------------------------- hostile files
+#
+# Each file below was reported to make load use gigabytes, raise an undocumented
+# exception, or read members the archive does not really hold. They are loaded in
+# a child process (tests/load_probe.py) that measures the peak memory of each load.
+
+BOMBS = {
+    # 313 bytes; header.json is bzip2 and inflates to 64 MiB (the report used 4 GB).
+    "bzip2_header": lambda: crafted_files.compressed_header_bomb(64 << 20),
+    # 235 bytes declaring 2**53+1 arrays.
+    "array_count_2_53": lambda: crafted_files.huge_array_count(2**53 + 1),
+    "array_count_10_400": lambda: crafted_files.huge_array_count(10**400),
+    # 174 kB of 300 members, each stored inside the previous one's data: 30 MB when read.
+    "nested_members": lambda: crafted_files.nested_members(300, 100_000),
+    # 100,000 nested JSON lists.
+    "deep_json": lambda: crafted_files.archive(
+        [(b"header.json", b'{"format":"rustoptim-state","version":1,"arrays":0,"root":'
+          + b"[" * 100_000 + b"]" * 100_000 + b"}")]),
+}
+
+
+@pytest.fixture(scope="module")
+def bomb_reports(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bombs")
+    paths = []
+    for name, make in BOMBS.items():
+        path = folder / name
+        path.write_bytes(make())
+        paths.append(str(path))
+    return {row["case"]: row for row in run_probe("files", *paths)}
+
+
+@pytest.mark.parametrize("name", BOMBS)
+def test_memory_bombs_are_refused_within_the_memory_bound(name, bomb_reports):
+    row = bomb_reports[name]
+    assert row["outcome"] == "rustoptim.errors.FileFormatError", row
+    assert "MemoryError" not in row["message"], row
+    assert row["peak"] <= memory_bound(row), row
+
+
+def _structure_error(members_or_data, tmp_path, match):
+    data = members_or_data if isinstance(members_or_data, bytes) else crafted_files.archive(members_or_data)
+    return _load_bad(data, tmp_path, match=match)
+
+
+H1 = header({"array": 0}, arrays=1)
+
+
+def _local(name, data, **kw):
+    return crafted_files.local_header(name, data, **kw)
+
+
+def _with_directory(body_members, directory_entries):
+    body = b"".join(body_members)
+    directory = b"".join(directory_entries)
+    return crafted_files.seal(body + directory + crafted_files.end_records(len(directory_entries), len(directory),
+                                                                           len(body)))
+
+
+def test_compressed_header_is_refused_before_it_is_inflated(tmp_path):
+    _load_bad(crafted_files.compressed_header_bomb(1 << 20), tmp_path, match="header.json.* compressed")
+
+
+def test_duplicated_member_names(tmp_path):
+    _structure_error([(b"header.json", H1), (b"arrays/0.npy", ARRAY), (b"arrays/0.npy", ARRAY)], tmp_path,
+                     "declares 1 arrays, the archive holds 2")
+    _structure_error([(b"header.json", header({"array": 1}, arrays=2)), (b"arrays/0.npy", ARRAY),
+                      (b"arrays/0.npy", ARRAY)], tmp_path, "member 2 is 'arrays/0.npy', expected 'arrays/1.npy'")
+
+
+def test_header_count_disagrees_with_the_archive(tmp_path):
+    _structure_error([(b"header.json", header({"array": 0}, arrays=2)), (b"arrays/0.npy", ARRAY)], tmp_path,
+                     "declares 2 arrays, the archive holds 1")
+    _structure_error([(b"header.json", header([], arrays=1)), (b"arrays/0.npy", ARRAY)], tmp_path,
+                     "arrays/0.npy is not referenced")
+
+
+def test_member_sizes_that_disagree(tmp_path):
+    name = b"header.json"
+    # The local header says one size, the central directory another.
+    local = _local(name, H1, stored_size=len(H1) + 1) + H1
+    _structure_error(_with_directory([local], [crafted_files.central_entry(name, H1, 0)]), tmp_path,
+                     "disagrees with the central directory")
+    # Compressed and uncompressed sizes differ.
+    _structure_error(_with_directory([_local(name, H1) + H1],
+                                     [crafted_files.central_entry(name, H1, 0, size=len(H1) * 1000)]),
+                     tmp_path, "compressed")
+
+
+@pytest.mark.parametrize("size", [2**31, 2**32 - 2, 10**6])
+def test_oversized_declared_member(size, tmp_path):
+    name = b"header.json"
+    entry = crafted_files.central_entry(name, H1, 0, compressed_size=size, size=size)
+    local = _local(name, H1, stored_size=size) + H1
+    _structure_error(_with_directory([local], [entry]), tmp_path, "runs into the central directory|outside the file")
+
+
+def test_members_with_gaps_or_overlaps(tmp_path):
+    gap = _local(b"header.json", H1) + H1 + b"\0" * 16
+    entries = [crafted_files.central_entry(b"header.json", H1, 0)]
+    _structure_error(_with_directory([gap], entries), tmp_path, "bytes between the last member")
+    first = _local(b"header.json", H1) + H1
+    _structure_error(_with_directory([first, _local(b"arrays/0.npy", ARRAY) + ARRAY],
+                                     [entries[0], crafted_files.central_entry(b"arrays/0.npy", ARRAY, 5)]),
+                     tmp_path, "overlapping or padded")
+    _structure_error(crafted_files.nested_members(3, 10), tmp_path, "overlapping or padded")
+
+
+def test_data_descriptor_and_encryption_flags_are_refused(tmp_path):
+    for flag in (0x1, 0x8, 0x40):
+        local = bytearray(_local(b"header.json", H1) + H1)
+        local[6] = flag
+        entry = bytearray(crafted_files.central_entry(b"header.json", H1, 0))
+        entry[8] = flag
+        _structure_error(_with_directory([bytes(local)], [bytes(entry)]), tmp_path, "encrypted")
+
+
+def test_member_crc_is_checked(tmp_path):
+    local = bytearray(_local(b"header.json", H1) + H1)
+    entry = bytearray(crafted_files.central_entry(b"header.json", H1, 0))
+    local[14] ^= 1
+    entry[16] ^= 1
+    _structure_error(_with_directory([bytes(local)], [bytes(entry)]), tmp_path, "header.json does not match its CRC-32")
+
+
+def test_zip64_archive_loads(tmp_path):
+    """What Python's zipfile writes for files over 2 GiB, in miniature: the loader's ZIP64 path."""
+    members = [(b"header.json", header({"tuple": [{"array": 0}, {"array": 1}]}, arrays=2)),
+               (b"arrays/0.npy", ARRAY), (b"arrays/1.npy", npy_bytes(np.eye(3, dtype=np.float32, order="F")))]
+    data = crafted_files.zip64_archive(members)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:  # the crafted archive is a valid ZIP64 archive
+        assert [zf.read(name.decode()) for name, _ in members] == [content for _, content in members]
+    path = tmp_path / "zip64.rop"
+    path.write_bytes(data)
+    assert_same((np.arange(4.0), np.eye(3, dtype=np.float32, order="F")), load(path))
+    assert load(path)[1].flags.f_contiguous
+
+
+def test_save_with_zip64_local_headers_loads(tmp_path, monkeypatch):
+    """save marks arrays over 1 GiB ZIP64 (force_zip64); the same layout for small arrays loads too."""
+    monkeypatch.setattr(serialization, "_ZIP64_FROM", 0)
+    value = {"a": np.arange(5.0), "b": [np.zeros((2, 3), dtype=np.float32)]}
+    path = tmp_path / "s.rop"
+    save(value, path)
+    with zipfile.ZipFile(path) as zf:
+        offset = zf.getinfo("arrays/0.npy").header_offset
+    local = path.read_bytes()[offset:offset + 30]
+    assert struct.unpack_from("<2LH", local, 18)[:2] == (0xFFFFFFFF, 0xFFFFFFFF)  # sizes in the ZIP64 extra
+    assert_same(value, load(path))
+
+
+@pytest.mark.parametrize("number", ["1" + "0" * 400, "-1" + "0" * 400, "1e400", "-1e400", "1" * 5000,
+                                    str(2**63), "0." + "1" * 100])
+def test_numbers_outside_what_save_writes(number, tmp_path):
+    for where in ("root", "arrays", "version"):
+        fields = {"format": '"rustoptim-state"', "version": "1", "arrays": "0", "root": "[]"}
+        fields[where] = number
+        text = "{" + ",".join(f'"{k}":{v}' for k, v in fields.items()) + "}"
+        _load_bad(crafted_files.archive([(b"header.json", text.encode())]), tmp_path, match="has the number")
+
+
+def test_numbers_save_writes_are_accepted(tmp_path):
+    value = [2**63 - 1, -(2**63), 2**63, -(2**63) - 1, 1.7976931348623157e308, -5e-324, 0.1, 1e16]
+    assert_same(value, round_trip(value, tmp_path))
+
+
+@pytest.mark.parametrize("kind", ["list", "tuple", "dict"])
+def test_nesting_limit_on_save_and_load(kind, tmp_path):
+    def nest(depth):
+        value = 0
+        for _ in range(depth):
+            value = [value] if kind == "list" else (value,) if kind == "tuple" else {"k": value}
+        return value
+
+    deepest = nest(serialization.MAX_DEPTH)
+    assert_same(deepest, round_trip(deepest, tmp_path))
+    with pytest.raises(StateDictError, match=r"state_dict\[.*nested 101 containers deep.*at most 100"):
+        save(nest(serialization.MAX_DEPTH + 1), tmp_path / "deep.rop")
+    with pytest.raises(StateDictError):
+        save(nest(100_000), tmp_path / "deeper.rop")  # not a RecursionError
+    assert os.listdir(tmp_path) == ["state.rop"]
+    # A file holding one level more than save allows (written by hand) is refused as well.
+    encoded = serialization._Encoder().encode(deepest, "v", 0)
+    wrapped = [encoded] if kind == "list" else {"tuple": [encoded]} if kind == "tuple" else {"dict": [["k", encoded]]}
+    _load_bad(crafted_files.archive([(b"header.json", header(wrapped))]), tmp_path, match="more than 100 levels|nested 304 levels")
+
+
+def test_out_of_memory_is_memory_error_not_file_format_error(tmp_path):
+    """A valid file whose arrays do not fit in memory: MemoryError naming the size (child with capped memory)."""
+    path = tmp_path / "big.rop"
+    save({"big": np.zeros(48 << 20, dtype=np.uint8)}, path)
+    script = (
+        "import resource, sys, rustoptim\n"
+        "statm = open('/proc/self/statm').read().split()\n"
+        "import os\n"
+        "limit = int(statm[0]) * os.sysconf('SC_PAGE_SIZE') + (16 << 20)\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        "    rustoptim.load(sys.argv[1])\n"
+        "except BaseException as e:\n"
+        "    print(type(e).__name__, e)\n"
+    )
+    if not sys.platform.startswith("linux"):
+        pytest.skip("needs /proc and RLIMIT_AS")
+    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=300)
+    assert out.stdout.startswith("MemoryError cannot allocate 50331648 bytes for arrays/0.npy"), out

@@ -10,17 +10,9 @@ import pickle
 import numpy as np
 import pytest
 import rustoptim
-from rustoptim import SGD, Adam, AdamW, Parameter, StateDictError
+from optimizer_table import CONFIG_IDS, CONFIGS, OPTIMIZERS
+from rustoptim import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, Parameter, RMSprop, StateDictError
 
-CONFIGS = [
-    (Adam, dict(lr=0.05)),
-    (Adam, dict(lr=0.05, betas=(0.8, 0.9), weight_decay=0.1, amsgrad=True, maximize=True)),
-    (AdamW, dict(lr=0.05, amsgrad=True)),
-    (SGD, dict(lr=0.05)),
-    (SGD, dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=0.01)),
-    (SGD, dict(lr=0.05, momentum=0.9, nesterov=True, maximize=True)),
-]
-CONFIG_IDS = [f"{cls.__name__}-{i}" for i, (cls, _) in enumerate(CONFIGS)]
 SHAPES = [(4,), (3, 2), (), (2, 3)]
 
 
@@ -201,7 +193,7 @@ def test_resumed_run_is_bitwise_identical(cls, kwargs, dtype, transport, tmp_pat
     second = [Parameter(p.data.copy(order="K")) for p in first]
     resumed = make_optimizer(cls, {**kwargs, "lr": 123.0}, second)
     resumed.load_state_dict(moved)
-    assert resumed.param_groups[0]["lr"] == 0.05 and resumed.param_groups[1]["lr"] == 0.01
+    assert resumed.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"] and resumed.param_groups[1]["lr"] == 0.01
     assert_same_tree(resumed.state_dict(), optimizer.state_dict())
     run(resumed, second, range(4, 8))
 
@@ -254,25 +246,38 @@ def test_loaded_state_is_laid_out_like_its_param():
     optimizer.step()
 
 
-@pytest.mark.parametrize("cls", [Adam, AdamW, SGD])
+# What torch's __setstate__ refills in a group that lacks the key (state dicts of older versions).
+REFILLED_FLAGS = {
+    "Adam": dict(amsgrad=False, maximize=False, foreach=None, capturable=False, differentiable=False,
+                 decoupled_weight_decay=False, fused=None),
+    "AdamW": dict(amsgrad=False, maximize=False, foreach=None, capturable=False, differentiable=False,
+                  decoupled_weight_decay=True, fused=None),
+    "SGD": dict(nesterov=False, maximize=False, foreach=None, differentiable=False, fused=False),
+    "Adagrad": dict(foreach=None, maximize=False, differentiable=False, fused=None),
+    "RMSprop": dict(momentum=0, centered=False, foreach=None, maximize=False, differentiable=False, capturable=False),
+    "Adadelta": dict(foreach=None, maximize=False, differentiable=False, capturable=False),
+    "Adamax": dict(foreach=None, maximize=False, differentiable=False, capturable=False),
+    "NAdam": dict(maximize=False, foreach=None, capturable=False, differentiable=False, decoupled_weight_decay=False),
+    "RAdam": dict(foreach=None, maximize=False, differentiable=False, decoupled_weight_decay=False, capturable=False),
+    "ASGD": dict(foreach=None, maximize=False, differentiable=False, capturable=False),
+    "Rprop": dict(foreach=None, maximize=False, differentiable=False, capturable=False),
+}
+
+
+@pytest.mark.parametrize("cls", [info.cls for info in OPTIMIZERS], ids=lambda cls: cls.__name__)
 def test_missing_flags_are_refilled(cls):
     params = make_params()
     optimizer = make_optimizer(cls, {}, params)
     run(optimizer, params, range(2))
     sd = optimizer.state_dict()
+    expected = REFILLED_FLAGS[cls.__name__]
     for group in sd["param_groups"]:
-        for flag in ("foreach", "differentiable", "fused", "maximize", "capturable", "amsgrad", "nesterov",
-                     "decoupled_weight_decay"):
+        for flag in expected:
             group.pop(flag, None)
     fresh = make_optimizer(cls, {}, params)
     fresh.load_state_dict(sd)
-    expected = {"Adam": dict(amsgrad=False, maximize=False, foreach=None, capturable=False, differentiable=False,
-                             decoupled_weight_decay=False, fused=None),
-                "AdamW": dict(amsgrad=False, maximize=False, foreach=None, capturable=False, differentiable=False,
-                              decoupled_weight_decay=True, fused=None),
-                "SGD": dict(nesterov=False, maximize=False, foreach=None, differentiable=False, fused=False)}
     for group in fresh.param_groups:
-        assert {k: group[k] for k in expected[cls.__name__]} == expected[cls.__name__]
+        assert {k: group[k] for k in expected} == expected
     run(fresh, params, range(2, 4))
 
 
@@ -407,6 +412,18 @@ MALFORMED = [
      r"state\[0\]: 'momentum_buffer' has shape \(2,\), but its param has shape \(4,\)"),
     ("buffer None", SGD, _set(["state", 0, "momentum_buffer"], None),
      r"'momentum_buffer' must be a numpy.ndarray, got NoneType"),
+    ("NAdam without mu_product", NAdam, _delete(["state", 0, "mu_product"]),
+     r"state\[0\]: missing state key\(s\) \['mu_product'\]"),
+    ("negative mu_product", NAdam, _set(["state", 0, "mu_product"], -0.5),
+     r"state\[0\]: 'mu_product' must be a finite non-negative"),
+    ("centered RMSprop without grad_avg", RMSprop, _set(["param_groups", 0, "centered"], True),
+     r"state\[0\]: missing state key\(s\) \['grad_avg'\]"),
+    ("Adagrad sum of another dtype", Adagrad, _wrong_array("sum", lambda a: a.astype(np.float32)),
+     r"state\[0\]: 'sum' has dtype float32, but its param has dtype float64"),
+    ("Adadelta without acc_delta", Adadelta, _delete(["state", 0, "acc_delta"]),
+     r"state\[0\]: missing state key\(s\) \['acc_delta'\]"),
+    ("Adamax exp_inf of another shape", Adamax, _wrong_array("exp_inf", lambda a: a[:2]),
+     r"state\[0\]: 'exp_inf' has shape \(2,\), but its param has shape \(4,\)"),
     ("Adam state in SGD", SGD, _set(["state", 2], {"step": 1.0, "exp_avg": np.zeros(()), "exp_avg_sq": np.zeros(())}),
      r"state\[2\]: unknown state key\(s\) \['step', 'exp_avg', 'exp_avg_sq'\]"),
 ]
@@ -453,3 +470,24 @@ def test_malformed_state_dict_is_rejected_without_changes(name, cls, mutate, mes
         target.load_state_dict(sd)
     _assert_unchanged(target, snapshot)
     assert isinstance(StateDictError(), ValueError)
+
+
+@pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=CONFIG_IDS)
+@pytest.mark.parametrize("where", ["step", "lr"])
+def test_values_beyond_a_float_are_a_state_dict_error(cls, kwargs, where):
+    """10**400 is a Python int no float can hold: refused by name, not an OverflowError."""
+    params = [rustoptim.Parameter(np.ones(3))]
+    optimizer = cls(params, **kwargs)
+    optimizer.step(grads=[np.ones(3)])
+    state_dict = optimizer.state_dict()
+    if where == "lr":
+        state_dict["param_groups"][0]["lr"] = 10**400
+    elif state_dict["state"] and "step" in state_dict["state"][0]:
+        state_dict["state"][0]["step"] = 10**400
+    else:
+        pytest.skip("no step count in this optimizer's state")
+    before = optimizer.state_dict()
+    with pytest.raises(StateDictError, match=where):
+        optimizer.load_state_dict(state_dict)
+    after = optimizer.state_dict()
+    assert after["param_groups"] == before["param_groups"]

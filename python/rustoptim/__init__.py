@@ -16,21 +16,37 @@ arithmetic runs in ``rustoptim._core``.
 """
 
 from . import errors
+from . import lr_scheduler
+from . import swa_utils
+from ._core import __version__ as __version__  # Cargo.toml's version, compiled in; the wheel's metadata has the same.
+from .adadelta import Adadelta
+from .adagrad import Adagrad
 from .adam import Adam, AdamW
+from .adamax import Adamax
+from .clip_grad import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
 from .errors import (
     AliasError,
+    BoundsError,
     DTypeError,
     FileFormatError,
+    HyperparameterError,
     InternalError,
+    NoGradientWarning,
     LayoutError,
+    NonFiniteNormError,
+    NonFiniteError,
+    OptionError,
     ReadOnlyError,
     RustoptimError,
     ShapeError,
     StateDictError,
 )
 from .lbfgs import LBFGS
+from .nadam import NAdam
+from .minimize import LbfgsInvHessProduct, minimize
 from .optimizer import Optimizer
 from .parameter import Parameter
+from .rmsprop import RMSprop
 from .runtime import (
     get_num_threads,
     get_simd_level,
@@ -41,13 +57,30 @@ from .runtime import (
 from .serialization import load, save
 from .sgd import SGD
 
+# RAdam, ASGD, Rprop.
+from .asgd import ASGD
+from .radam import RAdam
+from .rprop import Rprop
+
 __all__ = [
     "Parameter",
     "Optimizer",
     "Adam",
     "AdamW",
     "SGD",
+    "Adagrad",
+    "RMSprop",
+    "Adadelta",
+    "Adamax",
+    "NAdam",
     "LBFGS",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "get_total_norm",
+    "clip_grads_with_norm_",
+    "swa_utils",
+    "minimize",
+    "LbfgsInvHessProduct",
     "save",
     "load",
     "set_num_threads",
@@ -56,6 +89,7 @@ __all__ = [
     "get_simd_level",
     "set_simd_level",
     "errors",
+    "lr_scheduler",
     "RustoptimError",
     "ShapeError",
     "DTypeError",
@@ -64,7 +98,15 @@ __all__ = [
     "LayoutError",
     "StateDictError",
     "FileFormatError",
+    "HyperparameterError",
+    "NonFiniteNormError",
+    "BoundsError",
+    "NonFiniteError",
+    "OptionError",
     "InternalError",
+    "NoGradientWarning",
+    # RAdam, ASGD, Rprop.
+    "RAdam",
+    "ASGD",
+    "Rprop",
 ]
-
-__version__ = "0.1.0"

@@ -2,7 +2,10 @@
 
 1. A 2 -> 64 -> 64 -> 2 tanh MLP with softmax cross-entropy learns the
    two-spirals task (hand-written backprop in NumPy), once with
-   ``rustoptim.Adam`` and once with ``rustoptim.SGD(momentum=0.9)``.
+   ``rustoptim.Adam`` and once with ``rustoptim.SGD(momentum=0.9)``, each with a
+   learning-rate schedule (``OneCycleLR``: warm-up, then cosine decay, stepped
+   once per batch) and gradient clipping (``clip_grad_norm_``); the lr is
+   printed with the progress.
 2. rustoptim's ``Adam.step()`` is timed against the same update written as
    in-place NumPy ufuncs, on the MLP's parameter shapes and on a few
    million-element tensors. The two are run alternately, so both see the same
@@ -85,14 +88,20 @@ def train(
     report_every: int = 50,
     verbose: bool = True,
     seed: int = 0,
+    max_norm: float = 5.0,
 ) -> Tuple[Arrays, List[Tuple[int, float, float]]]:
-    """Minibatch training from a fresh ``init_mlp(seed=seed)``.
+    """Minibatch training from a fresh ``init_mlp(seed=seed)``, with a one-cycle
+    lr schedule (peak: the optimizer's lr) and gradients clipped to ``max_norm``.
 
     Returns the trained params and ``(epoch, loss, accuracy)`` on the whole set
     at epoch 0, every ``report_every`` epochs and at the end (printed if ``verbose``).
     """
     params = init_mlp(seed=seed)
     optimizer = make_optimizer(params)
+    steps_per_epoch = -(-len(y) // batch_size)
+    scheduler = rustoptim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=epochs * steps_per_epoch
+    )
     # The same with rustoptim.Parameter, torch style:
     #     params = [rustoptim.Parameter(a) for a in init_mlp()]
     #     optimizer = rustoptim.Adam(params, lr=1e-2)
@@ -106,12 +115,15 @@ def train(
         for start in range(0, len(y), batch_size):
             batch = order[start : start + batch_size]
             _, _, grads = forward_backward(params, x[batch], y[batch])
+            norm = rustoptim.clip_grad_norm_(grads, max_norm)  # plain arrays are the gradients
             optimizer.step(grads=grads)
+            scheduler.step()
         if epoch % report_every == 0 or epoch == epochs:
             loss, accuracy, _ = forward_backward(params, x, y)
             history.append((epoch, loss, accuracy))
             if verbose:
-                print(f"  epoch {epoch:4d}   loss {loss:.4f}   accuracy {accuracy:6.1%}")
+                print(f"  epoch {epoch:4d}   loss {loss:.4f}   accuracy {accuracy:6.1%}   "
+                      f"lr {scheduler.get_last_lr()[0]:.2e}   grad norm {norm:.3f}")
     return params, history
 
 

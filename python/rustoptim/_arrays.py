@@ -24,7 +24,9 @@ def check_param_array(array: object) -> np.ndarray:
     """
     if not isinstance(array, np.ndarray):
         raise DTypeError(
-            f"a parameter must be a numpy.ndarray of float32 or float64, got {type(array).__name__}"
+            f"a parameter must be a numpy.ndarray of float32 or float64, got {type(array).__name__}: "
+            "params are updated in place, so they must be writeable NumPy arrays (for a torch CPU "
+            "tensor pass t.numpy(); for an immutable array such as jax's, optimize np.array(x))"
         )
     if array.dtype not in FLOAT_DTYPES:
         raise DTypeError(
@@ -67,13 +69,17 @@ def state_copy(where: str, value: object, param: np.ndarray) -> np.ndarray:
 
 
 def state_step(where: str, value: object) -> float:
-    """A saved step count as a Python float: a finite, non-negative real number
-    (Python or NumPy scalar, or a 0-d/1-element array as torch stores it)."""
+    """A saved scalar state value (step count, ...) as a Python float: a finite,
+    non-negative real number (Python or NumPy scalar, or a 0-d/1-element array
+    as torch stores it)."""
     if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
         value = value.reshape(()).item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise StateDictError(f"{where} must be a real number, got {type(value).__name__}")
-    step = float(value)
+    try:
+        step = float(value)
+    except OverflowError:
+        raise StateDictError(f"{where} is too large for a float: {value!r}") from None
     if not (math.isfinite(step) and step >= 0.0):
         raise StateDictError(f"{where} must be a finite non-negative number, got {value!r}")
     return step

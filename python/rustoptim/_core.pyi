@@ -4,63 +4,87 @@ Every step function validates all its arrays before touching any, so a call
 that raises has changed nothing; large updates run with the GIL released.
 Errors: ``rustoptim.errors.ShapeError``, ``DTypeError``, ``ReadOnlyError``,
 ``AliasError`` (a grad sharing memory with a param, overlapping params, shared
-state), ``LayoutError`` (a state array not contiguous in its param's order),
-each naming the tensor index and the array's role; ``ValueError`` for lists of
-mismatched lengths and invalid settings.
+state), ``LayoutError`` (a state array not contiguous in its param's order, an
+unaligned array), ``HyperparameterError`` (a group's hyperparameter that is not a
+finite number or a bool), each naming the array ("the grad of param 2 of
+param_groups[1]") or key; ``ValueError`` for malformed calls and invalid
+settings; ``InternalError`` for a bug caught at the boundary.
 """
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-# ---------------------------------------------------------------- first order
+#: The package version, Cargo.toml's ``version`` compiled in (``rustoptim.__version__``).
+__version__: str
 
-def adam_step(
-    params: List[np.ndarray],
-    grads: List[np.ndarray],
-    exp_avgs: List[np.ndarray],
-    exp_avg_sqs: List[np.ndarray],
-    max_exp_avg_sqs: Optional[List[np.ndarray]],
-    steps: List[float],
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    amsgrad: bool,
-    maximize: bool,
-    decoupled_weight_decay: bool,
+# ------------------------------------------------------------ element-wise step
+
+# One batch per param group: (group index, group dict, params that have a
+# gradient, their gradients, their state dicts or None, their positions in the
+# group or None when no param was skipped).
+_Batch = Tuple[int, Dict[str, Any], List[Any], List[Any], List[Optional[Dict[str, Any]]], Optional[List[int]]]
+
+def step(
+    rule: str,
+    batches: List[_Batch],
+    state: Dict[Any, Dict[str, Any]],
+    defaults: Optional[Dict[str, Any]] = None,
 ) -> None:
-    """One Adam/AdamW step over a param group, in place.
+    """One step of the element-wise rule ``rule`` ("adam", "sgd", "adagrad",
+    "rmsprop", "adadelta", "adamax", "nadam", "radam", "asgd", "rprop") over
+    every batch, all-or-nothing: everything is checked before the first write,
+    and new scalar state and new state arrays are stored into ``state``
+    afterwards. Hyperparameters come from each group's dict; ``defaults`` (the
+    optimizer's) supplies the values torch reads from the constructor instead
+    (Adagrad's ``initial_accumulator_value``)."""
 
-    Every argument list is a ``list`` with one entry per param.
-    ``params``: writeable float32 or float64 arrays (both may appear in one
-    call), any layout. ``grads``: each with its param's shape and dtype, any layout. State arrays: same shape and
-    dtype as their param, contiguous in the param's order (see
-    ``rustoptim._arrays.state_zeros``). ``max_exp_avg_sqs`` is given exactly
-    when ``amsgrad``. ``steps``: each param's step count after this step's
-    increment (finite, >= 1).
-    """
+def state_keys(rule: str, group: Dict[str, Any], group_index: int = 0) -> Tuple[List[str], List[str]]:
+    """``(scalar state keys, state-array keys)`` of ``rule`` under ``group``'s configuration."""
 
-def sgd_step(
-    params: List[np.ndarray],
-    grads: List[np.ndarray],
-    momentum_buffers: Optional[List[np.ndarray]],
-    new_buffers: List[bool],
-    lr: float,
-    momentum: float,
-    dampening: float,
-    weight_decay: float,
-    nesterov: bool,
-    maximize: bool,
+# ---------------------------------------------------------- gradient clipping
+# Gradients: a list of float32/float64 arrays (both may appear), any layout, or
+# None (skipped; errors name the list index). Writing functions need writeable
+# grads that share no memory; everything is validated before anything is written.
+
+def total_norm(grads: List[Optional[np.ndarray]], norm_type: float) -> float:
+    """torch's total norm: the ``norm_type``-norm of the per-grad norms, float64
+    if any grad is, else float32 (returned as a float; 0.0 for no grads).
+    ``ValueError`` for a NaN ``norm_type``; ``ShapeError`` for an empty grad
+    under inf, -inf or a negative order. Nothing is written."""
+
+def tensor_norms(grads: List[Optional[np.ndarray]], norm_type: float) -> List[float]:
+    """The ``norm_type``-norm of each grad (``None`` entries skipped), each in its
+    own dtype as ``total_norm`` computes it, in order (``rustoptim.distributed``
+    combines them across ranks). Checks as ``total_norm``."""
+
+def clip_grad_norm(
+    grads: List[Optional[np.ndarray]], max_norm: float, norm_type: float, error_if_nonfinite: bool
+) -> float:
+    """``total_norm``, then every grad ``*= min(max_norm / (total + 1e-6), 1)``
+    (torch's rounding), in place; returns the total. With ``error_if_nonfinite``
+    a non-finite total leaves the grads untouched (the caller raises)."""
+
+def clip_grads_with_norm(grads: List[Optional[np.ndarray]], max_norm: float, total_norm: float) -> None:
+    """Every grad ``*= min(max_norm / (total_norm + 1e-6), 1)``, the coefficient
+    computed in float64 if any grad is float64, else in float32."""
+
+def clip_grad_value(grads: List[Optional[np.ndarray]], clip_value: float) -> None:
+    """Every element clamped into ``[-clip_value, clip_value]`` in place (NaN stays NaN)."""
+
+# ---------------------------------------------------------- weight averaging
+
+def update_averages(
+    averages: List[np.ndarray],
+    currents: List[np.ndarray],
+    rule: str,
+    weight: float = 0.0,
+    n_averaged: int = 0,
 ) -> None:
-    """One SGD step over a param group, in place (arguments as for ``adam_step``).
-
-    ``momentum_buffers`` is given exactly when ``momentum != 0``;
-    ``new_buffers[i]`` is True where buffer ``i`` was just created: the kernel
-    then sets it to the (decayed, sign-flipped) gradient instead of applying
-    the momentum update.
-    """
+    """``averages[i]`` updated in place from ``currents[i]`` (same shape and
+    dtype, any layout; averages writeable, sharing no memory with anything):
+    ``"copy"``; ``"lerp"``: torch's ``lerp(a, x, weight)``; ``"weighted_sum"``:
+    ``weight·a + (1 − weight)·x``; ``"running_mean"``: ``a + (x − a) / (n_averaged + 1)``."""
 
 # ----------------------------------------------------------------- benchmarks
 
@@ -72,6 +96,8 @@ def stream_update(reads: Sequence[np.ndarray], updates: Sequence[Sequence[np.nda
 
 def set_num_threads(num_threads: int) -> None: ...
 def get_num_threads() -> int: ...
+def max_num_threads() -> int: ...
+def num_threads_env_problem() -> Optional[str]: ...
 def simd_levels() -> List[str]: ...
 def get_simd_level() -> str: ...
 def set_simd_level(level: Optional[str] = None) -> None: ...
@@ -132,3 +158,42 @@ class LbfgsCore:
     def import_state(self, state: Dict[str, Any], history_size: int) -> None:
         """Replace the state (``export_state``'s layout, 1-D arrays of this dtype);
         ``StateDictError`` (``MemoryError``) and no change if anything is wrong."""
+
+# ------------------------------------------------------------------- minimize
+
+def lbfgsb_minimize(
+    fun: Callable[..., Any],
+    x0: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    args: Tuple[Any, ...],
+    gradient: str,
+    jac: Optional[Callable[..., Any]],
+    fd_steps: Optional[np.ndarray],
+    callback: Optional[Callable[[np.ndarray, float], bool]],
+    maxcor: int,
+    ftol: float,
+    gtol: float,
+    maxiter: int,
+    maxfun: int,
+    maxls: int,
+) -> Dict[str, Any]:
+    """Run L-BFGS-B to the end; ``rustoptim.minimize`` checks the arguments first.
+
+    ``x0``, ``lower``, ``upper``: contiguous float64 vectors of one length
+    (``±inf`` for no bound). ``gradient``: ``"fun"`` (``fun(x, *args)`` returns
+    ``(f, g)``), ``"jac"`` (``jac(x, *args)`` returns ``g``), ``"absolute"`` or
+    ``"relative"`` (forward differences of ``fun`` with ``fd_steps``, one value
+    or one per variable; for ``"relative"`` None means scipy's default). Every
+    call gets a fresh float64 copy of the point. ``callback(x, f)`` runs after
+    each iteration and returns True to stop. Exceptions from ``fun``, ``jac``
+    and ``callback`` propagate.
+
+    Returns ``x``, ``fun``, ``jac``, ``nit``, ``nfev``, ``njev``, ``restarts``,
+    ``termination`` (``"gtol"``, ``"ftol"``, ``"maxiter"``, ``"maxfun"``,
+    ``"callback"``, ``"abnormal"``), ``detail`` (why, for ``"abnormal"``), and
+    the memory at the end: ``s`` and ``y`` (``k × n``, oldest first) and ``theta``.
+    Raises ``ShapeError``/``BoundsError``/``NonFiniteError``/``OptionError`` on
+    inconsistent arguments, ``ShapeError``/``DTypeError`` when ``fun`` or ``jac``
+    returns something that is not a number / a gradient of ``x0``'s shape.
+    """

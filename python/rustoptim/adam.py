@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import operator
-
-from typing import Any, ClassVar, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 
-from . import _core
-from ._arrays import state_copy, state_step, state_zeros
-from .optimizer import Optimizer, check_flags, check_non_negative
-from .parameter import Parameter
+from ._elementwise import ElementwiseOptimizer
+from .optimizer import check_flags, check_non_negative
 
 __all__ = ["Adam", "AdamW"]
 
-_STATE_ARRAYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
-
-class Adam(Optimizer):
+class Adam(ElementwiseOptimizer):
     r"""Adam (Kingma & Ba, 2015), with torch's options: coupled or decoupled
     weight decay, AMSGrad and maximization.
 
@@ -76,6 +70,8 @@ class Adam(Optimizer):
     Reddi et al., "On the Convergence of Adam and Beyond", ICLR 2018 (AMSGrad).
     """
 
+    _rule: ClassVar[str] = "adam"
+    _state_slots: ClassVar[Tuple[str, ...]] = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _flag_defaults: ClassVar[Dict[str, Any]] = dict(
         amsgrad=False,
         maximize=False,
@@ -142,61 +138,6 @@ class Adam(Optimizer):
         if isinstance(group.get("betas"), list):
             group["betas"] = tuple(group["betas"])
 
-    def _import_param_state(self, param: Parameter, saved: Mapping, group: Dict[str, Any]) -> Dict[str, Any]:
-        required = ("step", "exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
-        self._check_state_keys(saved, required, optional=("max_exp_avg_sq",))
-        state: Dict[str, Any] = {"step": state_step("'step'", saved["step"])}
-        for key in _STATE_ARRAYS:
-            if key in saved:
-                state[key] = state_copy(repr(key), saved[key], param.data)
-        return state
-
-    def _update(
-        self, group: Dict[str, Any], params: List[Parameter], arrays: List[np.ndarray], grads: List[np.ndarray]
-    ) -> None:
-        state = self.state
-        amsgrad = group["amsgrad"]
-        entries = list(map(state.get, params))
-        # New state lives in local variables until the core call has succeeded.
-        fresh = () if all(entries) else [i for i, entry in enumerate(entries) if not entry]
-        for i in fresh:
-            entries[i] = _new_state(arrays[i], amsgrad)
-        max_exp_avg_sqs = missing_max = None
-        if amsgrad:
-            max_exp_avg_sqs = [entry.get("max_exp_avg_sq") for entry in entries]
-            # amsgrad switched on after the param got state: start the max at zero.
-            missing_max = [i for i, m in enumerate(max_exp_avg_sqs) if m is None]
-            for i in missing_max:
-                max_exp_avg_sqs[i] = state_zeros(arrays[i])
-        steps = [entry["step"] + 1.0 for entry in entries]
-        beta1, beta2 = group["betas"]
-        # Positional arguments: the extension parses them faster than keywords,
-        # which matters for steps over a few small tensors. It converts the
-        # hyperparameters itself (ints and NumPy scalars included).
-        _core.adam_step(
-            arrays,
-            grads,
-            list(map(_EXP_AVG, entries)),
-            list(map(_EXP_AVG_SQ, entries)),
-            max_exp_avg_sqs,
-            steps,
-            group["lr"],
-            beta1,
-            beta2,
-            group["eps"],
-            group["weight_decay"],
-            amsgrad,
-            group["maximize"],
-            group["decoupled_weight_decay"],
-        )
-        for entry, step in zip(entries, steps):
-            entry["step"] = step
-        if missing_max:
-            for i in missing_max:
-                entries[i]["max_exp_avg_sq"] = max_exp_avg_sqs[i]
-        for i in fresh:
-            state[params[i]] = entries[i]
-
 
 class AdamW(Adam):
     r"""AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay.
@@ -262,15 +203,3 @@ class AdamW(Adam):
     def _restore_group(self, group: Dict[str, Any]) -> None:
         super()._restore_group(group)
         group["decoupled_weight_decay"] = True
-
-
-# C-level getters: mapping them over a group is faster than a comprehension.
-_EXP_AVG = operator.itemgetter("exp_avg")
-_EXP_AVG_SQ = operator.itemgetter("exp_avg_sq")
-
-
-def _new_state(array: np.ndarray, amsgrad: bool) -> Dict[str, Any]:
-    state: Dict[str, Any] = {"step": 0.0, "exp_avg": state_zeros(array), "exp_avg_sq": state_zeros(array)}
-    if amsgrad:
-        state["max_exp_avg_sq"] = state_zeros(array)
-    return state

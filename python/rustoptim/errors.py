@@ -15,9 +15,15 @@ __all__ = [
     "ReadOnlyError",
     "AliasError",
     "LayoutError",
+    "HyperparameterError",
     "StateDictError",
     "FileFormatError",
+    "NonFiniteNormError",
+    "BoundsError",
+    "NonFiniteError",
+    "OptionError",
     "InternalError",
+    "NoGradientWarning",
 ]
 
 
@@ -45,12 +51,40 @@ class LayoutError(RustoptimError, ValueError):
     """A state array is not laid out like its parameter (it must be contiguous in the parameter's order)."""
 
 
+class HyperparameterError(RustoptimError, ValueError, TypeError):
+    """A param group's hyperparameter, read at a step, is missing, not a finite
+    real number where one is needed (NaN, a complex number, an array, a bool),
+    or not a bool where a flag is needed.
+
+    It is both a ``ValueError`` and a ``TypeError``: it stands for what torch
+    raises as either.
+    """
+
+
 class StateDictError(RustoptimError, ValueError):
-    """A state dict does not fit the optimizer it is loaded into."""
+    """A state dict does not fit the optimizer it is loaded into, or cannot be saved
+    (it contains itself, or nests more than 100 dicts/lists/tuples deep)."""
 
 
 class FileFormatError(StateDictError):
-    """A file is not a rustoptim state file, or it is truncated or corrupted."""
+    """A file is not a rustoptim state file, or it is truncated, corrupted or crafted."""
+
+
+class NonFiniteNormError(RustoptimError, ValueError, RuntimeError):
+    """The total norm of the gradients is nan or inf and ``error_if_nonfinite=True``
+    was passed to a clipping function. Also a ``RuntimeError``, the class torch raises."""
+
+
+class BoundsError(RustoptimError, ValueError):
+    """Bounds of ``minimize`` that no point satisfies (lower > upper), hold NaN, or are not (min, max) pairs."""
+
+
+class NonFiniteError(RustoptimError, ValueError):
+    """An input that must be finite (``x0`` of ``minimize``) holds NaN or an infinity."""
+
+
+class OptionError(RustoptimError, ValueError):
+    """An unknown or out-of-range option (``minimize``'s ``method``, ``jac``, ``options``)."""
 
 
 class InternalError(RustoptimError, RuntimeError):
@@ -59,3 +93,8 @@ class InternalError(RustoptimError, RuntimeError):
     Inputs are validated before anything is written, so this never leaves a
     half-applied step behind from bad input.
     """
+
+
+class NoGradientWarning(UserWarning):
+    """A step found no gradient for any param, so it changed nothing (plain
+    arrays get theirs through ``step(grads=[...])``)."""

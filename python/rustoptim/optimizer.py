@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import numbers
-import operator
+import threading
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping
@@ -32,13 +32,11 @@ from typing import (
     List,
     Optional,
     Sequence,
-    Tuple,
 )
 
 import numpy as np
 
-from ._arrays import FLOAT_DTYPES
-from .errors import DTypeError, ReadOnlyError, ShapeError, StateDictError
+from .errors import StateDictError
 from .parameter import Parameter
 
 __all__ = ["Optimizer"]
@@ -49,13 +47,13 @@ _DUPLICATE_PARAMS_WARNING = (
     "see github.com/pytorch/pytorch/issues/40967 for more information"
 )
 
-# One core call: the group whose hyperparameters apply, its params (each once,
-# all of one dtype), their arrays and their grads.
-# C-level getters: mapping them over a group is faster than a comprehension.
-_GRAD = operator.attrgetter("grad")
-_DATA = operator.attrgetter("data")
 
-_Batch = Tuple[Dict[str, Any], List[Parameter], List[np.ndarray], List[Any]]
+# What to do with an array NumPy does not own (jax, torch, ...) as a param.
+_AS_PARAM_HINT = (
+    "params are updated in place, so they must be writeable NumPy arrays: for a torch CPU tensor "
+    "pass t.numpy() (a view sharing its memory); for an immutable array (jax) optimize "
+    "w = np.array(x) and convert back after the step"
+)
 
 
 def _typename(obj: object) -> str:
@@ -85,6 +83,26 @@ def check_non_negative(name: str, value: object, message: str) -> None:
         raise TypeError(f"{name} must be a real number, got {value!r}")
     if not 0.0 <= value:
         raise ValueError(message.format(value))
+    try:
+        float(value)
+    except OverflowError:
+        raise ValueError(f"{message.format(value)} ({name} is too large for a float)") from None
+
+
+def check_betas(betas: object) -> None:
+    """``betas`` must be a pair of real numbers, each in ``[0, 1)``; otherwise
+    torch's ``ValueError("Invalid beta parameter at index i: ...")`` (a value
+    that is not a pair, or not a real number, raises ``ValueError``/``TypeError``
+    naming betas)."""
+    if isinstance(betas, np.ndarray) or not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair of floats, got {betas!r}")
+    for i, beta in enumerate(betas):
+        if isinstance(beta, np.ndarray):
+            raise ValueError("betas must be Python floats: rustoptim has no array betas")
+        if isinstance(beta, (bool, np.bool_)) or not isinstance(beta, numbers.Real):
+            raise TypeError(f"betas[{i}] must be a real number, got {beta!r}")
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
 
 
 def check_flags(group: dict, bools: tuple, optional_bools: tuple = ("foreach", "fused")) -> None:
@@ -131,9 +149,10 @@ class Optimizer:
     ``pickle`` and ``copy.deepcopy`` copy the params with the optimizer (as in
     torch): the copy's :attr:`params` hold new arrays, not the caller's.
 
-    Subclasses implement ``_update(group, params, arrays, grads)`` (one core call) and
-    may override the hooks ``_check_group``, ``_restore_group``,
-    ``_import_param_state`` and ``_export_param_state``.
+    Subclasses implement ``step`` (the element-wise optimizers share one, in
+    ``ElementwiseOptimizer``) and may override the hooks ``_check_group``,
+    ``_restore_group``, ``_import_param_state`` and ``_export_param_state``.
+    ``_step_lock`` serializes steps of one optimizer called from several threads.
     """
 
     #: Flags refilled by ``_restore_group`` when a loaded or unpickled group lacks
@@ -142,6 +161,7 @@ class Optimizer:
 
     def __init__(self, params: Iterable[Any], defaults: Dict[str, Any]) -> None:
         self.defaults = defaults
+        self._step_lock = threading.RLock()
         if isinstance(params, (Parameter, np.ndarray)):
             raise TypeError(
                 "params argument given to the optimizer should be an iterable of Tensors or dicts, "
@@ -174,6 +194,11 @@ class Optimizer:
         """
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, but got {type(param_group)}")
+        if "params" not in param_group:
+            raise KeyError(
+                "a param group must have a 'params' entry (a list of arrays or Parameters), "
+                f"got keys {sorted(param_group)}"
+            )
         params = param_group["params"]
         if isinstance(params, (Parameter, np.ndarray)):
             param_group["params"] = [params]
@@ -210,7 +235,8 @@ class Optimizer:
             if not isinstance(param, Parameter):
                 if not isinstance(param, np.ndarray):
                     raise TypeError(
-                        "optimizer can only optimize Tensors, but one of the params is " + _typename(param)
+                        "optimizer can only optimize NumPy arrays and rustoptim.Parameters, but one of the "
+                        f"params is {_typename(param)}; {_AS_PARAM_HINT}"
                     )
                 param = known.get(id(param)) or Parameter(param)
             known.setdefault(id(param.data), param)
@@ -270,13 +296,6 @@ class Optimizer:
         """The state-dict entry of ``param``: a copy sharing no memory with ``state``."""
         return copy.deepcopy(state)
 
-    def _update(
-        self, group: Dict[str, Any], params: List[Parameter], arrays: List[np.ndarray], grads: List[Any]
-    ) -> None:
-        """Update ``params`` (each once, all of one dtype; ``arrays`` are their
-        ``.data``) with one core call, committing new state only if it succeeds."""
-        raise NotImplementedError
-
     @staticmethod
     def _check_state_keys(saved: Mapping, required: Sequence[str], optional: Sequence[str] = ()) -> None:
         """``StateDictError`` unless ``saved`` has every required key and no unknown key."""
@@ -306,112 +325,9 @@ class Optimizer:
                     else:
                         p.grad[...] = 0
 
-    def step(
-        self,
-        closure: Optional[Callable[[], Any]] = None,
-        *,
-        grads: Optional[Sequence[Optional[np.ndarray]]] = None,
-    ) -> Any:
-        """Perform one optimization step; return what ``closure`` returned (else None).
-
-        Args:
-          closure: optional callable that re-evaluates the model; it runs first,
-            so it may set ``.grad`` on the params.
-          grads: optional list with one gradient (or ``None`` to skip the param)
-            per param of :attr:`params`, in that order. It replaces ``.grad`` for
-            this step without being stored on the params: this is how gradients
-            of params given as plain arrays are passed. A list of the wrong length
-            raises ``ValueError`` before anything else happens.
-
-        Params whose gradient is ``None`` are skipped (no state, no decay, no step
-        count); a zero gradient is processed. A step that raises (wrong grad
-        shape or dtype, read-only param, a grad sharing memory with a param, ...)
-        changes no param and no state. For steps spanning several groups, the
-        later groups' grads, params and hyperparameter types are checked before
-        the first group is updated; memory shared between params of *different*
-        groups is not detected.
-        """
-        # The length of ``grads`` is checked before the closure runs.
-        with_grads = None if grads is None else self._split_grads(grads)
-        loss = None
-        if closure is not None:
-            loss = closure()
-        if with_grads is None:
-            with_grads = self._split_grads(None)
-        for group, params, arrays, group_grads in self._batches(with_grads):
-            try:
-                self._update(group, params, arrays, group_grads)
-            except TypeError:
-                # A hyperparameter set to something that is not a number since the
-                # last check: name it (the core's message cannot), else re-raise.
-                self._check_group(group)
-                raise
-        return loss
-
-    def _split_grads(self, grads: Optional[Sequence[Optional[np.ndarray]]]) -> List[Tuple[List[Parameter], List[Any]]]:
-        """Per group, the params that have a gradient and their gradients, taken
-        from ``grads`` (one entry per param of :attr:`params`) or from ``.grad``."""
-        groups = self.param_groups
-        if grads is None:
-            split = []
-            for group in groups:
-                params = group["params"]
-                present = [g for g in map(_GRAD, params) if g is not None]
-                if len(present) != len(params):
-                    params = [p for p in params if p.grad is not None]
-                split.append((params, present))
-            return split
-        # Lists and tuples first: the abstract Sequence check is slow.
-        if not isinstance(grads, (list, tuple)) and (isinstance(grads, np.ndarray) or not isinstance(grads, Sequence)):
-            raise TypeError(
-                f"grads must be a list with one array (or None) per param, got {_typename(grads)}"
-            )
-        flat = groups[0]["params"] if len(groups) == 1 else [p for group in groups for p in group["params"]]
-        distinct = len(set(flat))
-        if len(grads) != distinct:
-            raise ValueError(
-                f"grads has {len(grads)} entries, but the optimizer has {distinct} params "
-                "(one entry per param, in the order of opt.params; None skips a param)"
-            )
-        if distinct == len(flat):
-            per_group, start = [], 0
-            for group in groups:
-                stop = start + len(group["params"])
-                per_group.append(grads[start:stop])
-                start = stop
-        else:
-            by_param = dict(zip(dict.fromkeys(flat), grads))
-            per_group = [[by_param[p] for p in group["params"]] for group in groups]
-        split = []
-        for group, group_grads in zip(groups, per_group):
-            present = [g for g in group_grads if g is not None]
-            params = group["params"]
-            if len(present) != len(params):
-                params = [p for p, g in zip(params, group_grads) if g is not None]
-            split.append((params, present))
-        return split
-
-    def _batches(self, with_grads: List[Tuple[List[Parameter], List[Any]]]) -> List[_Batch]:
-        """Split the step into core calls: one per group (float32 and float64
-        params share it), each param once."""
-        batches: List[_Batch] = []
-        for group, (params, grads) in zip(self.param_groups, with_grads):
-            if not params:
-                continue
-            if len(set(params)) == len(params):
-                batches.append((group, params, list(map(_DATA, params)), grads))
-                continue
-            # A param listed twice in a group is updated twice (torch): the k-th
-            # occurrences of the group's params go to the k-th call.
-            for round_params, round_grads in _occurrence_rounds(params, grads):
-                batches.append((group, round_params, [p.data for p in round_params], round_grads))
-        if len(batches) > 1:
-            # Each core call is all-or-nothing; checking the later calls up front
-            # keeps a step that fails in a later call from half-applying.
-            for batch in batches[1:]:
-                _check_hyperparameter_types(batch[0], self.defaults)
-                _precheck(self.param_groups, *batch)
-        return batches
+    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
+        """Perform one optimization step (implemented by each optimizer)."""
+        raise NotImplementedError
 
     # -------------------------------------------------------------- state dict
 
@@ -535,6 +451,7 @@ class Optimizer:
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._step_lock = threading.RLock()
         self.defaults.setdefault("differentiable", False)
         for group in self.param_groups:
             self._restore_group(group)
@@ -548,66 +465,3 @@ class Optimizer:
                     text += f"    {key}: {group[key]}\n"
         return text + ")"
 
-
-def _occurrence_rounds(params: List[Parameter], grads: List[Any]) -> List[Tuple[List[Parameter], List[Any]]]:
-    """Split a group so that round k holds the k-th occurrence of each param."""
-    rounds: List[Tuple[List[Parameter], List[Any]]] = []
-    seen: Dict[Parameter, int] = {}
-    for p, g in zip(params, grads):
-        k = seen.get(p, 0)
-        seen[p] = k + 1
-        if k == len(rounds):
-            rounds.append(([], []))
-        rounds[k][0].append(p)
-        rounds[k][1].append(g)
-    return rounds
-
-
-def _check_hyperparameter_types(group: Dict[str, Any], defaults: Dict[str, Any]) -> None:
-    """Raise the ``TypeError`` the core would raise for this group's hyperparameters:
-    a number where the default is a number, a bool where it is a bool. Values are
-    not re-validated (as in torch, a changed ``lr`` is used as it is)."""
-    for key, default in defaults.items():
-        value = group.get(key)
-        if isinstance(default, bool):
-            if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"{key} must be a bool, got {value!r}")
-        elif isinstance(default, numbers.Real):
-            if isinstance(value, (bool, np.bool_, np.ndarray)) or not isinstance(value, numbers.Real):
-                raise TypeError(f"{key} must be a real number, got {value!r}")
-        elif isinstance(default, tuple):
-            if not all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in value):
-                raise TypeError(f"{key} must hold real numbers, got {value!r}")
-
-
-def _precheck(
-    groups: List[Dict[str, Any]], group: Dict[str, Any], params: List[Parameter], arrays: List[Any], grads: List[Any]
-) -> None:
-    """Raise what the core would raise for these params and grads (dtype, shape,
-    read-only), checked cheaply; aliasing is left to the core."""
-    try:
-        fine = all([
-            a.dtype in FLOAT_DTYPES
-            and g.shape == a.shape
-            and (g.dtype is a.dtype or g.dtype == a.dtype)
-            and a.flags.writeable
-            for a, g in zip(arrays, grads)
-        ])
-    except AttributeError:  # something that is not an array
-        fine = False
-    if fine:
-        return
-    group_index = next(i for i, candidate in enumerate(groups) if candidate is group)
-    for p, data, g in zip(params, arrays, grads):
-        where = f"param {group['params'].index(p)} of param_groups[{group_index}]"
-        if not isinstance(data, np.ndarray) or data.dtype not in FLOAT_DTYPES:
-            kind = getattr(data, "dtype", _typename(data))
-            raise DTypeError(f"{where} has dtype {kind}; rustoptim optimizes float32 and float64 arrays")
-        if not isinstance(g, np.ndarray):
-            raise DTypeError(f"the grad of {where} is a {_typename(g)}, not a NumPy array")
-        if g.shape != data.shape:
-            raise ShapeError(f"the grad of {where} has shape {g.shape}, but its param has shape {data.shape}")
-        if g.dtype != data.dtype:
-            raise DTypeError(f"the grad of {where} has dtype {g.dtype}, expected {data.dtype} like its param")
-        if not data.flags.writeable:
-            raise ReadOnlyError(f"{where} is read-only; rustoptim updates params in place")

@@ -3,19 +3,17 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Iterable, List, Mapping, Optional
+from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 
-from . import _core
-from ._arrays import state_copy, state_zeros
-from .optimizer import Optimizer, check_flags, check_non_negative
-from .parameter import Parameter
+from ._elementwise import ElementwiseOptimizer
+from .optimizer import check_flags, check_non_negative
 
 __all__ = ["SGD"]
 
 
-class SGD(Optimizer):
+class SGD(ElementwiseOptimizer):
     r"""Stochastic gradient descent, optionally with (Nesterov) momentum.
 
     For each param :math:`\theta` with a gradient :math:`g` (params whose
@@ -63,6 +61,8 @@ class SGD(Optimizer):
     momentum in deep learning", ICML 2013 (the momentum form used here).
     """
 
+    _rule: ClassVar[str] = "sgd"
+    _state_slots: ClassVar[Tuple[str, ...]] = ("momentum_buffer",)
     _flag_defaults: ClassVar[Dict[str, Any]] = dict(nesterov=False, maximize=False, foreach=None, differentiable=False, fused=False)
 
     def __init__(
@@ -105,41 +105,3 @@ class SGD(Optimizer):
         if group["nesterov"] and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         check_flags(group, ("nesterov", "maximize", "differentiable"))
-
-    def _import_param_state(self, param: Parameter, saved: Mapping, group: Dict[str, Any]) -> Dict[str, Any]:
-        self._check_state_keys(saved, ("momentum_buffer",))
-        return {"momentum_buffer": state_copy("'momentum_buffer'", saved["momentum_buffer"], param.data)}
-
-    def _update(
-        self, group: Dict[str, Any], params: List[Parameter], arrays: List[np.ndarray], grads: List[np.ndarray]
-    ) -> None:
-        momentum = group["momentum"]
-        buffers = None
-        is_new = [False] * len(arrays)
-        if momentum != 0:
-            state = self.state
-            entries = [state.get(p) for p in params]
-            buffers = [entry.get("momentum_buffer") if entry else None for entry in entries]
-            is_new = [b is None for b in buffers]
-            if True in is_new:
-                # The kernel fills a new buffer with the (decayed) gradient; it is
-                # kept only once the call has succeeded.
-                buffers = [state_zeros(a) if b is None else b for a, b in zip(arrays, buffers)]
-        # Positional arguments: the extension parses them faster than keywords.
-        # It converts the hyperparameters itself (ints and NumPy scalars included).
-        _core.sgd_step(
-            arrays,
-            grads,
-            buffers,
-            is_new,
-            group["lr"],
-            momentum,
-            group["dampening"],
-            group["weight_decay"],
-            group["nesterov"],
-            group["maximize"],
-        )
-        if buffers is not None and True in is_new:
-            for p, buffer, new in zip(params, buffers, is_new):
-                if new:
-                    self.state[p]["momentum_buffer"] = buffer

@@ -18,6 +18,7 @@
 //! (new arrays at every step) are checked against them.
 
 use super::errors::InputError;
+use super::site::{Label, Role, Site};
 use numpy::npyffi::objects::_PyArray_GET_ITEM_DATA;
 use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -42,8 +43,7 @@ struct Range {
 struct ArrayInfo<'py> {
     array: Bound<'py, PyUntypedArray>,
     contiguous: bool,
-    role: &'static str,
-    index: usize,
+    label: Label,
 }
 
 /// Written ranges sorted by start and known to be pairwise disjoint, with the
@@ -74,6 +74,7 @@ impl<'py> AliasCheck<'py> {
         }
     }
 
+    /// Records an array of the call, named `role` `index` in error messages.
     pub fn add<F: numpy::Element>(
         &mut self,
         array: &Bound<'py, PyArrayDyn<F>>,
@@ -81,12 +82,17 @@ impl<'py> AliasCheck<'py> {
         role: &'static str,
         index: usize,
     ) {
-        let array = array.as_untyped();
-        let Some((start, end)) = byte_range(array, std::mem::size_of::<F>()) else {
+        let role = if role == "param" { Role::Param } else { Role::Other(role) };
+        self.add_labeled(array.as_untyped(), std::mem::size_of::<F>(), access, Label { role, site: Site::flat(index) });
+    }
+
+    /// Records an array of the call with the label its error messages use.
+    pub fn add_labeled(&mut self, array: &Bound<'py, PyUntypedArray>, item_size: usize, access: Access, label: Label) {
+        let Some((start, end)) = byte_range(array, item_size) else {
             return;
         };
         let range = Range { start, end, array: self.arrays.len() as u32 };
-        self.arrays.push(ArrayInfo { array: array.clone(), contiguous: array.is_contiguous(), role, index });
+        self.arrays.push(ArrayInfo { array: array.clone(), contiguous: array.is_contiguous(), label });
         match access {
             Access::Write => self.written.push(range),
             Access::Read => self.read.push(range),
@@ -180,10 +186,10 @@ impl<'py> AliasCheck<'py> {
 
     fn alias_error(&self, a: &Range, b: &Range) -> InputError {
         let (a, b) = (&self.arrays[a.array as usize], &self.arrays[b.array as usize]);
-        let (first, second) = if (a.index, a.role) <= (b.index, b.role) { (a, b) } else { (b, a) };
+        let (first, second) = if a.label.sort_key() <= b.label.sort_key() { (a, b) } else { (b, a) };
         InputError::Alias(format!(
-            "{} {} and {} {} share memory; every array a step writes must have memory of its own",
-            first.role, first.index, second.role, second.index
+            "{} and {} share memory; every array a step writes must have memory of its own",
+            first.label, second.label
         ))
     }
 }

@@ -15,6 +15,7 @@
 
 pub use super::alias::{Access, AliasCheck};
 use super::errors::InputError;
+pub use super::site::{Label, Role, Site};
 use numpy::ndarray::{ArrayViewD, IxDyn};
 use numpy::npyffi::{NPY_ARRAY_WRITEABLE, NPY_TYPES, objects::_PyArray_GET_ITEM_DATA};
 use numpy::{Element as NumpyElement, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
@@ -28,8 +29,8 @@ pub enum DType {
 }
 
 /// The dtype of a parameter: float32 or float64, or a dtype error naming it.
-pub fn param_dtype(object: &Bound<'_, PyAny>, index: usize) -> Result<DType, InputError> {
-    let array = as_untyped(object, "param", index)?;
+pub fn param_dtype(object: &Bound<'_, PyAny>, site: Site) -> Result<DType, InputError> {
+    let array = as_untyped(object, Label::new(Role::Param, site))?;
     // SAFETY: `descr` of a live ndarray is a valid dtype object.
     let descr = unsafe { &(*(*_PyArray_GET_ITEM_DATA(array.as_array_ptr())).descr).fields };
     if descr.byteorder != b'>' as std::ffi::c_char {
@@ -41,29 +42,63 @@ pub fn param_dtype(object: &Bound<'_, PyAny>, index: usize) -> Result<DType, Inp
         }
     }
     Err(InputError::DType(format!(
-        "param {index} has dtype {}; rustoptim optimizes float32 and float64 arrays",
+        "{site} has dtype {}; rustoptim optimizes float32 and float64 arrays",
         array.dtype()
     )))
 }
 
 fn as_untyped<'a, 'py>(
     object: &'a Bound<'py, PyAny>,
-    role: &str,
-    index: usize,
+    label: Label,
 ) -> Result<&'a Bound<'py, PyUntypedArray>, InputError> {
     object.cast::<PyUntypedArray>().map_err(|_| {
         let type_name = object.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
-        InputError::DType(format!("{role} {index} is a {type_name}, not a NumPy array"))
+        InputError::DType(format!("{label} is a {type_name}, not a NumPy array"))
     })
 }
 
-/// `object` as an array of `F` (native byte order), or a dtype error naming it.
+/// A gradient as a NumPy array: an ndarray as it is, or any other object NumPy
+/// can view without a copy (`__array__`, the buffer protocol, DLPack: a jax or
+/// torch CPU array). Gradients are only read, so a read-only view is fine.
+pub fn grad_as_array<'py>(object: &Bound<'py, PyAny>, label: Label) -> Result<Bound<'py, PyAny>, InputError> {
+    if object.cast::<PyUntypedArray>().is_ok() {
+        return Ok(object.clone());
+    }
+    let type_name = object.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+    let refuse = |why: &str| {
+        InputError::DType(format!(
+            "{label} is a {type_name}, not a NumPy array{why}; pass a float32/float64 NumPy array \
+             (np.asarray(g, dtype=...) makes one)"
+        ))
+    };
+    if object.is_instance_of::<pyo3::types::PyList>()
+        || object.is_instance_of::<pyo3::types::PyTuple>()
+        || object.is_instance_of::<pyo3::types::PyFloat>()
+        || object.is_instance_of::<pyo3::types::PyInt>()
+    {
+        return Err(refuse(""));
+    }
+    let py = object.py();
+    let numpy = py.import(pyo3::intern!(py, "numpy")).map_err(|_| refuse(""))?;
+    let kwargs = pyo3::types::PyDict::new(py);
+    // NumPy 2 raises when the view would need a copy; NumPy 1 copies if it must.
+    let _ = kwargs.set_item("copy", false);
+    match numpy.getattr(pyo3::intern!(py, "asarray")).and_then(|asarray| asarray.call((object,), Some(&kwargs))) {
+        Ok(array) if array.cast::<PyUntypedArray>().is_ok() => Ok(array),
+        Ok(_) => Err(refuse("")),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyValueError>(py) => {
+            Err(refuse(" NumPy can view without a copy"))
+        }
+        Err(_) => Err(refuse(" NumPy can view")),
+    }
+}
+
+/// `object` as an aligned array of `F` (native byte order), or an error naming it.
 fn typed<'py, F: NumpyElement>(
     object: &Bound<'py, PyAny>,
-    role: &str,
-    index: usize,
+    label: Label,
 ) -> Result<Bound<'py, PyArrayDyn<F>>, InputError> {
-    let untyped = as_untyped(object, role, index)?;
+    let untyped = as_untyped(object, label)?;
     // SAFETY: `descr` of a live ndarray is a valid dtype object.
     let descr = unsafe { &(*(*_PyArray_GET_ITEM_DATA(untyped.as_array_ptr())).descr).fields };
     // Comparing type numbers is much cheaper than a full dtype equivalence test;
@@ -71,10 +106,11 @@ fn typed<'py, F: NumpyElement>(
     if descr.type_num != type_number::<F>() || descr.byteorder == b'>' as std::ffi::c_char {
         let expected = F::get_dtype(object.py());
         return Err(InputError::DType(format!(
-            "{role} {index} has dtype {}, expected {expected} like its param",
+            "{label} has dtype {}, expected {expected} like its param (convert it with .astype(np.{expected}))",
             untyped.dtype()
         )));
     }
+    check_aligned(untyped, std::mem::size_of::<F>(), label)?;
     // SAFETY: the object is an ndarray whose dtype is F's, which is all the cast asserts.
     Ok(unsafe { untyped.cast_unchecked::<PyArrayDyn<F>>() }.clone())
 }
@@ -82,6 +118,31 @@ fn typed<'py, F: NumpyElement>(
 /// NumPy's type number of `F`, which is only ever `f32` (NPY_FLOAT) or `f64` (NPY_DOUBLE).
 fn type_number<F: NumpyElement>() -> std::ffi::c_int {
     if std::mem::size_of::<F>() == 4 { NPY_TYPES::NPY_FLOAT as _ } else { NPY_TYPES::NPY_DOUBLE as _ }
+}
+
+/// Refuses an array whose elements do not all sit at multiples of their size:
+/// one at an odd byte offset (`np.frombuffer(buf, offset=3)`) or with strides
+/// that are not multiples of the item size (a field of a packed structured
+/// array). Reading such memory as `&[F]` is undefined behaviour, and pairing
+/// its elements by index would read and write the wrong bytes.
+fn check_aligned(array: &Bound<'_, PyUntypedArray>, item_size: usize, label: Label) -> Result<(), InputError> {
+    if array.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: reading the data pointer of a live array.
+    let data = unsafe { (*_PyArray_GET_ITEM_DATA(array.as_array_ptr())).data } as usize;
+    let strides_fit =
+        array.shape().iter().zip(array.strides()).all(|(&n, &stride)| n <= 1 || stride.unsigned_abs() % item_size == 0);
+    if data % item_size == 0 && strides_fit {
+        return Ok(());
+    }
+    Err(InputError::Layout(format!(
+        "{label} is not aligned to its {item_size}-byte elements (data at byte address {data:#x}, strides {:?}), \
+         as a field of a packed structured array or a view at an odd byte offset is; \
+         rustoptim needs every element at a multiple of its size: use an aligned array \
+         (np.ascontiguousarray(x) makes one; for a param, optimize the copy and write it back)",
+        array.strides()
+    )))
 }
 
 fn is_writeable(array: &Bound<'_, PyUntypedArray>) -> bool {
@@ -118,13 +179,15 @@ pub struct ParamArray<'py, F: NumpyElement> {
     /// The elements in `order`, when the array is strided and had to be gathered.
     gathered: Option<Vec<F>>,
     pub order: ElementOrder,
+    pub site: Site,
 }
 
-impl<'py, F: NumpyElement + Copy> ParamArray<'py, F> {
-    pub fn new(object: &Bound<'py, PyAny>, index: usize, aliases: &mut AliasCheck<'py>) -> Result<Self, InputError> {
-        let array = typed::<F>(object, "param", index)?;
+impl<'py, F: NumpyElement + crate::Element> ParamArray<'py, F> {
+    pub fn new(object: &Bound<'py, PyAny>, site: Site, aliases: &mut AliasCheck<'py>) -> Result<Self, InputError> {
+        let label = Label::new(Role::Param, site);
+        let array = typed::<F>(object, label)?;
         if !is_writeable(array.as_untyped()) {
-            return Err(InputError::ReadOnly(format!("param {index} is read-only; rustoptim updates params in place")));
+            return Err(InputError::ReadOnly(format!("{site} is read-only; rustoptim updates params in place")));
         }
         let (order, contiguous) = if array.is_c_contiguous() {
             (ElementOrder::C, true)
@@ -133,15 +196,31 @@ impl<'py, F: NumpyElement + Copy> ParamArray<'py, F> {
         } else {
             (ElementOrder::C, false)
         };
-        check_no_self_overlap(array.as_untyped(), std::mem::size_of::<F>(), "param", index)?;
-        aliases.add(&array, Access::Write, "param", index);
+        check_no_self_overlap(array.as_untyped(), std::mem::size_of::<F>(), label)?;
+        aliases.add_labeled(array.as_untyped(), std::mem::size_of::<F>(), Access::Write, label);
         // SAFETY: read-only view of a live array, dropped before any write.
         let gathered = (!contiguous).then(|| unsafe { array.as_array() }.iter().copied().collect());
-        Ok(ParamArray { array, gathered, order })
+        Ok(ParamArray { array, gathered, order, site })
     }
 
     pub fn shape(&self) -> &[usize] {
         self.array.shape()
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.array.len()
+    }
+
+    /// A new state array for this param filled with `value`, contiguous in the
+    /// param's element order (what [`StateArray::new`] requires).
+    pub fn new_state(&self, value: f64) -> Bound<'py, PyArrayDyn<F>> {
+        let state = PyArrayDyn::<F>::zeros(self.array.py(), IxDyn(self.shape()), self.order == ElementOrder::Fortran);
+        if value != 0.0 {
+            // SAFETY: the array was just created; nothing else refers to it.
+            unsafe { state.as_array_mut() }.fill(F::from_f64(value));
+        }
+        state
     }
 
     /// The elements, in `self.order`.
@@ -173,26 +252,26 @@ pub struct StateArray<'py, F: NumpyElement> {
     array: Bound<'py, PyArrayDyn<F>>,
 }
 
-impl<'py, F: NumpyElement + Copy> StateArray<'py, F> {
+impl<'py, F: NumpyElement + crate::Element> StateArray<'py, F> {
     pub fn new(
         object: &Bound<'py, PyAny>,
-        role: &'static str,
-        index: usize,
+        role: Role,
         param: &ParamArray<'py, F>,
         aliases: &mut AliasCheck<'py>,
     ) -> Result<Self, InputError> {
-        let array = typed::<F>(object, role, index)?;
-        check_shape(array.shape(), param.shape(), role, index)?;
+        let label = Label::new(role, param.site);
+        let array = typed::<F>(object, label)?;
+        check_shape(array.shape(), param.shape(), label)?;
         if !param.order.holds_for(&array) {
             return Err(InputError::Layout(format!(
-                "{role} of tensor {index} is not contiguous in its param's {} order",
+                "{label} is not contiguous in its param's {} order",
                 param.order.name()
             )));
         }
         if !is_writeable(array.as_untyped()) {
-            return Err(InputError::ReadOnly(format!("{role} of tensor {index} is read-only")));
+            return Err(InputError::ReadOnly(format!("{label} is read-only")));
         }
-        aliases.add(&array, Access::Write, role, index);
+        aliases.add_labeled(array.as_untyped(), std::mem::size_of::<F>(), Access::Write, label);
         Ok(StateArray { array })
     }
 
@@ -210,16 +289,16 @@ pub struct GradArray<'py, F: NumpyElement> {
     gathered: Option<Vec<F>>,
 }
 
-impl<'py, F: NumpyElement + Copy> GradArray<'py, F> {
+impl<'py, F: NumpyElement + crate::Element> GradArray<'py, F> {
     pub fn new(
         object: &Bound<'py, PyAny>,
-        index: usize,
         param: &ParamArray<'py, F>,
         aliases: &mut AliasCheck<'py>,
     ) -> Result<Self, InputError> {
-        let array = typed::<F>(object, "grad", index)?;
-        check_shape(array.shape(), param.shape(), "grad", index)?;
-        aliases.add(&array, Access::Read, "grad", index);
+        let label = Label::new(Role::Grad, param.site);
+        let array = typed::<F>(&grad_as_array(object, label)?, label)?;
+        check_shape(array.shape(), param.shape(), label)?;
+        aliases.add_labeled(array.as_untyped(), std::mem::size_of::<F>(), Access::Read, label);
         // SAFETY: read-only views of a live array, dropped at once.
         let gathered = (!param.order.holds_for(&array)).then(|| match param.order {
             ElementOrder::C => unsafe { array.as_array() }.iter().copied().collect(),
@@ -240,12 +319,12 @@ impl<'py, F: NumpyElement + Copy> GradArray<'py, F> {
     }
 }
 
-fn check_shape(got: &[usize], expected: &[usize], role: &str, index: usize) -> Result<(), InputError> {
+fn check_shape(got: &[usize], expected: &[usize], label: Label) -> Result<(), InputError> {
     if got == expected {
         Ok(())
     } else {
         Err(InputError::Shape(format!(
-            "{role} of tensor {index} has shape {}, but its param has shape {}",
+            "{label} has shape {}, but its param has shape {}",
             shape_string(got),
             shape_string(expected)
         )))
@@ -266,12 +345,7 @@ fn shape_string(shape: &[usize]) -> String {
 /// The test is sufficient, not exact: visiting the axes from the smallest stride
 /// up, each stride must step past everything the smaller axes reach. Arrays NumPy
 /// allocates, and their slices, transposes and reshapes, always pass it.
-fn check_no_self_overlap(
-    array: &Bound<'_, PyUntypedArray>,
-    item_size: usize,
-    role: &str,
-    index: usize,
-) -> Result<(), InputError> {
+fn check_no_self_overlap(array: &Bound<'_, PyUntypedArray>, item_size: usize, label: Label) -> Result<(), InputError> {
     if array.is_contiguous() {
         return Ok(());
     }
@@ -288,7 +362,7 @@ fn check_no_self_overlap(
     for (n, stride) in axes {
         if stride < reach + item_size {
             return Err(InputError::Alias(format!(
-                "{role} {index} has elements that share memory with each other (strides {:?}); \
+                "{label} has elements that share memory with each other (strides {:?}); \
                  it cannot be updated in place",
                 array.strides()
             )));

@@ -1,7 +1,7 @@
 //! Binding of the bandwidth-ceiling kernel used by the benchmarks.
 
-use super::arrays::{AliasCheck, DType, GradArray, ParamArray, StateArray, param_dtype};
-use super::errors::InputError;
+use super::arrays::{AliasCheck, DType, GradArray, ParamArray, Role, Site, StateArray, param_dtype};
+use super::errors::{InputError, catch_panics};
 use super::gil::run_kernel;
 use crate::bandwidth::{StreamTensor, stream_update as stream_kernel};
 use numpy::Element as NumpyElement;
@@ -16,14 +16,16 @@ fn stream_update<'py>(
     reads: Vec<Bound<'py, PyAny>>,
     updates: Vec<Vec<Bound<'py, PyAny>>>,
 ) -> PyResult<()> {
-    // The first tensor's dtype is every tensor's (the benchmarks use one dtype).
-    let result = match reads.first().map(|read| param_dtype(read, 0)).transpose() {
-        Ok(None) => return Ok(()),
-        Ok(Some(DType::Float32)) => run::<f32>(py, &reads, &updates),
-        Ok(Some(DType::Float64)) => run::<f64>(py, &reads, &updates),
-        Err(e) => Err(e),
-    };
-    result.map_err(|e| e.into_pyerr(py))
+    catch_panics(py, || {
+        // The first tensor's dtype is every tensor's (the benchmarks use one dtype).
+        let result = match reads.first().map(|read| param_dtype(read, Site::flat(0))).transpose() {
+            Ok(None) => return Ok(()),
+            Ok(Some(DType::Float32)) => run::<f32>(py, &reads, &updates),
+            Ok(Some(DType::Float64)) => run::<f64>(py, &reads, &updates),
+            Err(e) => Err(e),
+        };
+        result.map_err(|e| e.into_pyerr(py))
+    })
 }
 
 fn run<'py, F>(
@@ -44,12 +46,12 @@ where
         let Some(first) = arrays.first() else {
             return Err(InputError::Value(format!("updates[{i}] is empty")));
         };
-        let first = ParamArray::<F>::new(first, i, &mut aliases)?;
+        let first = ParamArray::<F>::new(first, Site::flat(i), &mut aliases)?;
         let rest = arrays[1..]
             .iter()
-            .map(|a| StateArray::new(a, "updated array", i, &first, &mut aliases))
+            .map(|a| StateArray::new(a, Role::Other("updated array"), &first, &mut aliases))
             .collect::<Result<Vec<_>, _>>()?;
-        read_arrays.push(GradArray::new(read, i, &first, &mut aliases)?);
+        read_arrays.push(GradArray::new(read, &first, &mut aliases)?);
         firsts.push(first);
         rests.push(rest);
     }

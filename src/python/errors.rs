@@ -19,6 +19,8 @@ pub enum InputError {
     ReadOnly(String),
     Alias(String),
     Layout(String),
+    /// A param group's hyperparameter is missing, not a finite number or not a bool.
+    Hyperparameter(String),
     Value(String),
 }
 
@@ -30,6 +32,7 @@ impl InputError {
             InputError::ReadOnly(_) => "ReadOnlyError",
             InputError::Alias(_) => "AliasError",
             InputError::Layout(_) => "LayoutError",
+            InputError::Hyperparameter(_) => "HyperparameterError",
             InputError::Value(_) => "ValueError",
         }
     }
@@ -41,6 +44,7 @@ impl InputError {
             | InputError::ReadOnly(m)
             | InputError::Alias(m)
             | InputError::Layout(m)
+            | InputError::Hyperparameter(m)
             | InputError::Value(m) => m,
         }
     }

@@ -3,20 +3,33 @@
 
 mod alias;
 mod arrays;
+mod average;
 mod bandwidth;
+mod clip;
 mod errors;
-mod first_order;
+mod float_arrays;
 mod gil;
+mod group;
+mod keys;
 mod lbfgs;
+mod minimize;
+mod rules;
 mod runtime;
+mod site;
+mod step;
 
 use pyo3::prelude::*;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    first_order::register(m)?;
+    // Cargo.toml's version, the only place it is written; `rustoptim.__version__` is this.
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    step::register(m)?;
     lbfgs::register(m)?;
+    minimize::register(m)?;
     bandwidth::register(m)?;
     runtime::register(m)?;
+    clip::register(m)?;
+    average::register(m)?;
     Ok(())
 }
