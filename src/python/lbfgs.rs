@@ -19,7 +19,10 @@ use crate::error::OptimError;
 use crate::lbfgs::memory::{max_history_size, try_zeroed};
 use crate::lbfgs::{Lbfgs, LbfgsConfig, LineSearch, Request, SavedIteration, SavedState};
 use numpy::ndarray::ArrayViewD;
-use numpy::npyffi::{NPY_ARRAY_ALIGNED, NPY_ARRAY_WRITEABLE, objects::_PyArray_GET_ITEM_DATA};
+use numpy::npyffi::{
+    NPY_ARRAY_ALIGNED, NPY_ARRAY_C_CONTIGUOUS, NPY_ARRAY_F_CONTIGUOUS, NPY_ARRAY_WRITEABLE,
+    objects::_PyArray_GET_ITEM_DATA,
+};
 use numpy::{Element as NumpyElement, PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyType};
@@ -118,9 +121,15 @@ fn check_layout<F: NumpyElement>(
     name: impl FnOnce() -> String,
 ) -> Result<(), InputError> {
     let item = std::mem::size_of::<F>() as isize;
-    let aligned = flags(array) & NPY_ARRAY_ALIGNED != 0;
-    let whole = array.shape().iter().zip(array.strides()).all(|(&len, &stride)| len <= 1 || stride % item == 0);
-    if aligned && whole {
+    let flags = flags(array);
+    let aligned = flags & NPY_ARRAY_ALIGNED != 0;
+    // A contiguous array's strides are whole elements by definition (one test
+    // of the flags for the usual case); a strided view's are checked.
+    let whole = || {
+        flags & (NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_F_CONTIGUOUS) != 0
+            || array.shape().iter().zip(array.strides()).all(|(&len, &stride)| len <= 1 || stride % item == 0)
+    };
+    if aligned && whole() {
         return Ok(());
     }
     Err(InputError::Layout(format!(
@@ -355,11 +364,13 @@ impl LbfgsCore {
     }
 
     #[getter]
-    fn dtype(&self) -> &'static str {
-        match &self.core {
-            Core::F32(_) => "float32",
-            Core::F64(_) => "float64",
-        }
+    fn dtype(&self, py: Python<'_>) -> PyResult<&'static str> {
+        catch_panics(py, || {
+            Ok(match &self.core {
+                Core::F32(_) => "float32",
+                Core::F64(_) => "float64",
+            })
+        })
     }
 
     #[getter]
