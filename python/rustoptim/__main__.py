@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -27,6 +27,14 @@ import rustoptim
 
 Arrays = List[np.ndarray]
 DTYPE = np.float32
+
+
+class GradientOptimizer(Protocol):
+    """An optimizer whose step takes the gradients: every rustoptim optimizer but LBFGS."""
+
+    param_groups: List[Dict[str, Any]]
+
+    def step(self, closure: None = None, *, grads: Sequence[np.ndarray]) -> Any: ...
 
 
 def make_spirals(
@@ -79,7 +87,7 @@ def forward_backward(params: Arrays, x: np.ndarray, y: np.ndarray) -> Tuple[floa
 
 
 def train(
-    make_optimizer: Callable[[Arrays], rustoptim.Optimizer],
+    make_optimizer: Callable[[Arrays], GradientOptimizer],
     x: np.ndarray,
     y: np.ndarray,
     *,
@@ -130,7 +138,7 @@ def train(
 def numpy_adam_step(
     params: Arrays,
     grads: Arrays,
-    state: dict,
+    state: Dict[str, Any],
     *,
     lr: float,
     beta1: float = 0.9,
@@ -168,7 +176,7 @@ def time_steps(shapes: Sequence[Tuple[int, ...]], *, repeats: int, seed: int = 0
     grads = [rng.standard_normal(shape).astype(DTYPE) for shape in shapes]
     rust_params, numpy_params = [a.copy() for a in start], [a.copy() for a in start]
     optimizer = rustoptim.Adam(rust_params, lr=1e-3)
-    numpy_state: dict = {}
+    numpy_state: Dict[str, Any] = {}
     rust_times, numpy_times = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Literal, Tuple
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def state_zeros(param: np.ndarray) -> np.ndarray:
     A Fortran-ordered param (that is not also C-contiguous) gets Fortran-ordered
     state; everything else, strided views included, gets C-ordered state.
     """
-    order = "F" if (param.flags.f_contiguous and not param.flags.c_contiguous) else "C"
+    order: Literal["C", "F"] = "F" if (param.flags.f_contiguous and not param.flags.c_contiguous) else "C"
     return np.zeros(param.shape, param.dtype, order=order)
 
 
@@ -85,7 +86,7 @@ def state_step(where: str, value: object) -> float:
     return step
 
 
-def state_copy_shaped(where: str, value: object, param: np.ndarray, shape: tuple) -> np.ndarray:
+def state_copy_shaped(where: str, value: object, param: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
     """A new C-ordered state array of ``shape`` holding a copy of ``value``, for
     the optimizers whose kernels work in C order on whole tensors (Adafactor,
     Muon) and whose state may not have the param's shape (``row_var``).

@@ -165,7 +165,7 @@ class ElementwiseOptimizer(Optimizer):
             else:
                 by_param = dict(zip(dict.fromkeys(flat), grads))
                 per_group = [[by_param[p] for p in group["params"]] for group in groups]
-        split = []
+        split: List[Tuple[List[Parameter], List[Any], Optional[List[int]]]] = []
         for group, group_grads in zip(groups, per_group):
             params = group["params"]
             present = [g for g in group_grads if g is not None]
@@ -178,7 +178,7 @@ class ElementwiseOptimizer(Optimizer):
 
     # -------------------------------------------------------------- state dict
 
-    def _import_param_state(self, param: Parameter, saved: Mapping, group: Dict[str, Any]) -> Dict[str, Any]:
+    def _import_param_state(self, param: Parameter, saved: Mapping[str, Any], group: Dict[str, Any]) -> Dict[str, Any]:
         scalars, slots = _core.state_keys(self._rule, group)
         self._check_state_keys(saved, tuple(scalars) + tuple(slots), optional=self._state_slots)
         state: Dict[str, Any] = {name: state_step(repr(name), saved[name]) for name in scalars}
@@ -198,14 +198,14 @@ def _occurrence_rounds(
     index: int, group: Dict[str, Any], params: List[Parameter], grads: List[Any], positions: Optional[List[int]]
 ) -> List[_Batch]:
     """Split a group's batch so that round k holds the k-th occurrence of each param."""
-    rounds: List[_Batch] = []
+    rounds: List[Tuple[List[Parameter], List[Any], List[int]]] = []
     seen: Dict[Parameter, int] = {}
     for i, (p, g) in enumerate(zip(params, grads)):
         k = seen.get(p, 0)
         seen[p] = k + 1
         if k == len(rounds):
-            rounds.append((index, group, [], [], [], []))
-        rounds[k][2].append(p)
-        rounds[k][3].append(g)
-        rounds[k][5].append(i if positions is None else positions[i])  # type: ignore[union-attr]
-    return rounds
+            rounds.append(([], [], []))
+        rounds[k][0].append(p)
+        rounds[k][1].append(g)
+        rounds[k][2].append(i if positions is None else positions[i])
+    return [(index, group, ps, gs, [], positions_k) for ps, gs, positions_k in rounds]

@@ -34,7 +34,7 @@ class TensorwiseOptimizer(ElementwiseOptimizer):
         """The state arrays a param of ``shape`` carries, in torch's order, with their shapes."""
         raise NotImplementedError
 
-    def _import_param_state(self, param: Parameter, saved: Mapping, group: Dict[str, Any]) -> Dict[str, Any]:
+    def _import_param_state(self, param: Parameter, saved: Mapping[str, Any], group: Dict[str, Any]) -> Dict[str, Any]:
         shapes = self._state_shapes(param.data.shape)
         self._check_state_keys(saved, self._scalar_keys + tuple(shapes))
         state: Dict[str, Any] = {name: state_step(repr(name), saved[name]) for name in self._scalar_keys}

@@ -170,7 +170,7 @@ def _check_local_header(reader: "_Reader", entry: _CentralEntry, index: int) -> 
     name = _name(variable[:name_len], index)
     if size == _SATURATED32 or compressed_size == _SATURATED32:
         # A ZIP64 local header carries both sizes in its extra field.
-        size, compressed_size = _zip64_values(variable[name_len:], [True, True], name)  # type: ignore[assignment]
+        size, compressed_size = _zip64_values(variable[name_len:], [True, True], name)
     _check_stored(name, flags, method, compressed_size, size)
     if name != entry.name or crc != entry.crc32 or size != entry.size:
         raise LayoutInvalid(f"the local header of member {index} ({entry.name!r}) disagrees with the central directory")

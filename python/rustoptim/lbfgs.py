@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -36,8 +37,10 @@ def _check_count(value: object, name: str) -> None:
 
 def _check_float(name: str, value: object) -> float:
     """``value`` (already known to be a real number) as a float, or ``ValueError``."""
+    if not isinstance(value, numbers.Real):  # checked by the caller; narrows the type
+        raise TypeError(f"{name} must be a real number, got {value!r}")
     try:
-        return float(value)  # type: ignore[arg-type]
+        return float(value)
     except OverflowError:
         raise ValueError(f"{name} is too large for a float: {value}") from None
 
@@ -253,10 +256,13 @@ class LBFGS(Optimizer):
                 "convert them (or use one optimizer per dtype)"
             )
         self._core: Optional[_core.LbfgsCore] = None
+        # The core built by _import_param_state, kept only during load_state_dict.
+        self._loaded_core: Optional[_core.LbfgsCore]
 
     @property
     def _params(self) -> List[Parameter]:
-        return self.param_groups[0]["params"]
+        params: List[Parameter] = self.param_groups[0]["params"]
+        return params
 
     def add_param_group(self, param_group: Dict[str, Any]) -> None:
         """Only the constructor's single group exists: adding one raises ``ValueError``."""
@@ -277,10 +283,12 @@ class LBFGS(Optimizer):
         params = self._params
         return _core.LbfgsCore(str(params[0].data.dtype), sum(p.data.size for p in params), int(history_size))
 
-    def step(self, closure: Callable[[], Any]) -> Any:  # type: ignore[override]
+    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
         """Run up to ``max_iter`` L-BFGS iterations; return the closure's first loss.
 
-        See the class docstring for what ``closure`` returns.
+        ``closure`` is required (the default None only keeps the base class's
+        signature, and raises ``TypeError``); see the class docstring for what
+        it returns.
         """
         if not callable(closure):
             raise TypeError(f"LBFGS.step() needs a closure that re-evaluates the loss, got {closure!r}")
@@ -342,7 +350,7 @@ class LBFGS(Optimizer):
             return self._core.export_state()
         return super()._export_param_state(param, state)
 
-    def _import_param_state(self, param: Parameter, saved: Mapping, group: Dict[str, Any]) -> Dict[str, Any]:
+    def _import_param_state(self, param: Parameter, saved: Mapping[str, Any], group: Dict[str, Any]) -> Dict[str, Any]:
         if param is not self._params[0]:
             raise StateDictError("LBFGS keeps its state under the first param (index of params[0]) only")
         self._check_state_keys(saved, _COUNTERS, (*_ITERATION_KEYS, "al"))
@@ -352,7 +360,7 @@ class LBFGS(Optimizer):
         self._loaded_core = core
         return {"func_evals": entry["func_evals"], "n_iter": entry["n_iter"]}
 
-    def load_state_dict(self, state_dict: Mapping) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Load a state dict of an LBFGS over params of the same sizes and dtype.
 
         Hyperparameters come from the saved group (torch). Everything is checked
@@ -369,7 +377,7 @@ class LBFGS(Optimizer):
 
     def __getstate__(self) -> Dict[str, Any]:
         state = super().__getstate__()
-        full = type(self.state)(dict)
+        full: Dict[Any, Dict[str, Any]] = defaultdict(dict)
         for param, entry in self.state.items():
             if self._core is not None and param is self._params[0]:
                 full[param] = self._core.export_state()
@@ -423,7 +431,7 @@ def _count(where: str, value: object) -> int:
     return int(value)
 
 
-def _checked_state(saved: Mapping, params: Sequence[Parameter], history_size: int) -> Dict[str, Any]:
+def _checked_state(saved: Mapping[str, Any], params: Sequence[Parameter], history_size: int) -> Dict[str, Any]:
     """A validated copy of an LBFGS state entry, in the layout ``LbfgsCore.import_state`` takes."""
     dtype = params[0].data.dtype
     n = sum(p.data.size for p in params)

@@ -49,7 +49,7 @@ _OUTCOMES = {
 }
 
 
-class _FallbackResult(dict):
+class _FallbackResult(dict[str, Any]):
     """What ``scipy.optimize.OptimizeResult`` is when scipy is not installed:
     a dict whose keys are also attributes."""
 
@@ -59,10 +59,13 @@ class _FallbackResult(dict):
         except KeyError as e:
             raise AttributeError(name) from e
 
-    __setattr__ = dict.__setitem__  # type: ignore[assignment]
-    __delattr__ = dict.__delitem__  # type: ignore[assignment]
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
 
-    def __dir__(self):
+    def __delattr__(self, name: str) -> None:
+        del self[name]
+
+    def __dir__(self) -> list[str]:
         return list(self.keys())
 
     def __repr__(self) -> str:
@@ -173,7 +176,7 @@ def minimize(
     bounds: Any = None,
     tol: Optional[float] = None,
     callback: Optional[Callable[..., Any]] = None,
-    options: Optional[Mapping] = None,
+    options: Optional[Mapping[str, Any]] = None,
 ) -> Any:
     """Minimize ``fun`` subject to bounds with L-BFGS-B, like
     ``scipy.optimize.minimize(fun, x0, method="L-BFGS-B", ...)``.
@@ -355,7 +358,7 @@ def _count(name: str, value: Any, minimum: int) -> int:
     elif value == math.inf:
         count = _UNLIMITED
     elif float(value).is_integer():
-        count = int(value)
+        count = int(float(value))
     else:
         raise OptionError(f"option {name} must be an integer, got {value!r}")
     if count < minimum:
@@ -363,7 +366,7 @@ def _count(name: str, value: Any, minimum: int) -> int:
     return min(count, _UNLIMITED)
 
 
-def _real(name: str, value: Any) -> float:
+def _real(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise OptionError(f"option {name} must be a real number, got {value!r}")
     value = float(value)
@@ -372,7 +375,7 @@ def _real(name: str, value: Any) -> float:
     return value
 
 
-def _options(options: Optional[Mapping], tol: Optional[float]) -> dict:
+def _options(options: Optional[Mapping[str, Any]], tol: Optional[float]) -> dict[str, Any]:
     if options is None:
         options = {}
     if not isinstance(options, Mapping):
@@ -383,7 +386,7 @@ def _options(options: Optional[Mapping], tol: Optional[float]) -> dict:
                           f"known: {', '.join(sorted(_DEFAULTS))}")
     if options.get("workers") is not None:
         raise OptionError("option workers (parallel finite differences) is not supported")
-    opts = dict(_DEFAULTS)
+    opts: dict[str, Any] = dict(_DEFAULTS)
     opts.update((k, v) for k, v in options.items() if k in _DEFAULTS)
     if tol is not None:
         for key in ("ftol", "gtol"):
@@ -413,7 +416,7 @@ def _steps(name: str, value: Any, n: int) -> np.ndarray:
     return np.ascontiguousarray(steps)
 
 
-def _gradient(jac: Any, opts: dict, n: int) -> Tuple[str, Any, Optional[np.ndarray]]:
+def _gradient(jac: Any, opts: dict[str, Any], n: int) -> Tuple[str, Any, Optional[np.ndarray]]:
     """The core's gradient mode, the jac callable and the difference steps."""
     if jac is True:
         return "fun", None, None

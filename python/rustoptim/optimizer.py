@@ -32,6 +32,7 @@ from typing import (
     List,
     Optional,
     Sequence,
+    Tuple,
 )
 
 import numpy as np
@@ -81,7 +82,8 @@ def check_non_negative(name: str, value: object, message: str) -> None:
         )
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
-    if not 0.0 <= value:
+    # numbers.Real promises ``<`` and ``<=`` only; ``value != value`` is NaN.
+    if value < 0.0 or value != value:
         raise ValueError(message.format(value))
     try:
         float(value)
@@ -101,11 +103,13 @@ def check_betas(betas: object) -> None:
             raise ValueError("betas must be Python floats: rustoptim has no array betas")
         if isinstance(beta, (bool, np.bool_)) or not isinstance(beta, numbers.Real):
             raise TypeError(f"betas[{i}] must be a real number, got {beta!r}")
-        if not 0.0 <= beta < 1.0:
+        if beta < 0.0 or not beta < 1.0:  # NaN fails ``beta < 1.0``
             raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
 
 
-def check_flags(group: dict, bools: tuple, optional_bools: tuple = ("foreach", "fused")) -> None:
+def check_flags(
+    group: Dict[str, Any], bools: Tuple[str, ...], optional_bools: Tuple[str, ...] = ("foreach", "fused")
+) -> None:
     """Flags are bools (``foreach``/``fused`` may also be None); ``differentiable``
     and ``capturable`` cannot be honoured on NumPy arrays and must be False."""
     for name in bools:
@@ -285,7 +289,7 @@ class Optimizer:
         for name, value in self._flag_defaults.items():
             group.setdefault(name, value)
 
-    def _import_param_state(self, param: Parameter, saved: Mapping, group: Dict[str, Any]) -> Dict[str, Any]:
+    def _import_param_state(self, param: Parameter, saved: Mapping[str, Any], group: Dict[str, Any]) -> Dict[str, Any]:
         """The state of ``param`` built from a state-dict entry: validated and copied.
 
         Raises ``StateDictError`` (the caller prefixes the entry's index).
@@ -297,7 +301,7 @@ class Optimizer:
         return copy.deepcopy(state)
 
     @staticmethod
-    def _check_state_keys(saved: Mapping, required: Sequence[str], optional: Sequence[str] = ()) -> None:
+    def _check_state_keys(saved: Mapping[str, Any], required: Sequence[str], optional: Sequence[str] = ()) -> None:
         """``StateDictError`` unless ``saved`` has every required key and no unknown key."""
         unknown = [k for k in saved if k not in required and k not in optional]
         if unknown:
@@ -358,7 +362,7 @@ class Optimizer:
         }
         return {"state": state, "param_groups": groups}
 
-    def load_state_dict(self, state_dict: Mapping) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Load a state dict made by :meth:`state_dict` (possibly of another optimizer).
 
         As in torch, hyperparameters come from the saved groups and params are

@@ -97,7 +97,7 @@ import struct
 import tempfile
 import zipfile
 import zlib
-from typing import IO, Any, Union
+from typing import IO, Any, Union, cast
 
 import numpy as np
 from numpy.lib import format as npy
@@ -158,9 +158,9 @@ def save(state_dict: Any, path: PathOrFile) -> None:
         with tempfile.TemporaryFile() as scratch:
             write(scratch)
             scratch.seek(0)
-            shutil.copyfileobj(scratch, path, _CHUNK)  # type: ignore[arg-type]
+            shutil.copyfileobj(scratch, cast(IO[bytes], path), _CHUNK)
         return
-    write_atomically(os.fspath(path), write)  # type: ignore[arg-type]
+    write_atomically(os.fspath(path), write)
 
 
 def _write_archive(f: IO[bytes], header_bytes: bytes, arrays: list[np.ndarray]) -> None:
@@ -288,8 +288,8 @@ def load(path: PathOrFile) -> Any:
     """
     if hasattr(path, "read"):
         name = str(getattr(path, "name", "<file object>"))
-        return _load_from(path, name)  # type: ignore[arg-type]
-    name = os.fspath(path)  # type: ignore[arg-type]
+        return _load_from(cast(IO[bytes], path), name)
+    name = os.fspath(path)
     with open(name, "rb") as f:
         return _load_from(f, name)
 
@@ -299,7 +299,13 @@ def _load_from(f: IO[bytes], name: str) -> Any:
         with tempfile.SpooledTemporaryFile(max_size=64 << 20) as spooled:
             shutil.copyfileobj(f, spooled, _CHUNK)
             spooled.seek(0)
-            return _load_from(spooled, name)  # type: ignore[arg-type]
+            # Not _load_from again: before Python 3.11 a SpooledTemporaryFile
+            # has no seekable() (nor readinto(), which _read_into does without).
+            return _load_seekable(spooled, name)
+    return _load_seekable(f, name)
+
+
+def _load_seekable(f: IO[bytes], name: str) -> Any:
     start = f.tell()
     try:
         size, comment_size = _check_trailer(f, start)
@@ -498,7 +504,7 @@ def _read_array(f: IO[bytes], start: int, member: Member) -> np.ndarray:
     except MemoryError:
         raise MemoryError(f"cannot allocate {nbytes} bytes for {where} of shape {shape} and dtype {dtype}") from None
     crc = zlib.crc32(head)
-    crc = _read_into(f, memoryview(array.ravel(order="K").view(np.uint8)), crc, where)
+    crc = _read_into(f, array.ravel(order="K").view(np.uint8).data, crc, where)
     if crc != member.crc32:
         raise _Invalid(f"{where} does not match its CRC-32")
     return array

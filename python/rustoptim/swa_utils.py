@@ -138,7 +138,8 @@ class _SwaAvg(_BuiltinAverage):
     def __call__(self, averaged_param: np.ndarray, current_param: np.ndarray, num_averaged: Any) -> np.ndarray:
         """``avg + (current − avg) / (num_averaged + 1)``, a new array."""
         count = operator.index(np.asarray(num_averaged).item()) + 1
-        return averaged_param + (current_param - averaged_param) / count
+        average: np.ndarray = averaged_param + (current_param - averaged_param) / count
+        return average
 
     def __repr__(self) -> str:
         return "get_swa_avg_fn()"
@@ -280,7 +281,7 @@ class AveragedModel:
         with ``rustoptim.save``."""
         return {"n_averaged": self.n_averaged, "params": [a.copy(order="K") for a in self.params]}
 
-    def load_state_dict(self, state_dict: Mapping) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore ``state_dict()``'s values (copied into ``.params``). Checks
         keys, the count, and each array's shape and dtype (no casts) first, and
         raises ``StateDictError`` with nothing changed on any mismatch."""

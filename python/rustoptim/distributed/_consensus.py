@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import traceback
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -52,7 +52,9 @@ class DistributedError(RustoptimError, RuntimeError):
     inputs differ from rank 0's), ``reports`` (one string or None per rank).
     """
 
-    def __init__(self, message: str, ranks: tuple = (), reports: tuple = ()) -> None:
+    def __init__(
+        self, message: str, ranks: Tuple[int, ...] = (), reports: Tuple[Optional[str], ...] = ()
+    ) -> None:
         super().__init__(message)
         self.ranks = ranks
         self.reports = reports

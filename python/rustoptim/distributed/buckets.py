@@ -323,7 +323,7 @@ def _reduce_overlapped(comm: Any, buckets: List[Any], divisor: int) -> None:
     collective only inside MPI calls (no progress thread by default), so the
     packing loop tests the oldest request between arrays.
     """
-    in_flight: deque = deque()
+    in_flight: deque[Tuple[Any, Union[_Packed, _Direct], np.ndarray]] = deque()
     slots: Dict[np.dtype, int] = {}
 
     def finish_oldest() -> None:

@@ -23,7 +23,7 @@ import bisect
 import copy
 import itertools
 from collections.abc import Mapping
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -74,7 +74,7 @@ class _Stream:
         self._flat: Dict[int, np.ndarray] = {}
         self._pending_writes: Dict[int, np.ndarray] = {}
 
-    def _pieces(self, start: int, stop: int):
+    def _pieces(self, start: int, stop: int) -> Iterator[Tuple[int, int, int, int]]:
         """(array index, offset in the array, offset in [start, stop), length) of each overlap."""
         i = bisect.bisect_right(self.starts, start) - 1
         while start < stop and i < len(self.arrays):
@@ -268,7 +268,7 @@ class ZeroRedundancyOptimizer(Optimizer):
                     dst[key] = value
 
     @property
-    def state(self) -> Dict[Any, Dict[str, Any]]:  # type: ignore[override]
+    def state(self) -> Dict[Any, Dict[str, Any]]:
         """The state of this rank's params: ``optim.state``."""
         return self.optim.state if "optim" in self.__dict__ else {}
 
@@ -340,10 +340,10 @@ class ZeroRedundancyOptimizer(Optimizer):
                 if grads is None and _is_loss_and_grads(loss):
                     loss, grads = loss
             if grads is not None or closure is not None or self._pending is None:
-                self._reduce(grads, check_hyperparameters=True)
+                mask, layouts = self._reduce(grads, check_hyperparameters=True)
             else:
                 agree(self.comm, "ZeroRedundancyOptimizer.step", self._hyperparameter_error())
-            mask, layouts = self._pending  # type: ignore[misc]
+                mask, layouts = self._pending
             self._pending = None
             self._consolidated = None
             # Past this point the ranks change their params one by one: an error here
@@ -377,7 +377,11 @@ class ZeroRedundancyOptimizer(Optimizer):
         with self._step_lock:
             self._reduce(grads, check_hyperparameters=False)
 
-    def _reduce(self, grads: Optional[Sequence[Any]], check_hyperparameters: bool) -> None:
+    def _reduce(
+        self, grads: Optional[Sequence[Any]], check_hyperparameters: bool
+    ) -> Tuple[Tuple[bool, ...], List[_Layout]]:
+        """Reduce ``grads`` into this rank's shard buffers; returns (and keeps in
+        ``_pending``) which params have a gradient and the layouts used."""
         params = self.params
         error: Optional[BaseException] = None
         entries: List[Optional[np.ndarray]] = []
@@ -404,6 +408,7 @@ class ZeroRedundancyOptimizer(Optimizer):
                     _Stream([grad_of[p] for p in layout.per_rank[self.rank]]).read(0, layout.sizes[self.rank], shard)
         self._pending = (mask, layouts)
         self._consolidated = None
+        return mask, layouts
 
     def _checked_grads(self, params: List[Parameter], grads: Optional[Sequence[Any]]) -> List[Optional[np.ndarray]]:
         if grads is None:
@@ -584,7 +589,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         groups = Optimizer.state_dict(self)["param_groups"]  # hyperparameters now, global indices
         return {"state": dict(self._consolidated), "param_groups": groups}
 
-    def load_state_dict(self, state_dict: Mapping) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Load a whole-optimizer state dict (from :meth:`state_dict`, or from a plain
         optimizer's ``state_dict()``), keeping the state of this rank's params only.
 
@@ -617,7 +622,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         self._pending = None
         self._consolidated = None
 
-    def _local_state_dict(self, state_dict: Mapping) -> Dict[str, Any]:
+    def _local_state_dict(self, state_dict: Mapping[str, Any]) -> Dict[str, Any]:
         """This rank's part of a whole state dict, indexed as ``self.optim`` numbers its params."""
         if not isinstance(state_dict, Mapping):
             raise StateDictError(f"a state dict must be a dict, got {_typename(state_dict)}")

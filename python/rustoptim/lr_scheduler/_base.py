@@ -131,14 +131,13 @@ class _Rollback:
     def __enter__(self) -> "_Rollback":
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
             for group, saved in zip(self.groups, self.saved_groups):
                 group.clear()
                 group.update(saved)
             for scheduler, saved in self.saved_attributes:
                 _restore_attributes(scheduler, saved)
-        return False
 
 
 class LRScheduler:
@@ -300,7 +299,7 @@ class LRScheduler:
         state[GROUP_LRS] = [group["lr"] for group in self.optimizer.param_groups]
         return state
 
-    def load_state_dict(self, state_dict: Mapping) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Load a state dict made by :meth:`state_dict` and restore the groups' lrs
         it recorded, so that the next ``step()`` continues the saved run exactly.
 
@@ -318,7 +317,7 @@ class LRScheduler:
         except (TypeError, ValueError) as e:
             raise StateDictError(f"{type(self).__name__} state dict: {e}") from None
 
-    def _expected_fields(self, state_dict: Mapping) -> Tuple[Dict[str, Check], Dict[str, Check]]:
+    def _expected_fields(self, state_dict: Mapping[str, Any]) -> Tuple[Dict[str, Check], Dict[str, Check]]:
         """The checks of the entries ``state_dict`` must have, and of those it may have."""
         return {**self._fields, **_BASE_FIELDS}, {GROUP_LRS: per_group(finite=False)}
 

@@ -60,15 +60,18 @@ def check_real(
 ) -> Any:
     """``value`` must be a real number (finite unless ``finite=False``; NaN never
     passes), ``>= minimum``, ``> above`` and ``<= maximum`` where given."""
-    if not is_real(value):
+    # is_real's test spelled out, so that the type checker narrows ``value`` to Real.
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {_describe(value)}")
     if math.isnan(value):
         raise ValueError(f"{name} must be a number, got nan")
     if finite and math.isinf(value):
         raise ValueError(f"{name} must be finite, got {value!r}")
-    if minimum is not None and not value >= minimum:
+    # NaN is excluded above, so ``value < minimum`` is ``not value >= minimum``
+    # (numbers.Real promises only ``<`` and ``<=``).
+    if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    if above is not None and not value > above:
+    if above is not None and value <= above:
         raise ValueError(f"{name} must be > {above}, got {value!r}")
     if maximum is not None and not value <= maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
@@ -77,12 +80,12 @@ def check_real(
 
 def check_int(name: str, value: object, *, minimum: Optional[int] = None) -> int:
     """``value`` must be an integer ``>= minimum``; returned as a Python ``int``."""
-    if not is_int(value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {_describe(value)}")
-    value = operator.index(value)
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return value
+    number = operator.index(value)
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {number}")
+    return number
 
 
 def check_bool(name: str, value: object) -> bool:
@@ -101,10 +104,10 @@ def check_choice(name: str, value: object, choices: Sequence[str], message: Opti
     return value
 
 
-def check_callable(name: str, value: object) -> Callable:
+def check_callable(name: str, value: object) -> Callable[..., Any]:
     if not callable(value):
         raise TypeError(f"{name} should be a function, but got {type(value).__name__}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def check_real_list(name: str, value: object, length: int, **limits: Any) -> List[Any]:

@@ -64,7 +64,7 @@ class _Composite(LRScheduler):
         state[GROUP_LRS] = group_lrs
         return state
 
-    def _expected_fields(self, state_dict: Mapping) -> Tuple[Dict[str, Check], Dict[str, Check]]:
+    def _expected_fields(self, state_dict: Mapping[str, Any]) -> Tuple[Dict[str, Check], Dict[str, Check]]:
         return {**self._fields, "_schedulers": _check_list}, {GROUP_LRS: per_group(finite=False)}
 
     def _parse_state(self, state_dict: Any) -> Dict[str, Any]:
@@ -98,7 +98,7 @@ class _Composite(LRScheduler):
         super()._restore_groups(parsed)
 
 
-def _check_list(name: str, value: Any, n: int) -> list:
+def _check_list(name: str, value: Any, n: int) -> List[Any]:
     if not isinstance(value, list):
         raise TypeError(f"{name} must be a list of state dicts, got {type(value).__name__}")
     return value

@@ -115,7 +115,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         self.T_i = int(T_0)
         self.T_mult = int(T_mult)
         self.eta_min = check_real("eta_min", eta_min)
-        self.T_cur = check_int("last_epoch", last_epoch, minimum=-1)
+        self.T_cur: float = check_int("last_epoch", last_epoch, minimum=-1)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> List[Any]:

@@ -95,7 +95,8 @@ class _MomentumCycling(LRScheduler):
                 return  # not started (a later scheduler of a SequentialLR): nothing cycled yet
             # A torch-layout state dict: the momentum follows from last_epoch.
             momentums = self._get_momentums()
-        self._write_momentums(momentums)
+        if momentums is not None:  # always, with cycle_momentum
+            self._write_momentums(momentums)
 
 
 class CyclicLR(_MomentumCycling):
@@ -266,7 +267,7 @@ class CyclicLR(_MomentumCycling):
         state.update(tail)
         return state
 
-    def _expected_fields(self, state_dict: Mapping) -> Tuple[Dict[str, Check], Dict[str, Check]]:
+    def _expected_fields(self, state_dict: Mapping[str, Any]) -> Tuple[Dict[str, Check], Dict[str, Check]]:
         fields = {**self._fields, **_BASE_FIELDS, "_scale_fn_custom": _check_fn_state}
         if state_dict.get("cycle_momentum") is not True:
             for key in ("use_beta1", "base_momentums", "max_momentums"):
@@ -288,7 +289,7 @@ class CyclicLR(_MomentumCycling):
     def _apply_state(self, parsed: Dict[str, Any]) -> None:
         super()._apply_state({k: v for k, v in parsed.items() if k != "_scale_fn_custom"})
         if parsed["_scale_fn_custom"] is not None:
-            self._scale_fn_custom.__dict__.update(parsed["_scale_fn_custom"])  # type: ignore[union-attr]
+            self._scale_fn_custom.__dict__.update(parsed["_scale_fn_custom"])
         self._init_scale_mode()
 
 
@@ -298,7 +299,7 @@ def _check_mode(name: str, value: Any) -> str:
     return value
 
 
-def _check_fn_state(name: str, value: Any, n: int) -> Optional[dict]:
+def _check_fn_state(name: str, value: Any, n: int) -> Optional[Dict[str, Any]]:
     if value is not None and not isinstance(value, dict):
         raise TypeError(f"{name} must be None or a dict of the scale function's attributes, got {type(value).__name__}")
     return value
@@ -521,7 +522,7 @@ class OneCycleLR(_MomentumCycling):
         own = [k for k in self._fields if self.cycle_momentum or k != "use_beta1"]
         return [*own, *_BASE_FIELDS]
 
-    def _expected_fields(self, state_dict: Mapping) -> Tuple[Dict[str, Check], Dict[str, Check]]:
+    def _expected_fields(self, state_dict: Mapping[str, Any]) -> Tuple[Dict[str, Check], Dict[str, Check]]:
         fields = {**self._fields, **_BASE_FIELDS}
         if state_dict.get("cycle_momentum") is not True:
             del fields["use_beta1"]

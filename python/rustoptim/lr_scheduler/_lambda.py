@@ -66,7 +66,7 @@ class _LambdaScheduler(LRScheduler):
         state[GROUP_LRS] = group_lrs
         return state
 
-    def _expected_fields(self, state_dict: Mapping) -> Tuple[Dict[str, Check], Dict[str, Check]]:
+    def _expected_fields(self, state_dict: Mapping[str, Any]) -> Tuple[Dict[str, Check], Dict[str, Check]]:
         return {**_BASE_FIELDS, "lr_lambdas": _check_lambda_states}, {GROUP_LRS: per_group(finite=False)}
 
     def _check_state(self, parsed: Dict[str, Any]) -> None:

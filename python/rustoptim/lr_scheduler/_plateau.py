@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -86,7 +86,7 @@ class ReduceLROnPlateau(LRScheduler):
       [0.010000000000000002]
     """
 
-    _fields: Dict[str, Check] = {
+    _fields: ClassVar[Dict[str, Check]] = {
         "factor": real(minimum=0.0),
         "default_min_lr": lambda name, value, n: None if value is None else check_real(name, value, minimum=0.0),
         "min_lrs": _check_min_lrs,
@@ -239,7 +239,7 @@ class ReduceLROnPlateau(LRScheduler):
     def _state_keys(self) -> List[str]:
         return list(self._fields)
 
-    def _expected_fields(self, state_dict: Mapping) -> Tuple[Dict[str, Check], Dict[str, Check]]:
+    def _expected_fields(self, state_dict: Mapping[str, Any]) -> Tuple[Dict[str, Check], Dict[str, Check]]:
         return dict(self._fields), {GROUP_LRS: per_group(finite=False)}
 
     def _check_state(self, parsed: Dict[str, Any]) -> None:
