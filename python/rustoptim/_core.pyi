@@ -11,9 +11,32 @@ param_groups[1]") or key; ``ValueError`` for malformed calls and invalid
 settings; ``InternalError`` for a bug caught at the boundary.
 """
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, final
 
 import numpy as np
+
+__all__ = [
+    "__version__",
+    "step",
+    "state_keys",
+    "LbfgsCore",
+    "lbfgsb_minimize",
+    "stream_update",
+    "set_num_threads",
+    "get_num_threads",
+    "max_num_threads",
+    "num_threads_env_problem",
+    "simd_levels",
+    "get_simd_level",
+    "set_simd_level",
+    "total_norm",
+    "tensor_norms",
+    "clip_grad_norm",
+    "clip_grads_with_norm",
+    "clip_grad_value",
+    "update_averages",
+    "tensor_step",
+]
 
 #: The package version, Cargo.toml's ``version`` compiled in (``rustoptim.__version__``).
 __version__: str
@@ -104,13 +127,14 @@ def set_simd_level(level: Optional[str] = None) -> None: ...
 
 # ---------------------------------------------------------------------- LBFGS
 
+@final  # a PyO3 class: it cannot be subclassed
 class LbfgsCore:
     """The numeric state of one ``rustoptim.LBFGS`` and the machinery of its
     steps. Python runs the loop: ``begin``, then call the closure and pass its
     result to ``resume`` until it returns True. The params (any shapes and
     layouts, one dtype) are flattened in C order and concatenated."""
 
-    def __init__(self, dtype: str, dim: int, history_size: int) -> None:
+    def __new__(cls, dtype: str, dim: int, history_size: int) -> LbfgsCore:
         """A fresh state for ``dim`` params of ``dtype`` ("float32"/"float64");
         ``MemoryError`` if its vectors cannot be allocated (the history grows
         later, as pairs arrive)."""
@@ -200,7 +224,7 @@ def lbfgsb_minimize(
 
 # ------------------------------------------------------- whole-tensor optimizers
 
-def tensor_step(rule: str, batches: List[Any], state: Dict[Any, Dict[str, Any]]) -> None:
+def tensor_step(rule: str, batches: List[_Batch], state: Dict[Any, Dict[str, Any]]) -> None:
     """One step of a whole-tensor optimizer (``"adafactor"``, ``"muon"``) over
     every param group, in place; batches as for ``step``: ``(group_index, group,
     params, grads, entries, positions)``. Every group's hyperparameters and

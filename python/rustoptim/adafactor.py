@@ -13,10 +13,10 @@ from .optimizer import check_flags, check_non_negative
 __all__ = ["Adafactor"]
 
 
-def _real(name: str, value: object) -> float:
+def _real(name: str, value: object) -> numbers.Real:
     if isinstance(value, np.ndarray) or isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 class Adafactor(TensorwiseOptimizer):
@@ -115,7 +115,7 @@ class Adafactor(TensorwiseOptimizer):
     def _check_group(self, group: Dict[str, Any]) -> None:
         check_non_negative("lr", group["lr"], "Learning rate should be >= 0 but is: {}")
         beta2_decay = _real("beta2_decay", group["beta2_decay"])
-        if not 0.0 >= beta2_decay:
+        if not beta2_decay <= 0.0:  # NaN fails too
             raise ValueError(f"beta2_decay should be <= 0 but is: {beta2_decay}")
         eps = group["eps"]
         if isinstance(eps, np.ndarray) or not isinstance(eps, (tuple, list)) or len(eps) != 2:
@@ -124,7 +124,7 @@ class Adafactor(TensorwiseOptimizer):
             check_non_negative("eps[0]", eps[0], "epsilon1 should be >= 0 but is: {}")
         check_non_negative("eps[1]", eps[1], "epsilon2 should be >= 0 but is: {}")
         d = _real("d", group["d"])
-        if not 1.0 <= d:
+        if d < 1.0 or d != d:  # d != d: NaN (numbers.Real promises only < and <=)
             raise ValueError(f"Clipping threshold d should be >= 1 but is: {d}")
         check_non_negative("weight_decay", group["weight_decay"], "weight_decay should be >= 0 but is: {}")
         check_flags(group, ("maximize",), optional_bools=("foreach",))

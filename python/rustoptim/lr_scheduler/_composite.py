@@ -188,6 +188,7 @@ class SequentialLR(_Composite):
             first._initial_step()
             self._last_lr = first.get_last_lr()
 
+    # torch's signature, narrower than LRScheduler.step(epoch): hence the override ignore.
     def step(self) -> None:  # type: ignore[override]
         """Advance by one step: restart the next scheduler at a milestone, else step the current one."""
         i = bisect_right(self._milestones, self.last_epoch + 1)
@@ -245,6 +246,7 @@ class ChainedScheduler(_Composite):
         self.optimizer = optimizer
         self._last_lr = [group["lr"] for group in optimizer.param_groups]
 
+    # torch's signature, narrower than LRScheduler.step(epoch): hence the override ignore.
     def step(self) -> None:  # type: ignore[override]
         """Step every scheduler, in order."""
         with _Rollback(self):

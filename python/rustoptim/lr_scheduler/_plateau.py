@@ -180,6 +180,7 @@ class ReduceLROnPlateau(LRScheduler):
             return a > best * (self.threshold + 1.0)
         return a > best + self.threshold
 
+    # torch's signature, which LRScheduler.step(epoch) cannot accept: hence the override ignore.
     def step(self, metrics: Any, epoch: Optional[int] = None) -> None:  # type: ignore[override]
         """Record ``metrics`` (a real number, e.g. the validation loss) and reduce
         the lrs if it has not improved for more than ``patience`` steps."""
