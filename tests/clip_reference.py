@@ -46,7 +46,10 @@ def _chunk_partial(x: np.ndarray, p: float) -> np.generic:
     if p == 0.0:
         return dtype(np.count_nonzero(x))
     with np.errstate(divide="ignore"):  # 0 ** negative p = inf, as in torch
-        terms = a if p == 1.0 else np.power(a, dtype(p))
+        # The power in float64, rounded once to x's dtype: correctly rounded, as the
+        # kernels' powf is here, whatever NumPy's own float32 power does (NumPy
+        # 2.0's is an ulp off for a fifth of the elements).
+        terms = a if p == 1.0 else np.power(a.astype(np.float64), float(dtype(p))).astype(x.dtype)
     return np.add.accumulate(terms, dtype=x.dtype)[-1]
 
 
@@ -71,7 +74,7 @@ def tensor_norm(x: np.ndarray, p: float) -> np.generic:
     if p == 2.0:
         return np.sqrt(total)
     if p not in (0.0, 1.0, math.inf, -math.inf):
-        return np.power(total, dtype(dtype(1) / dtype(p)))
+        return dtype(np.power(np.float64(total), float(dtype(dtype(1) / dtype(p)))))  # rounded once, as above
     return total
 
 
