@@ -59,7 +59,7 @@ from _timing import interleaved  # noqa: E402
 import rustoptim  # noqa: E402
 
 try:  # torch is optional: its column appears only when it imports.
-    import torch  # type: ignore
+    import torch  # type: ignore[import-not-found]
 except Exception as _torch_error:  # noqa: BLE001 - any import failure means "no torch"
     torch = None
     TORCH_MISSING = f"{type(_torch_error).__name__}: {_torch_error}"

@@ -53,7 +53,7 @@ import rustoptim  # noqa: E402
 from rustoptim import _core  # noqa: E402
 
 try:  # torch is optional: its columns appear only when it imports.
-    import torch  # type: ignore
+    import torch  # type: ignore[import-not-found]
 except Exception as _torch_error:  # noqa: BLE001 - any import failure means "no torch"
     torch = None
     TORCH_MISSING = f"{type(_torch_error).__name__}: {_torch_error}"

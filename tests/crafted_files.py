@@ -334,8 +334,9 @@ def rewrite_npy(rng, data: bytes) -> bytes:
         n = len(payload)
         shape = rng.choice([(n,), (n + 1,), (max(n - 1, 0),), (-1,), (2**62,), (2**31, 2**31), (0, 2**62),
                             (2**62, 2**62, 0), (n // 8,), (n // 4,), (1,) * 40, ()])
-        text = "{'descr': %s, 'fortran_order': %s, 'shape': %r, }" % (
-            descr if descr.startswith(("[", "(")) else repr(descr), rng.choice(["False", "True", "0", "None"]), shape)
+        descr_text = descr if descr.startswith(("[", "(")) else repr(descr)
+        fortran_text = rng.choice(["False", "True", "0", "None"])
+        text = f"{{'descr': {descr_text}, 'fortran_order': {fortran_text}, 'shape': {shape!r}, }}"
         head = text.encode("latin1")
         head += b" " * (-(10 + len(head) + 1) % 64) + b"\n"
         content = b"\x93NUMPY\x01\x00" + len(head).to_bytes(2, "little") + head + payload

@@ -172,7 +172,7 @@ class ReferenceLBFGS:
                 break
             ls_evals = 0
             if c["line_search_fn"] is not None:
-                def obj(x0, step, direction):
+                def obj(x0, step, direction, x=x):  # x bound now (B023), though only this iteration calls it
                     x[...] = x0 + dt(step) * direction
                     value, grad = closure(x)
                     x[...] = x0

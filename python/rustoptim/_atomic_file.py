@@ -142,7 +142,7 @@ def _temp_prefix(name: str) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _host_tag() -> str:
-    return "%08x" % zlib.crc32(socket.gethostname().encode("utf-8", "surrogateescape"))
+    return f"{zlib.crc32(socket.gethostname().encode('utf-8', 'surrogateescape')):08x}"
 
 
 def _remove_stale_temporaries(directory: str, name: str) -> None:

@@ -208,7 +208,7 @@ def _zip64_values(extra: bytes, present: "list[bool]", name: str) -> "list[int |
             continue
         if length < 8 * wanted:
             break
-        fields = iter(struct.unpack_from("<%dQ" % wanted, body))
+        fields = iter(struct.unpack_from(f"<{wanted}Q", body))
         return [next(fields) if p else None for p in present]
     raise LayoutInvalid(f"member {name!r} lacks the ZIP64 sizes its header refers to")
 
