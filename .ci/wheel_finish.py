@@ -28,7 +28,6 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED_PLATFORM = "manylinux_2_17_x86_64"
@@ -76,7 +75,7 @@ def cargo_version() -> str:
     return match.group(1)
 
 
-def target_feature_functions(sources: Path) -> List[str]:
+def target_feature_functions(sources: Path) -> list[str]:
     names = set()
     for path in sources.rglob("*.rs"):
         names.update(TARGET_FEATURE_FN.findall(path.read_text()))
@@ -91,7 +90,7 @@ def beyond_baseline(mnemonic: str) -> bool:
     return bool(NON_VEX_EXTENSIONS.fullmatch(mnemonic))
 
 
-def check_instructions(library: Path, allowed_names: List[str]) -> None:
+def check_instructions(library: Path, allowed_names: list[str]) -> None:
     """Instructions beyond baseline x86-64 appear only in the allowed functions."""
     listing = subprocess.run(
         ["objdump", "-d", "--no-show-raw-insn", "-C", str(library)],
@@ -99,7 +98,7 @@ def check_instructions(library: Path, allowed_names: List[str]) -> None:
     ).stdout
     allowed = re.compile(r"(^|::)(" + "|".join(map(re.escape, allowed_names)) + r")($|::|<)")
     # (symbol, address) -> count of each instruction beyond baseline in that function
-    per_function: Dict[Tuple[str, str], collections.Counter] = collections.defaultdict(collections.Counter)
+    per_function: dict[tuple[str, str], collections.Counter] = collections.defaultdict(collections.Counter)
     functions = 0
     function = ("<before the first symbol>", "0")
     for line in listing.splitlines():
@@ -158,7 +157,7 @@ def check_auditwheel(wheel: Path) -> None:
           f'"{match.group(1)}"')
 
 
-def metadata_fields(text: str, name: str) -> List[str]:
+def metadata_fields(text: str, name: str) -> list[str]:
     return re.findall(rf"^{re.escape(name)}: (.*)$", text, re.MULTILINE)
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Sequence, Tuple
+from typing import Callable
 
 Run = Callable[[int], None]
 
@@ -44,8 +45,8 @@ def calls_per_sample(run: Run, target_ns: float, max_calls: int = 1 << 20) -> in
 class Samples:
     """Per-step times in nanoseconds, one entry per round, for each contender."""
 
-    per_step_ns: Dict[str, List[float]]
-    calls: Dict[str, int]
+    per_step_ns: dict[str, list[float]]
+    calls: dict[str, int]
 
     def median(self, name: str) -> float:
         return statistics.median(self.per_step_ns[name])
@@ -55,7 +56,7 @@ class Samples:
         pairs = zip(self.per_step_ns[numerator], self.per_step_ns[denominator])
         return statistics.median(a / b for a, b in pairs)
 
-    def ratio_quartiles(self, numerator: str, denominator: str) -> Tuple[float, float, float]:
+    def ratio_quartiles(self, numerator: str, denominator: str) -> tuple[float, float, float]:
         """Quartiles (q1, median, q3) over rounds of ``time(numerator) / time(denominator)``."""
         pairs = zip(self.per_step_ns[numerator], self.per_step_ns[denominator])
         ratios = [a / b for a, b in pairs]
@@ -74,7 +75,7 @@ class Samples:
         pairs = zip(self.per_step_ns[minuend], self.per_step_ns[subtrahend])
         return statistics.median((a - b) / a for a, b in pairs)
 
-    def values(self, name: str) -> List[float]:
+    def values(self, name: str) -> list[float]:
         return list(self.per_step_ns[name])
 
 
@@ -96,7 +97,7 @@ def interleaved(
     for _ in range(warmup_rounds):
         for name in names:
             runs[name](calls[name])
-    per_step: Dict[str, List[float]] = {name: [] for name in names}
+    per_step: dict[str, list[float]] = {name: [] for name in names}
     for index in range(rounds):
         shift = index % len(names)
         for name in list(names[shift:]) + list(names[:shift]):

@@ -47,16 +47,16 @@ import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Callable, Dict, List, Sequence, Tuple  # noqa: E402
+from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _timing  # noqa: E402
-from _timing import interleaved  # noqa: E402
-
 import rustoptim  # noqa: E402
+from _timing import interleaved  # noqa: E402
 
 try:  # torch is optional: its column appears only when it imports.
     import torch  # type: ignore[import-not-found]
@@ -66,7 +66,7 @@ except Exception as _torch_error:  # noqa: BLE001 - any import failure means "no
 else:
     TORCH_MISSING = ""
 
-WORKLOADS: Dict[str, List[Tuple[int, ...]]] = {
+WORKLOADS: dict[str, list[tuple[int, ...]]] = {
     "1e6": [(1_000_000,)],
     "1e7": [(10_000_000,)],
     "1000x1000": [(1000,)] * 1000,
@@ -90,7 +90,7 @@ def numpy_clip_grad_norm_(grads: Sequence[np.ndarray], max_norm: float) -> float
     return float(total)
 
 
-def contenders(shapes: List[Tuple[int, ...]], scenario: str) -> Dict[str, Callable[[int], None]]:
+def contenders(shapes: list[tuple[int, ...]], scenario: str) -> dict[str, Callable[[int], None]]:
     """``run(n)`` for every contender. "clips": every call first restores the
     gradients (a clip converges to gradients that need no more clipping), and
     a "refresh" contender times that restore alone, to be subtracted."""
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print("| " + " | ".join(row) + " |")
 
 
-def _net_times(samples) -> Dict[str, List[float]]:
+def _net_times(samples) -> dict[str, list[float]]:
     """Per-round times of each contender, minus the round's restore time when measured."""
     names = [n for n in samples.per_step_ns if n != "refresh"]
     if "refresh" not in samples.per_step_ns:
@@ -182,12 +182,12 @@ def _net_times(samples) -> Dict[str, List[float]]:
     return {n: [t - r for t, r in zip(samples.values(n), refresh)] for n in names}
 
 
-def _time(per_round: List[float]) -> str:
+def _time(per_round: list[float]) -> str:
     ns = statistics.median(per_round)
     return f"{ns / 1e3:.1f} us" if ns < 1e6 else f"{ns / 1e6:.2f} ms"
 
 
-def _ratio(times: Dict[str, List[float]], other: str) -> str:
+def _ratio(times: dict[str, list[float]], other: str) -> str:
     """Median and quartiles over rounds of time(other) / time(rustoptim)."""
     ratios = [a / b for a, b in zip(times[other], times["rustoptim"])]
     q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive")

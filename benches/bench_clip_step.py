@@ -29,26 +29,26 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _timing  # noqa: E402
+import rustoptim  # noqa: E402
 from _timing import interleaved  # noqa: E402
 from bench_clip import TORCH_MISSING, WORKLOADS, _net_times, _ratio, _time, torch  # noqa: E402
 
-import rustoptim  # noqa: E402
 
-
-def contenders(shapes: List[Tuple[int, ...]]) -> Dict[str, Callable[[int], None]]:
+def contenders(shapes: list[tuple[int, ...]]) -> dict[str, Callable[[int], None]]:
     rng = np.random.default_rng(0)
     original = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     total = float(np.sqrt(sum(np.dot(g.ravel(), g.ravel()) for g in original)))
     max_norm = 0.5 * total
 
-    def repeat(tail: Callable[[], None], grads: List[np.ndarray]) -> Callable[[int], None]:
+    def repeat(tail: Callable[[], None], grads: list[np.ndarray]) -> Callable[[int], None]:
         def run(n: int) -> None:
             for _ in range(n):
                 for array, values in zip(grads, original):

@@ -57,6 +57,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+
 import rustoptim  # noqa: E402
 
 try:

@@ -43,6 +43,7 @@ import time  # noqa: E402
 import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
+
 import rustoptim  # noqa: E402
 
 try:

@@ -22,7 +22,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_step as bench  # noqa: E402
-
 import rustoptim  # noqa: E402
 
 SPECS = {

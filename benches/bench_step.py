@@ -39,17 +39,17 @@ import pstats
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _timing  # noqa: E402
-from _timing import Samples, interleaved, repeat_call  # noqa: E402
-
 import rustoptim  # noqa: E402
+from _timing import Samples, interleaved, repeat_call  # noqa: E402
 from rustoptim import _core  # noqa: E402
 
 try:  # torch is optional: its columns appear only when it imports.
@@ -70,10 +70,10 @@ NUMPY_BLOCK_BYTES = 128 * 1024
 # --------------------------------------------------------------------- workloads
 
 
-def gpt2_small_shapes() -> List[Tuple[int, ...]]:
+def gpt2_small_shapes() -> list[tuple[int, ...]]:
     """The 148 parameter tensors of GPT-2 small (124,439,808 parameters)."""
     d, vocab, context, layers = 768, 50257, 1024, 12
-    shapes: List[Tuple[int, ...]] = [(vocab, d), (context, d)]  # wte, wpe
+    shapes: list[tuple[int, ...]] = [(vocab, d), (context, d)]  # wte, wpe
     for _ in range(layers):
         shapes += [
             (d,), (d,),                  # ln_1 weight, bias
@@ -91,7 +91,7 @@ def gpt2_small_shapes() -> List[Tuple[int, ...]]:
 class Workload:
     key: str
     label: str
-    shapes: Tuple[Tuple[int, ...], ...]
+    shapes: tuple[tuple[int, ...], ...]
     dtype: Any
     rounds: int
     quick_rounds: int
@@ -113,7 +113,7 @@ class Workload:
         return f"{self.label}: {tensors}, {self.elements:,} {dtype} elements"
 
 
-WORKLOADS: Dict[str, Workload] = {
+WORKLOADS: dict[str, Workload] = {
     w.key: w
     for w in [
         Workload("1e6", "1e6", ((10**6,),), np.float32, 21, 7),
@@ -138,11 +138,11 @@ class OptimizerSpec:
     key: str
     title: str
     rust: Callable[..., Any]
-    rust_kwargs: Dict[str, Any]
+    rust_kwargs: dict[str, Any]
     torch_name: str
-    torch_kwargs: Dict[str, Any]
+    torch_kwargs: dict[str, Any]
     #: Arrays the step reads and writes besides the gradient (the ceiling's updates).
-    updated: Tuple[str, ...]
+    updated: tuple[str, ...]
 
     @property
     def arrays_touched(self) -> int:
@@ -150,7 +150,7 @@ class OptimizerSpec:
         return 1 + 2 * len(self.updated)
 
 
-OPTIMIZERS: Dict[str, OptimizerSpec] = {
+OPTIMIZERS: dict[str, OptimizerSpec] = {
     o.key: o
     for o in [
         OptimizerSpec("adam", "Adam", rustoptim.Adam, {}, "Adam", {}, ("param", "exp_avg", "exp_avg_sq")),
@@ -175,7 +175,7 @@ OPTIMIZERS: Dict[str, OptimizerSpec] = {
 }
 
 
-def numpy_hyperparameters(spec: OptimizerSpec) -> Dict[str, Any]:
+def numpy_hyperparameters(spec: OptimizerSpec) -> dict[str, Any]:
     """The hyperparameters rustoptim's constructor fills in, for the NumPy and torch contenders."""
     probe = spec.rust([np.zeros(1, np.float32)], **spec.rust_kwargs)
     group = probe.param_groups[0]
@@ -185,7 +185,7 @@ def numpy_hyperparameters(spec: OptimizerSpec) -> Dict[str, Any]:
 # ---------------------------------------------------------- NumPy implementations
 
 
-def _blocks(arrays: Sequence[np.ndarray], block: int) -> List[Tuple[np.ndarray, ...]]:
+def _blocks(arrays: Sequence[np.ndarray], block: int) -> list[tuple[np.ndarray, ...]]:
     """Views of ``arrays`` (same shape, contiguous) in blocks of ``block`` elements."""
     flat = [a.reshape(-1) for a in arrays]
     n = flat[0].size
@@ -316,10 +316,10 @@ def numpy_optimizer(spec: OptimizerSpec, params, grads, hyper):
 class Contender:
     name: str
     run: Callable[[int], None]
-    keep: List[Any] = field(default_factory=list)  # objects kept alive with it
+    keep: list[Any] = field(default_factory=list)  # objects kept alive with it
 
 
-def make_data(workload: Workload, seed: int = 0) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+def make_data(workload: Workload, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
     rng = np.random.default_rng(seed)
     dtype = workload.dtype
     params = [(rng.standard_normal(s, dtype=dtype) * dtype(0.02)).astype(dtype, copy=False) for s in workload.shapes]
@@ -337,7 +337,7 @@ def rust_contender(spec: OptimizerSpec, p0, grads) -> Contender:
     return Contender("rustoptim", repeat_call(opt.step), [opt])
 
 
-def numpy_contenders(spec: OptimizerSpec, p0, grads, hyper) -> List[Contender]:
+def numpy_contenders(spec: OptimizerSpec, p0, grads, hyper) -> list[Contender]:
     opt = numpy_optimizer(spec, [p.copy() for p in p0], grads, hyper)
     return [] if opt is None else [Contender("numpy", repeat_call(opt.step), [opt])]
 
@@ -361,7 +361,7 @@ FLAT_CEILING = "ceiling, 1 tensor"
 TORCH_VARIANTS = (("torch default", {}), ("torch foreach", {"foreach": True}), ("torch fused", {"fused": True}))
 
 
-def torch_contenders(spec: OptimizerSpec, p0, grads, notes: List[str]) -> List[Contender]:
+def torch_contenders(spec: OptimizerSpec, p0, grads, notes: list[str]) -> list[Contender]:
     if torch is None:
         return []
     out = []
@@ -397,8 +397,8 @@ class Table:
     spec: OptimizerSpec
     workload: Workload
     rounds: int
-    rows: Dict[int, Dict[str, Row]]                       # threads -> contender -> row
-    ceiling_range: Dict[int, Tuple[float, float]]          # threads -> (min, max) GB/s over rounds
+    rows: dict[int, dict[str, Row]]                       # threads -> contender -> row
+    ceiling_range: dict[int, tuple[float, float]]          # threads -> (min, max) GB/s over rounds
 
 
 def set_threads(n: int) -> None:
@@ -409,8 +409,8 @@ def set_threads(n: int) -> None:
 
 def measure(spec, workload, contenders, threads, rounds, target_ns) -> Table:
     useful_bytes = spec.arrays_touched * workload.itemsize * workload.elements
-    rows: Dict[int, Dict[str, Row]] = {}
-    ranges: Dict[int, Tuple[float, float]] = {}
+    rows: dict[int, dict[str, Row]] = {}
+    ranges: dict[int, tuple[float, float]] = {}
     runs = {c.name: c.run for c in contenders}
     for n in threads:
         set_threads(n)
@@ -450,7 +450,7 @@ def fmt_time(ns: float) -> str:
     return f"{ns / 1e9:.2f} s"
 
 
-def render(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool, align: Optional[str] = None) -> str:
+def render(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool, align: str | None = None) -> str:
     """A table as markdown or as aligned text. ``align``: one of 'l'/'r' per column."""
     align = align or "l" + "r" * (len(headers) - 1)
     if markdown:
@@ -524,14 +524,14 @@ def print_table(out: Printer, table: Table, order: Sequence[str]) -> None:
 # ---------------------------------------------------------------------- targets
 
 
-def check_targets(out: Printer, tables: Dict[Tuple[str, str], Table], threads: Sequence[int]) -> None:
+def check_targets(out: Printer, tables: dict[tuple[str, str], Table], threads: Sequence[int]) -> None:
     """Issue 3 item 2, evaluated on this run's tables."""
     out.heading("Targets (benchmark issue, item 2), on this run")
     have_torch = torch is not None
     opt_keys = list(dict.fromkeys(k for k, _ in tables))
     headers = ["target", "workload"] + [OPTIMIZERS[k].title for k in opt_keys]
-    rows: List[List[str]] = []
-    failures: List[str] = []
+    rows: list[list[str]] = []
+    failures: list[str] = []
     total = met = 0
 
     def cell(opt_key, wl_key, value_of, passes, fmt) -> str:
@@ -625,7 +625,7 @@ def profile_small(out: Printer, opt_keys: Sequence[str], wl_keys: Sequence[str],
         headers += ["Python", "Python share"]
         rows = []
         profiles = []
-        notes: List[str] = []
+        notes: list[str] = []
         p0, grads = make_data(wl)
         for key in opt_keys:
             spec = OPTIMIZERS[key]
@@ -873,7 +873,7 @@ def print_header(out: Printer, args, threads: Sequence[int]) -> None:
 DEFAULT_THREADS = rustoptim.get_num_threads()
 
 
-def parse_list(text: str, choices: Sequence[str], what: str) -> List[str]:
+def parse_list(text: str, choices: Sequence[str], what: str) -> list[str]:
     items = [x.strip() for x in text.split(",") if x.strip()]
     bad = [x for x in items if x not in choices]
     if bad:
@@ -881,7 +881,7 @@ def parse_list(text: str, choices: Sequence[str], what: str) -> List[str]:
     return items
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="fewer rounds, shorter samples, and no 1e8 workload (about 1-2 minutes)")
@@ -923,8 +923,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     check_correctness(out, opt_keys)
 
     order = ["ceiling", FLAT_CEILING, "rustoptim", "numpy"] + [name for name, _ in TORCH_VARIANTS]
-    tables: Dict[Tuple[str, str], Table] = {}
-    notes: List[str] = []
+    tables: dict[tuple[str, str], Table] = {}
+    notes: list[str] = []
     for wl_key in wl_keys:
         wl = WORKLOADS[wl_key]
         rounds = args.rounds or (wl.quick_rounds if args.quick else wl.rounds)

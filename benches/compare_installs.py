@@ -28,7 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List
+from typing import Callable
 
 WORKLOADS = ("Adam step()", "Adam step(grads=)", "SGD momentum step()", "SGD step()", "Adam 1000 x 1000")
 
@@ -36,14 +36,14 @@ WORKLOADS = ("Adam step()", "Adam step(grads=)", "SGD momentum step()", "SGD ste
 # ---------------------------------------------------------------------- worker
 
 
-def make_workloads() -> Dict[str, Callable[[int], None]]:
+def make_workloads() -> dict[str, Callable[[int], None]]:
     import numpy as np
 
     import rustoptim
 
     rng = np.random.default_rng(0)
 
-    def parameter() -> "rustoptim.Parameter":
+    def parameter() -> rustoptim.Parameter:
         p = rustoptim.Parameter(rng.standard_normal(10).astype(np.float32))
         p.grad = rng.standard_normal(10).astype(np.float32)
         return p
@@ -115,7 +115,7 @@ class Install:
         )
         self.banner = self.ask(None)
 
-    def ask(self, line: "str | None") -> str:
+    def ask(self, line: str | None) -> str:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         if line is not None:
             self.proc.stdin.write(line + "\n")
@@ -131,7 +131,7 @@ class Install:
         self.proc.wait()
 
 
-def quartiles(values: List[float]) -> List[float]:
+def quartiles(values: list[float]) -> list[float]:
     return statistics.quantiles(values, n=4, method="inclusive")
 
 
@@ -149,7 +149,7 @@ def main() -> None:
         print(f"{inst.label}: {inst.banner}")
     target_ns = args.sample_ms * 1e6
     calls = {name: int(installs[0].ask(f"calls {name} {target_ns:.0f}")) for name in WORKLOADS}
-    times: Dict[str, Dict[str, List[float]]] = {n: {i.label: [] for i in installs} for n in WORKLOADS}
+    times: dict[str, dict[str, list[float]]] = {n: {i.label: [] for i in installs} for n in WORKLOADS}
     for r in range(args.rounds):
         order = installs if r % 2 == 0 else installs[::-1]
         for name in WORKLOADS:

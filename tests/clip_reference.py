@@ -12,7 +12,7 @@ fuses torch's tail multiply-adds, so it agrees to within rounding, not bitwise.
 from __future__ import annotations
 
 import math
-from typing import List, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -83,7 +83,7 @@ def total_norm(grads: Sequence[np.ndarray], p: float) -> np.generic:
     the norms grouped by dtype, in reverse order of first appearance."""
     if not grads:
         return np.float32(0.0)
-    dtypes: List[np.dtype] = []
+    dtypes: list[np.dtype] = []
     for g in grads:
         if g.dtype not in dtypes:
             dtypes.append(g.dtype)

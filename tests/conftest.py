@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Tuple
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -11,7 +11,7 @@ import pytest
 SENTINEL = 1234.5
 
 
-def place_array(values: np.ndarray, layout: str) -> Tuple[np.ndarray, np.ndarray]:
+def place_array(values: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray]:
     """A writeable copy of ``values`` in ``layout`` and the buffer it lives in.
 
     ``"C"``/``"F"``: a contiguous copy (the buffer is the array itself).
@@ -41,7 +41,7 @@ def assert_untouched_outside(buffer: np.ndarray, view: np.ndarray) -> None:
 
 
 @pytest.fixture
-def place() -> Callable[[np.ndarray, str], Tuple[np.ndarray, np.ndarray]]:
+def place() -> Callable[[np.ndarray, str], tuple[np.ndarray, np.ndarray]]:
     return place_array
 
 

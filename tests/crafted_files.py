@@ -14,7 +14,7 @@ import io
 import json
 import struct
 import zlib
-from typing import List, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.lib import format as npy
@@ -33,7 +33,7 @@ def header_json(root, arrays: int = 0, **overrides) -> bytes:
     return json.dumps(fields).encode()
 
 
-def npy_header(shape: Tuple[int, ...], descr: str = "|u1", fortran_order: bool = False) -> bytes:
+def npy_header(shape: tuple[int, ...], descr: str = "|u1", fortran_order: bool = False) -> bytes:
     buffer = io.BytesIO()
     npy.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": fortran_order, "shape": shape})
     return buffer.getvalue()
@@ -65,7 +65,7 @@ def end_records(entries: int, directory_size: int, directory_offset: int) -> byt
                        len(comment)) + comment
 
 
-def archive(members: Sequence[Tuple[bytes, bytes]]) -> bytes:
+def archive(members: Sequence[tuple[bytes, bytes]]) -> bytes:
     """A plain stored archive of ``(name, data)`` members, laid out as rustoptim writes it."""
     body, directory = b"", b""
     for name, data in members:
@@ -118,7 +118,7 @@ def nested_members(layers: int, payload: int) -> bytes:
     names = [b"arrays/%d.npy" % i for i in range(layers)]
     # Build from the innermost member outwards: member i's data is its .npy
     # header followed by member i+1's local header and data.
-    datas: List[bytes] = [b""] * layers
+    datas: list[bytes] = [b""] * layers
     npy_header_sizes = [0] * layers
     for i in reversed(range(layers)):
         rest = b"\0" * payload if i == layers - 1 else local_header(names[i + 1], datas[i + 1]) + datas[i + 1]
@@ -137,7 +137,7 @@ def nested_members(layers: int, payload: int) -> bytes:
     return seal(body + directory + end_records(layers + 1, len(directory), len(body)))
 
 
-def zip64_archive(members: Sequence[Tuple[bytes, bytes]]) -> bytes:
+def zip64_archive(members: Sequence[tuple[bytes, bytes]]) -> bytes:
     """A valid stored archive with every ZIP64 structure Python's zipfile writes for files over 2 GiB:
     ZIP64 sizes in the local headers, ZIP64 sizes and offsets in the central directory, and the
     ZIP64 end record and locator. Small enough for a test, laid out as a huge file would be."""
@@ -160,7 +160,7 @@ def zip64_archive(members: Sequence[Tuple[bytes, bytes]]) -> bytes:
     return seal(body + directory + end64 + locator + end + comment)
 
 
-def members_of(data: bytes) -> List[Tuple[bytes, bytes]]:
+def members_of(data: bytes) -> list[tuple[bytes, bytes]]:
     """The ``(name, data)`` members of a valid file written by ``rustoptim.save`` (or :func:`archive`)."""
     import zipfile
 
@@ -175,7 +175,7 @@ def members_of(data: bytes) -> List[Tuple[bytes, bytes]]:
 # past the CRC are exercised, not just the CRC).
 
 
-def _signatures(data: bytes, signature: bytes) -> List[int]:
+def _signatures(data: bytes, signature: bytes) -> list[int]:
     positions, pos = [], data.find(signature)
     while pos >= 0:
         positions.append(pos)

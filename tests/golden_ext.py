@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -17,12 +16,12 @@ EXT = Path(__file__).parent / "golden" / "ext"
 MANIFEST = json.loads((EXT / "manifest.json").read_text())
 
 
-def cases(kind: Optional[str]) -> List[dict]:
+def cases(kind: str | None) -> list[dict]:
     """The manifest's cases of this ``kind`` (None: the optimizer cases)."""
     return [case for case in MANIFEST["cases"] if case.get("kind") == kind]
 
 
-def arrays(case: dict) -> Dict[str, np.ndarray]:
+def arrays(case: dict) -> dict[str, np.ndarray]:
     """The arrays of ``case`` (its ``.npz`` file), loaded without pickle."""
     with np.load(EXT / case["file"], allow_pickle=False) as data:
         return {name: data[name] for name in data.files}

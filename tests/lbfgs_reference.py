@@ -10,13 +10,13 @@ rustoptim matches this reference to rounding, not bitwise.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+from typing import Callable
 
 import numpy as np
 
 __all__ = ["cubic_interpolate", "strong_wolfe", "ReferenceLBFGS"]
 
-Objective = Callable[[np.ndarray], Tuple[float, np.ndarray]]
+Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 
 def cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
@@ -113,7 +113,7 @@ class ReferenceLBFGS:
             tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
             history_size=history_size, line_search_fn=line_search_fn,
         )
-        self.state: Dict[str, object] = {}
+        self.state: dict[str, object] = {}
 
     def step(self, closure: Objective) -> float:
         c, state, x = self.config, self.state, self.x

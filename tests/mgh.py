@@ -15,12 +15,13 @@ its size) and ``f*``, the least value MGH report for that size.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable
 
 import numpy as np
 
-Objective = Callable[[np.ndarray], Tuple[float, np.ndarray]]
+Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 
 def rosenbrock(x):
@@ -277,7 +278,7 @@ class Problem:
     start: Sequence[float]
     #: MGH's least value (to their printed precision).
     f_star: float
-    minimizer: Optional[Sequence[float]] = None
+    minimizer: Sequence[float] | None = None
 
     @property
     def n(self) -> int:

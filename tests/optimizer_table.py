@@ -12,10 +12,12 @@ failures, state-dict and file round trips, thread and SIMD invariance.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
+
 import rustoptim
 from reference import (
     ReferenceAdadelta,
@@ -32,25 +34,25 @@ from reference import (
 class OptimizerInfo:
     cls: type
     #: Valid configs for the generic tests; the first has state and decay where the optimizer has them.
-    configs: Sequence[Dict[str, Any]]
+    configs: Sequence[dict[str, Any]]
     #: The pure-NumPy reference class (``Reference(params, **kwargs)``, ``.step(grads)``, ``.params``, ``.state``).
-    reference: Optional[type] = None
+    reference: type | None = None
     #: Option combinations compared with the reference (default: ``configs``).
-    reference_configs: Sequence[Dict[str, Any]] = ()
+    reference_configs: Sequence[dict[str, Any]] = ()
     #: Every state key the optimizer may keep, in torch's order.
-    state_keys: Tuple[str, ...] = ()
+    state_keys: tuple[str, ...] = ()
     #: Params must be matrices (Muon).
     only_2d: bool = False
     #: Reference keyword arguments that stand for the class's own defaults (AdamW: decoupled decay 0.01).
-    reference_extra: Dict[str, Any] = field(default_factory=dict)
+    reference_extra: dict[str, Any] = field(default_factory=dict)
     #: The optimizer creates every param's state with itself, not at its first step (Adagrad).
     eager_state: bool = False
     #: Params compared with the reference at these relative tolerances (by dtype name) instead of
     #: ulps: the reference's matrix products round differently (Muon); state still in ulps.
-    reference_rtol: Optional[Dict[str, float]] = None
+    reference_rtol: dict[str, float] | None = None
     #: Golden cases compared by each step's update at this relative Frobenius tolerance instead of
     #: element-wise (Muon: torch orthogonalizes in bfloat16; state still element-wise).
-    golden_update_rtol: Optional[float] = None
+    golden_update_rtol: float | None = None
 
     @property
     def name(self) -> str:
@@ -96,7 +98,7 @@ NADAM_OPTIONS = [
     for wd, decoupled, maximize in itertools.product([0, 0.1], [False, True], [False, True])
 ] + [dict(), dict(betas=(0.3, 0.6), momentum_decay=0.5, eps=1e-6)]
 
-OPTIMIZERS: List[OptimizerInfo] = [
+OPTIMIZERS: list[OptimizerInfo] = [
     OptimizerInfo(
         rustoptim.Adam,
         configs=[dict(lr=0.1, amsgrad=True, weight_decay=0.1), dict(lr=0.05)],
@@ -256,7 +258,7 @@ OPTIMIZERS += [
 BY_NAME = {info.name: info for info in OPTIMIZERS}
 
 
-def config_id(cls: type, kwargs: Dict[str, Any]) -> str:
+def config_id(cls: type, kwargs: dict[str, Any]) -> str:
     return cls.__name__ + "(" + ",".join(f"{k}={v}" for k, v in kwargs.items()) + ")"
 
 
@@ -274,7 +276,7 @@ REFERENCE_IDS = [config_id(info.cls, kwargs) for info, kwargs in REFERENCE_CONFI
 
 
 
-def param_shape(cls: type, shape: Tuple[int, ...]) -> Tuple[int, ...]:
+def param_shape(cls: type, shape: tuple[int, ...]) -> tuple[int, ...]:
     """The shape a generic test gives a param of ``cls``: ``shape`` itself, or for
     optimizers of matrices (``only_2d``) a matrix of as many elements: ``()`` ->
     ``(1, 1)``, ``(n,)`` -> ``(1, n)``, ``(..., r, c)`` -> ``(prod(...)*r, c)``."""

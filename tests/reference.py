@@ -11,9 +11,8 @@ transformations (Dekker's product, Knuth's sum).
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
-
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -84,9 +83,9 @@ class ReferenceAdam:
         self.params = [np.array(p, copy=True) for p in params]
         self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
         self.amsgrad, self.maximize, self.decoupled_weight_decay = amsgrad, maximize, decoupled_weight_decay
-        self.state: List[Optional[Dict[str, object]]] = [None] * len(self.params)
+        self.state: list[dict[str, object] | None] = [None] * len(self.params)
 
-    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
+    def step(self, grads: Sequence[np.ndarray | None]) -> None:
         for i, grad in enumerate(grads):
             if grad is not None:
                 self._update(i, grad)
@@ -149,9 +148,9 @@ class ReferenceSGD:
         self.params = [np.array(p, copy=True) for p in params]
         self.lr, self.momentum, self.dampening, self.weight_decay = lr, momentum, dampening, weight_decay
         self.nesterov, self.maximize = nesterov, maximize
-        self.state: List[Optional[Dict[str, np.ndarray]]] = [None] * len(self.params)
+        self.state: list[dict[str, np.ndarray] | None] = [None] * len(self.params)
 
-    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
+    def step(self, grads: Sequence[np.ndarray | None]) -> None:
         for i, grad in enumerate(grads):
             if grad is not None:
                 self._update(i, grad)
@@ -197,9 +196,9 @@ class ReferenceRAdam:
         self.params = [np.array(p, copy=True) for p in params]
         self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
         self.decoupled_weight_decay, self.maximize = decoupled_weight_decay, maximize
-        self.state: List[Optional[Dict[str, object]]] = [None] * len(self.params)
+        self.state: list[dict[str, object] | None] = [None] * len(self.params)
 
-    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
+    def step(self, grads: Sequence[np.ndarray | None]) -> None:
         for i, grad in enumerate(grads):
             if grad is not None:
                 self._update(i, grad)
@@ -259,9 +258,9 @@ class ReferenceASGD:
         self.params = [np.array(p, copy=True) for p in params]
         self.lr, self.lambd, self.alpha, self.t0, self.weight_decay = lr, lambd, alpha, t0, weight_decay
         self.maximize = maximize
-        self.state: List[Optional[Dict[str, object]]] = [None] * len(self.params)
+        self.state: list[dict[str, object] | None] = [None] * len(self.params)
 
-    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
+    def step(self, grads: Sequence[np.ndarray | None]) -> None:
         for i, grad in enumerate(grads):
             if grad is not None:
                 self._update(i, grad)
@@ -307,9 +306,9 @@ class ReferenceRprop:
     ) -> None:
         self.params = [np.array(p, copy=True) for p in params]
         self.lr, self.etas, self.step_sizes, self.maximize = lr, tuple(etas), tuple(step_sizes), maximize
-        self.state: List[Optional[Dict[str, object]]] = [None] * len(self.params)
+        self.state: list[dict[str, object] | None] = [None] * len(self.params)
 
-    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
+    def step(self, grads: Sequence[np.ndarray | None]) -> None:
         for i, grad in enumerate(grads):
             if grad is not None:
                 self._update(i, grad)
@@ -356,9 +355,9 @@ class _Reference:
 
     def __init__(self, params: Sequence[np.ndarray]) -> None:
         self.params = [np.array(p, copy=True) for p in params]
-        self.state: List[Optional[Dict[str, object]]] = [None] * len(self.params)
+        self.state: list[dict[str, object] | None] = [None] * len(self.params)
 
-    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
+    def step(self, grads: Sequence[np.ndarray | None]) -> None:
         for i, grad in enumerate(grads):
             if grad is not None:
                 self._update(i, self.params[i], grad)
@@ -565,7 +564,7 @@ class ReferenceAdafactor:
         self.params = [np.array(p, copy=True) for p in params]
         self.lr, self.beta2_decay, self.eps, self.d = lr, beta2_decay, tuple(eps), d
         self.weight_decay, self.maximize = weight_decay, maximize
-        self.state: List[Optional[Dict[str, object]]] = [None] * len(self.params)
+        self.state: list[dict[str, object] | None] = [None] * len(self.params)
 
     def step(self, grads) -> None:
         present = [i for i, g in enumerate(grads) if g is not None]
@@ -627,7 +626,7 @@ class ReferenceMuon:
         self.params = [np.array(p, copy=True) for p in params]
         self.lr, self.weight_decay, self.momentum, self.nesterov = lr, weight_decay, momentum, nesterov
         self.ns_coefficients, self.eps, self.ns_steps, self.adjust_lr_fn = ns_coefficients, eps, ns_steps, adjust_lr_fn
-        self.state: List[Optional[Dict[str, np.ndarray]]] = [None] * len(self.params)
+        self.state: list[dict[str, np.ndarray] | None] = [None] * len(self.params)
 
     def step(self, grads) -> None:
         for i, grad in enumerate(grads):

@@ -8,6 +8,8 @@ import copy
 
 import numpy as np
 import pytest
+
+from optimizer_table import BY_NAME, CONFIG_IDS, CONFIGS, as_param, param_shape
 from rustoptim import (
     SGD,
     Adam,
@@ -19,8 +21,6 @@ from rustoptim import (
     ReadOnlyError,
     ShapeError,
 )
-
-from optimizer_table import BY_NAME, CONFIG_IDS, CONFIGS, as_param, param_shape
 
 
 def make_params(cls):

@@ -16,11 +16,11 @@ import warnings
 
 import numpy as np
 import pytest
-import rustoptim
-from rustoptim.errors import AliasError, DTypeError, LayoutError, NonFiniteNormError, ReadOnlyError, ShapeError
 
 import clip_reference as ref
 import golden_ext
+import rustoptim
+from rustoptim.errors import AliasError, DTypeError, LayoutError, NonFiniteNormError, ReadOnlyError, ShapeError
 
 CLIP_CASES = golden_ext.cases("clip_grad_norm") + golden_ext.cases("clip_grad_value")
 LAYOUTS = ["C", "F", "strided", "negative"]

@@ -13,6 +13,7 @@ import threading
 
 import numpy as np
 import pytest
+
 import rustoptim
 from optimizer_table import CONFIG_IDS, CONFIGS, as_param
 

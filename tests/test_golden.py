@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rustoptim
 
+import rustoptim
 from optimizer_table import BY_NAME
 
 GOLDEN = Path(__file__).parent / "golden"

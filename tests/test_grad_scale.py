@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 import rustoptim
 from optimizer_table import CONFIG_IDS, CONFIGS, param_shape
 from rustoptim.errors import HyperparameterError

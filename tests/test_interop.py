@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 import rustoptim
 from rustoptim import DTypeError
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import rustoptim
+from lbfgs_reference import ReferenceLBFGS
 from rustoptim import LBFGS, Parameter
 from rustoptim.errors import AliasError, DTypeError, ReadOnlyError, ShapeError, StateDictError
-
-from lbfgs_reference import ReferenceLBFGS
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from mgh import beale, helical_valley, powell_singular, rosenbrock, wood
 from rustoptim import LBFGS, Parameter
-
 
 # name: (function, start, minimizer)
 PROBLEMS = {

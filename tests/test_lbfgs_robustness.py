@@ -18,6 +18,7 @@ import warnings
 
 import numpy as np
 import pytest
+
 import rustoptim
 from rustoptim import LBFGS, Parameter
 from rustoptim.errors import LayoutError, StateDictError

@@ -14,10 +14,11 @@ import copy
 import io
 import math
 import warnings
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable
 
 import numpy as np
 import pytest
+
 import rustoptim
 from golden_ext import arrays, cases
 from rustoptim import lr_scheduler as S
@@ -36,7 +37,7 @@ def case_id(case: dict) -> str:
 # ------------------------------------------------------------------ building
 
 
-def make_optimizer(case: dict, optimizer: str, params: List[np.ndarray]) -> rustoptim.Optimizer:
+def make_optimizer(case: dict, optimizer: str, params: list[np.ndarray]) -> rustoptim.Optimizer:
     """The case's optimizer with one param group per recorded lr; another
     optimizer than the recorded one gets a momentum (SGD) so that momentum
     cycling has something to drive."""
@@ -67,13 +68,13 @@ def make_scheduler(case: dict, opt: rustoptim.Optimizer) -> S.LRScheduler:
     return make(name, kwargs)
 
 
-def build(case: dict, optimizer: Optional[str] = None):
+def build(case: dict, optimizer: str | None = None):
     params = [np.zeros(2) for _ in case["group_lrs"]]
     opt = make_optimizer(case, optimizer or case["optimizer"], params)
     return params, opt, make_scheduler(case, opt)
 
 
-def advance(case: dict, params: List[np.ndarray], opt: Any, sched: Any, t: int) -> None:
+def advance(case: dict, params: list[np.ndarray], opt: Any, sched: Any, t: int) -> None:
     """Step ``t``: an optimizer step (gradients that change with t), then the scheduler's."""
     opt.step(grads=[np.array([0.5 - 0.1 * t, 1.0 + 0.01 * i]) for i in range(len(params))])
     if case["metrics"] is not None:
@@ -84,7 +85,7 @@ def advance(case: dict, params: List[np.ndarray], opt: Any, sched: Any, t: int) 
         sched.step()
 
 
-def snapshot(params: List[np.ndarray], opt: Any, sched: Any) -> tuple:
+def snapshot(params: list[np.ndarray], opt: Any, sched: Any) -> tuple:
     """Everything a continued run must reproduce: every group's hyperparameters
     (lr, momentum, betas, initial_lr, ...), the params' bits and get_last_lr()."""
     groups = [{k: v for k, v in group.items() if k != "params"} for group in opt.param_groups]
@@ -171,7 +172,7 @@ LOAD_ORDERS = (
 )
 
 
-def _resume(case: dict, optimizer: str, checkpoint: dict, params: List[np.ndarray], order: str):
+def _resume(case: dict, optimizer: str, checkpoint: dict, params: list[np.ndarray], order: str):
     """A new optimizer and scheduler on ``params``, loaded from ``checkpoint``."""
     fresh = [p.copy() for p in params]
     opt = make_optimizer(case, optimizer, fresh)

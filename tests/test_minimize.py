@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+
 import rustoptim
 from mgh import PROBLEMS, rosenbrock
 from rustoptim import minimize

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Tuple, Type
+from typing import Any, Callable
 
 import numpy as np
 import pytest
+
 import rustoptim
 from rustoptim import (
     SGD,
@@ -75,7 +76,7 @@ def param(*shape: int, dtype=np.float64) -> Parameter:
 
 # ----------------------------------------------------------- valid configs
 
-VALID: Dict[Type, list] = {
+VALID: dict[type, list] = {
     Adam: [
         dict(),
         dict(lr=0.01, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
@@ -282,12 +283,12 @@ def test_repr_lists_groups_with_sorted_keys(case):
 @dataclass
 class ErrorCase:
     name: str
-    classes: Tuple[Type, ...]
+    classes: tuple[type, ...]
     params: Callable[[], Any]
-    kwargs: Dict[str, Any] = field(default_factory=dict)
-    error: Optional[Type[BaseException]] = ValueError
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    error: type[BaseException] | None = ValueError
     match: str = ""
-    warning: Optional[Type[Warning]] = None  # a warning instead of an error
+    warning: type[Warning] | None = None  # a warning instead of an error
 
 
 def _readonly():

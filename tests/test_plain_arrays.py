@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from optimizer_table import CONFIG_IDS, CONFIGS, as_param, param_shape
 from rustoptim import SGD, Parameter
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import rustoptim
-from rustoptim import ASGD, Parameter, RAdam, Rprop, StateDictError
 
+import rustoptim
 from reference import ReferenceASGD, ReferenceRprop
+from rustoptim import ASGD, Parameter, RAdam, Rprop, StateDictError
 from test_runtime import restore_runtime, run_steps  # noqa: F401, F811 (a fixture)
 from test_state_dict import TRANSPORTS, assert_no_shared_memory, assert_same_tree, make_optimizer, make_params, run
 

@@ -16,6 +16,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 import rustoptim
 from optimizer_table import BY_NAME, REFERENCE_CONFIGS, REFERENCE_IDS, param_shape
 from reference import ReferenceAdam

@@ -24,12 +24,10 @@ import pytest
 import crafted_files
 from load_probe import memory_bound
 from load_probe import run as run_probe
+from optimizer_table import CONFIG_IDS, CONFIGS, param_shape
 from rustoptim import serialization
 from rustoptim.errors import FileFormatError, StateDictError
 from rustoptim.serialization import load, save
-
-from optimizer_table import CONFIG_IDS, CONFIGS, param_shape
-
 
 # --------------------------------------------------------------------------- helpers
 

@@ -9,6 +9,7 @@ import pickle
 
 import numpy as np
 import pytest
+
 import rustoptim
 from optimizer_table import CONFIG_IDS, CONFIGS, OPTIMIZERS, as_param, param_shape
 from rustoptim import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, Parameter, RMSprop, StateDictError

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import rustoptim
-from rustoptim import swa_utils
-from rustoptim.errors import AliasError, DTypeError, ShapeError, StateDictError
 
 import clip_reference as ref
 import golden_ext
+import rustoptim
+from rustoptim import swa_utils
+from rustoptim.errors import AliasError, DTypeError, ShapeError, StateDictError
 
 AVERAGE_CASES = golden_ext.cases("ema") + golden_ext.cases("swa")
 LAYOUTS = ["C", "F", "strided", "negative"]

@@ -9,10 +9,10 @@ import copy
 
 import numpy as np
 import pytest
-import rustoptim
-from rustoptim import Adafactor, HyperparameterError, Muon, Parameter, ShapeError, StateDictError
 
+import rustoptim
 from reference import ReferenceAdafactor
+from rustoptim import Adafactor, HyperparameterError, Muon, Parameter, ShapeError, StateDictError
 
 
 def grads_for(params, seed):

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 import rustoptim
-from rustoptim import Adadelta, Adagrad, Adamax, NAdam, Parameter, RMSprop
 from reference import ReferenceNAdam
+from rustoptim import Adadelta, Adagrad, Adamax, NAdam, Parameter, RMSprop
 
 
 def test_adagrad_makes_its_state_with_the_optimizer():

@@ -15,14 +15,16 @@ Bookkeeping (param groups, state, state dicts) follows ``torch.optim``; the
 arithmetic runs in ``rustoptim._core``.
 """
 
-from . import errors
-from . import lr_scheduler
-from . import swa_utils
+from . import errors, lr_scheduler, swa_utils
 from ._core import __version__ as __version__  # Cargo.toml's version, compiled in; the wheel's metadata has the same.
 from .adadelta import Adadelta
+from .adafactor import Adafactor
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
 from .adamax import Adamax
+
+# RAdam, ASGD, Rprop.
+from .asgd import ASGD
 from .clip_grad import (
     GradNormScale,
     clip_grad_norm_,
@@ -38,10 +40,10 @@ from .errors import (
     FileFormatError,
     HyperparameterError,
     InternalError,
-    NoGradientWarning,
     LayoutError,
-    NonFiniteNormError,
+    NoGradientWarning,
     NonFiniteError,
+    NonFiniteNormError,
     OptionError,
     ReadOnlyError,
     RustoptimError,
@@ -49,11 +51,14 @@ from .errors import (
     StateDictError,
 )
 from .lbfgs import LBFGS
-from .nadam import NAdam
 from .minimize import LbfgsInvHessProduct, minimize
+from .muon import Muon
+from .nadam import NAdam
 from .optimizer import Optimizer
 from .parameter import Parameter
+from .radam import RAdam
 from .rmsprop import RMSprop
+from .rprop import Rprop
 from .runtime import (
     get_num_threads,
     get_simd_level,
@@ -63,13 +68,6 @@ from .runtime import (
 )
 from .serialization import load, save
 from .sgd import SGD
-from .adafactor import Adafactor
-from .muon import Muon
-
-# RAdam, ASGD, Rprop.
-from .asgd import ASGD
-from .radam import RAdam
-from .rprop import Rprop
 
 __all__ = [
     "Parameter",

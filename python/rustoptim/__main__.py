@@ -19,27 +19,28 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Dict, List, Protocol, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
 import rustoptim
 
-Arrays = List[np.ndarray]
+Arrays = list[np.ndarray]
 DTYPE = np.float32
 
 
 class GradientOptimizer(Protocol):
     """An optimizer whose step takes the gradients: every rustoptim optimizer but LBFGS."""
 
-    param_groups: List[Dict[str, Any]]
+    param_groups: list[dict[str, Any]]
 
     def step(self, closure: None = None, *, grads: Sequence[np.ndarray]) -> Any: ...
 
 
 def make_spirals(
     n_per_class: int = 500, turns: float = 1.75, radius: float = 3.0, noise: float = 0.15, seed: int = 0
-) -> Tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Two interleaved spirals of ``turns`` turns out to ``radius``: ``x`` of shape (2n, 2), labels ``y`` in {0, 1}."""
     rng = np.random.default_rng(seed)
     theta = np.sqrt(rng.random(n_per_class)) * turns * 2 * np.pi  # sqrt: even density along the arm
@@ -60,7 +61,7 @@ def init_mlp(sizes: Sequence[int] = (2, 64, 64, 2), seed: int = 0) -> Arrays:
     return params
 
 
-def forward_backward(params: Arrays, x: np.ndarray, y: np.ndarray) -> Tuple[float, float, Arrays]:
+def forward_backward(params: Arrays, x: np.ndarray, y: np.ndarray) -> tuple[float, float, Arrays]:
     """Mean softmax cross-entropy, accuracy, and the gradient of the loss for every param."""
     weights, biases = params[0::2], params[1::2]
     activations = [x]
@@ -97,7 +98,7 @@ def train(
     verbose: bool = True,
     seed: int = 0,
     max_norm: float = 5.0,
-) -> Tuple[Arrays, List[Tuple[int, float, float]]]:
+) -> tuple[Arrays, list[tuple[int, float, float]]]:
     """Minibatch training from a fresh ``init_mlp(seed=seed)``, with a one-cycle
     lr schedule (peak: the optimizer's lr) and gradients clipped to ``max_norm``.
 
@@ -138,7 +139,7 @@ def train(
 def numpy_adam_step(
     params: Arrays,
     grads: Arrays,
-    state: Dict[str, Any],
+    state: dict[str, Any],
     *,
     lr: float,
     beta1: float = 0.9,
@@ -169,14 +170,14 @@ def numpy_adam_step(
         p -= tmp
 
 
-def time_steps(shapes: Sequence[Tuple[int, ...]], *, repeats: int, seed: int = 0) -> Tuple[float, float, float]:
+def time_steps(shapes: Sequence[tuple[int, ...]], *, repeats: int, seed: int = 0) -> tuple[float, float, float]:
     """Median seconds per Adam step, rustoptim and NumPy, alternating; and their largest param difference."""
     rng = np.random.default_rng(seed)
     start = [rng.standard_normal(shape).astype(DTYPE) for shape in shapes]
     grads = [rng.standard_normal(shape).astype(DTYPE) for shape in shapes]
     rust_params, numpy_params = [a.copy() for a in start], [a.copy() for a in start]
     optimizer = rustoptim.Adam(rust_params, lr=1e-3)
-    numpy_state: Dict[str, Any] = {}
+    numpy_state: dict[str, Any] = {}
     rust_times, numpy_times = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()

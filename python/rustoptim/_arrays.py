@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Literal, Tuple
+from typing import Literal
 
 import numpy as np
 
@@ -86,7 +86,7 @@ def state_step(where: str, value: object) -> float:
     return step
 
 
-def state_copy_shaped(where: str, value: object, param: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+def state_copy_shaped(where: str, value: object, param: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """A new C-ordered state array of ``shape`` holding a copy of ``value``, for
     the optimizers whose kernels work in C order on whole tensors (Adafactor,
     Muon) and whose state may not have the param's shape (``row_var``).

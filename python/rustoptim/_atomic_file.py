@@ -36,7 +36,7 @@ import socket
 import stat
 import tempfile
 import zlib
-from typing import IO, Callable, Optional, Tuple
+from typing import IO, Callable
 
 _TEMP_MARK = ".rustoptim-tmp-"
 _CHUNK = 1 << 20
@@ -82,7 +82,7 @@ def _final_target(path: str) -> str:
     return resolved
 
 
-def _existing_file(target: str, path: str) -> Optional[os.stat_result]:
+def _existing_file(target: str, path: str) -> os.stat_result | None:
     try:
         existing = os.stat(target)
     except FileNotFoundError:
@@ -94,7 +94,7 @@ def _existing_file(target: str, path: str) -> Optional[os.stat_result]:
     return existing
 
 
-def _create_temp(directory: str, name: str, path: str, existing: Optional[os.stat_result]) -> Tuple[str, int]:
+def _create_temp(directory: str, name: str, path: str, existing: os.stat_result | None) -> tuple[str, int]:
     """A new empty file next to the target, with the target's permissions if it exists."""
     # Created with the final permission bits already (the umask can only
     # remove some), so the data is never readable by more users than the target's.
@@ -140,7 +140,7 @@ def _temp_prefix(name: str) -> str:
     return f".{stem}{_TEMP_MARK}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _host_tag() -> str:
     return f"{zlib.crc32(socket.gethostname().encode('utf-8', 'surrogateescape')):08x}"
 

@@ -11,7 +11,8 @@ param_groups[1]") or key; ``ValueError`` for malformed calls and invalid
 settings; ``InternalError`` for a bug caught at the boundary.
 """
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, final
+from collections.abc import Sequence
+from typing import Any, Callable, final
 
 import numpy as np
 
@@ -46,14 +47,14 @@ __version__: str
 # One batch per param group: (group index, group dict, params that have a
 # gradient, their gradients, their state dicts or None, their positions in the
 # group or None when no param was skipped).
-_Batch = Tuple[int, Dict[str, Any], List[Any], List[Any], List[Optional[Dict[str, Any]]], Optional[List[int]]]
+_Batch = tuple[int, dict[str, Any], list[Any], list[Any], list[dict[str, Any] | None], list[int] | None]
 
 def step(
     rule: str,
-    batches: List[_Batch],
-    state: Dict[Any, Dict[str, Any]],
-    defaults: Optional[Dict[str, Any]] = None,
-    grad_scale: Optional[float] = None,
+    batches: list[_Batch],
+    state: dict[Any, dict[str, Any]],
+    defaults: dict[str, Any] | None = None,
+    grad_scale: float | None = None,
 ) -> None:
     """One step of the element-wise rule ``rule`` ("adam", "sgd", "adagrad",
     "rmsprop", "adadelta", "adamax", "nadam", "radam", "asgd", "rprop") over
@@ -65,7 +66,7 @@ def step(
     number, else ``HyperparameterError``) multiplies every gradient as it is
     read, without writing it."""
 
-def state_keys(rule: str, group: Dict[str, Any], group_index: int = 0) -> Tuple[List[str], List[str]]:
+def state_keys(rule: str, group: dict[str, Any], group_index: int = 0) -> tuple[list[str], list[str]]:
     """``(scalar state keys, state-array keys)`` of ``rule`` under ``group``'s configuration."""
 
 # ---------------------------------------------------------- gradient clipping
@@ -73,42 +74,42 @@ def state_keys(rule: str, group: Dict[str, Any], group_index: int = 0) -> Tuple[
 # None (skipped; errors name the list index). Writing functions need writeable
 # grads that share no memory; everything is validated before anything is written.
 
-def total_norm(grads: List[Optional[np.ndarray]], norm_type: float) -> float:
+def total_norm(grads: list[np.ndarray | None], norm_type: float) -> float:
     """torch's total norm: the ``norm_type``-norm of the per-grad norms, float64
     if any grad is, else float32 (returned as a float; 0.0 for no grads).
     ``ValueError`` for a NaN ``norm_type``; ``ShapeError`` for an empty grad
     under inf, -inf or a negative order. Nothing is written."""
 
-def tensor_norms(grads: List[Optional[np.ndarray]], norm_type: float) -> List[float]:
+def tensor_norms(grads: list[np.ndarray | None], norm_type: float) -> list[float]:
     """The ``norm_type``-norm of each grad (``None`` entries skipped), each in its
     own dtype as ``total_norm`` computes it, in order (``rustoptim.distributed``
     combines them across ranks). Checks as ``total_norm``."""
 
 def clip_grad_norm_scale(
-    grads: List[Optional[np.ndarray]], max_norm: float, norm_type: float
-) -> Tuple[float, float]:
+    grads: list[np.ndarray | None], max_norm: float, norm_type: float
+) -> tuple[float, float]:
     """``(total_norm, min(max_norm / (total + 1e-6), 1))``, the coefficient in
     the total's dtype as ``clip_grad_norm`` computes it. Nothing is written."""
 
 def clip_grad_norm(
-    grads: List[Optional[np.ndarray]], max_norm: float, norm_type: float, error_if_nonfinite: bool
+    grads: list[np.ndarray | None], max_norm: float, norm_type: float, error_if_nonfinite: bool
 ) -> float:
     """``total_norm``, then every grad ``*= min(max_norm / (total + 1e-6), 1)``
     (torch's rounding), in place; returns the total. With ``error_if_nonfinite``
     a non-finite total leaves the grads untouched (the caller raises)."""
 
-def clip_grads_with_norm(grads: List[Optional[np.ndarray]], max_norm: float, total_norm: float) -> None:
+def clip_grads_with_norm(grads: list[np.ndarray | None], max_norm: float, total_norm: float) -> None:
     """Every grad ``*= min(max_norm / (total_norm + 1e-6), 1)``, the coefficient
     computed in float64 if any grad is float64, else in float32."""
 
-def clip_grad_value(grads: List[Optional[np.ndarray]], clip_value: float) -> None:
+def clip_grad_value(grads: list[np.ndarray | None], clip_value: float) -> None:
     """Every element clamped into ``[-clip_value, clip_value]`` in place (NaN stays NaN)."""
 
 # ---------------------------------------------------------- weight averaging
 
 def update_averages(
-    averages: List[np.ndarray],
-    currents: List[np.ndarray],
+    averages: list[np.ndarray],
+    currents: list[np.ndarray],
     rule: str,
     weight: float = 0.0,
     n_averaged: int = 0,
@@ -129,10 +130,10 @@ def stream_update(reads: Sequence[np.ndarray], updates: Sequence[Sequence[np.nda
 def set_num_threads(num_threads: int) -> None: ...
 def get_num_threads() -> int: ...
 def max_num_threads() -> int: ...
-def num_threads_env_problem() -> Optional[str]: ...
-def simd_levels() -> List[str]: ...
+def num_threads_env_problem() -> str | None: ...
+def simd_levels() -> list[str]: ...
 def get_simd_level() -> str: ...
-def set_simd_level(level: Optional[str] = None) -> None: ...
+def set_simd_level(level: str | None = None) -> None: ...
 
 # ---------------------------------------------------------------------- LBFGS
 
@@ -171,12 +172,12 @@ class LbfgsCore:
         tolerance_grad: float,
         tolerance_change: float,
         history_size: int,
-        line_search_fn: Optional[str],
+        line_search_fn: str | None,
         maximize: bool = False,
     ) -> None:
         """Start a step at the params' current values (checked: dtype, writeable,
         aligned, no overlaps, ``dim`` elements in all); evaluate the closure next."""
-    def resume(self, loss: float, grads: Sequence[Optional[np.ndarray]], params: Sequence[np.ndarray]) -> bool:
+    def resume(self, loss: float, grads: Sequence[np.ndarray | None], params: Sequence[np.ndarray]) -> bool:
         """Continue with the closure's loss and grads (one per param, None for
         zeros). Writes the next point into ``params`` and returns False, or ends
         the step with the params at the accepted iterate and returns True. On
@@ -184,11 +185,11 @@ class LbfgsCore:
         as by ``abort``."""
     def abort(self, params: Sequence[np.ndarray]) -> None:
         """End the step after a failed closure; params go back to the last accepted iterate."""
-    def export_state(self) -> Dict[str, Any]:
+    def export_state(self) -> dict[str, Any]:
         """A copy of the state with torch's keys (``func_evals``, ``n_iter``, ``d``,
         ``t``, ``old_dirs``, ``old_stps``, ``ro``, ``H_diag``, ``prev_flat_grad``,
         ``prev_loss``, ``al``: the entries that have been set)."""
-    def import_state(self, state: Dict[str, Any], history_size: int) -> None:
+    def import_state(self, state: dict[str, Any], history_size: int) -> None:
         """Replace the state (``export_state``'s layout, 1-D arrays of this dtype);
         ``StateDictError`` (``MemoryError``) and no change if anything is wrong."""
 
@@ -199,18 +200,18 @@ def lbfgsb_minimize(
     x0: np.ndarray,
     lower: np.ndarray,
     upper: np.ndarray,
-    args: Tuple[Any, ...],
+    args: tuple[Any, ...],
     gradient: str,
-    jac: Optional[Callable[..., Any]],
-    fd_steps: Optional[np.ndarray],
-    callback: Optional[Callable[[np.ndarray, float], bool]],
+    jac: Callable[..., Any] | None,
+    fd_steps: np.ndarray | None,
+    callback: Callable[[np.ndarray, float], bool] | None,
     maxcor: int,
     ftol: float,
     gtol: float,
     maxiter: int,
     maxfun: int,
     maxls: int,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Run L-BFGS-B to the end; ``rustoptim.minimize`` checks the arguments first.
 
     ``x0``, ``lower``, ``upper``: contiguous float64 vectors of one length
@@ -234,7 +235,7 @@ def lbfgsb_minimize(
 # ------------------------------------------------------- whole-tensor optimizers
 
 def tensor_step(
-    rule: str, batches: List[_Batch], state: Dict[Any, Dict[str, Any]], grad_scale: Optional[float] = None
+    rule: str, batches: list[_Batch], state: dict[Any, dict[str, Any]], grad_scale: float | None = None
 ) -> None:
     """One step of a whole-tensor optimizer (``"adafactor"``, ``"muon"``) over
     every param group, in place; batches as for ``step``: ``(group_index, group,

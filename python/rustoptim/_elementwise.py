@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import operator
 import warnings
-from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 
@@ -38,7 +39,7 @@ __all__ = ["ElementwiseOptimizer"]
 _GRAD = operator.attrgetter("grad")
 
 # One core batch: (group index, group, params, grads, state entries, positions or None).
-_Batch = Tuple[int, Dict[str, Any], List[Parameter], List[Any], List[Any], Optional[List[int]]]
+_Batch = tuple[int, dict[str, Any], list[Parameter], list[Any], list[Any], Optional[list[int]]]
 
 
 class ElementwiseOptimizer(Optimizer):
@@ -47,14 +48,14 @@ class ElementwiseOptimizer(Optimizer):
     #: The rule's name in the Rust core.
     _rule: ClassVar[str]
     #: Every state-array key the optimizer may keep, in torch's order.
-    _state_slots: ClassVar[Tuple[str, ...]] = ()
+    _state_slots: ClassVar[tuple[str, ...]] = ()
 
     def step(
         self,
-        closure: Optional[Any] = None,
+        closure: Any | None = None,
         *,
-        grads: Optional[Sequence[Optional[np.ndarray]]] = None,
-        grad_scale: Optional[float] = None,
+        grads: Sequence[np.ndarray | None] | None = None,
+        grad_scale: float | None = None,
     ) -> Any:
         """Perform one optimization step; return what ``closure`` returned (else None).
 
@@ -112,8 +113,8 @@ class ElementwiseOptimizer(Optimizer):
                         stacklevel=2,
                     )
             state_get = self.state.get
-            batches: List[_Batch] = []
-            rounds: List[List[_Batch]] = []
+            batches: list[_Batch] = []
+            rounds: list[list[_Batch]] = []
             for index, (group, (params, group_grads, positions)) in enumerate(zip(self.param_groups, with_grads)):
                 if not params:
                     continue
@@ -136,14 +137,14 @@ class ElementwiseOptimizer(Optimizer):
                 self._run_batches(round_batches, grad_scale)
             return loss
 
-    def _run_batches(self, batches: List[_Batch], grad_scale: Optional[float] = None) -> None:
+    def _run_batches(self, batches: list[_Batch], grad_scale: float | None = None) -> None:
         """One all-or-nothing core call over ``batches``; optimizers whose
         update needs whole tensors (Adafactor, Muon) use ``_core.tensor_step``."""
         _core.step(self._rule, batches, self.state, self.defaults, grad_scale)
 
     def _split_grads(
-        self, grads: Optional[Sequence[Optional[np.ndarray]]]
-    ) -> List[Tuple[List[Parameter], List[Any], Optional[List[int]]]]:
+        self, grads: Sequence[np.ndarray | None] | None
+    ) -> list[tuple[list[Parameter], list[Any], list[int] | None]]:
         """Per group: the params that have a gradient, their gradients, and their
         positions in the group when some were skipped (else None). Gradients come
         from ``grads`` (one entry per param of :attr:`params`) or from ``.grad``."""
@@ -174,7 +175,7 @@ class ElementwiseOptimizer(Optimizer):
             else:
                 by_param = dict(zip(dict.fromkeys(flat), grads))
                 per_group = [[by_param[p] for p in group["params"]] for group in groups]
-        split: List[Tuple[List[Parameter], List[Any], Optional[List[int]]]] = []
+        split: list[tuple[list[Parameter], list[Any], list[int] | None]] = []
         for group, group_grads in zip(groups, per_group):
             params = group["params"]
             present = [g for g in group_grads if g is not None]
@@ -187,10 +188,10 @@ class ElementwiseOptimizer(Optimizer):
 
     # -------------------------------------------------------------- state dict
 
-    def _import_param_state(self, param: Parameter, saved: Mapping[str, Any], group: Dict[str, Any]) -> Dict[str, Any]:
+    def _import_param_state(self, param: Parameter, saved: Mapping[str, Any], group: dict[str, Any]) -> dict[str, Any]:
         scalars, slots = _core.state_keys(self._rule, group)
         self._check_state_keys(saved, tuple(scalars) + tuple(slots), optional=self._state_slots)
-        state: Dict[str, Any] = {name: state_step(repr(name), saved[name]) for name in scalars}
+        state: dict[str, Any] = {name: state_step(repr(name), saved[name]) for name in scalars}
         for key in self._state_slots:
             if key in saved:
                 state[key] = state_copy(repr(key), saved[key], param.data)
@@ -204,11 +205,11 @@ def _is_loss_and_grads(result: Any) -> bool:
 
 
 def _occurrence_rounds(
-    index: int, group: Dict[str, Any], params: List[Parameter], grads: List[Any], positions: Optional[List[int]]
-) -> List[_Batch]:
+    index: int, group: dict[str, Any], params: list[Parameter], grads: list[Any], positions: list[int] | None
+) -> list[_Batch]:
     """Split a group's batch so that round k holds the k-th occurrence of each param."""
-    rounds: List[Tuple[List[Parameter], List[Any], List[int]]] = []
-    seen: Dict[Parameter, int] = {}
+    rounds: list[tuple[list[Parameter], list[Any], list[int]]] = []
+    seen: dict[Parameter, int] = {}
     for i, (p, g) in enumerate(zip(params, grads)):
         k = seen.get(p, 0)
         seen[p] = k + 1

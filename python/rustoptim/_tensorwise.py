@@ -11,7 +11,8 @@ whatever the param's layout (the kernels work on rows and columns in C order).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from . import _core
 from ._arrays import state_copy_shaped, state_step
@@ -25,19 +26,19 @@ class TensorwiseOptimizer(ElementwiseOptimizer):
     """Base class of Adafactor and Muon (see the module docstring)."""
 
     #: Scalar state keys (a Python float each), before the arrays in torch's order.
-    _scalar_keys: ClassVar[Tuple[str, ...]] = ()
+    _scalar_keys: ClassVar[tuple[str, ...]] = ()
 
-    def _run_batches(self, batches: List[Any], grad_scale: Optional[float] = None) -> None:
+    def _run_batches(self, batches: list[Any], grad_scale: float | None = None) -> None:
         _core.tensor_step(self._rule, batches, self.state, grad_scale)
 
-    def _state_shapes(self, shape: Tuple[int, ...]) -> Dict[str, Tuple[int, ...]]:
+    def _state_shapes(self, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         """The state arrays a param of ``shape`` carries, in torch's order, with their shapes."""
         raise NotImplementedError
 
-    def _import_param_state(self, param: Parameter, saved: Mapping[str, Any], group: Dict[str, Any]) -> Dict[str, Any]:
+    def _import_param_state(self, param: Parameter, saved: Mapping[str, Any], group: dict[str, Any]) -> dict[str, Any]:
         shapes = self._state_shapes(param.data.shape)
         self._check_state_keys(saved, self._scalar_keys + tuple(shapes))
-        state: Dict[str, Any] = {name: state_step(repr(name), saved[name]) for name in self._scalar_keys}
+        state: dict[str, Any] = {name: state_step(repr(name), saved[name]) for name in self._scalar_keys}
         for key, shape in shapes.items():
             state[key] = state_copy_shaped(repr(key), saved[key], param.data, shape)
         return state

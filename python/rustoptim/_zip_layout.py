@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import IO, List, NamedTuple
+from typing import IO, NamedTuple
 
 _LOCAL = struct.Struct("<4s5H3L2H")  # signature, version, flags, method, time, date, crc, sizes, name/extra lengths
 _CENTRAL = struct.Struct("<4s6H3L5HLL")
@@ -58,7 +58,7 @@ class Member:
     crc32: int
 
 
-def read_members(f: IO[bytes], start: int, archive_size: int, comment_size: int) -> List[Member]:
+def read_members(f: IO[bytes], start: int, archive_size: int, comment_size: int) -> list[Member]:
     """The members of the archive in ``f[start:start + archive_size]``, in file order.
 
     ``comment_size`` is the length of the archive comment the caller has
@@ -103,7 +103,7 @@ def read_members(f: IO[bytes], start: int, archive_size: int, comment_size: int)
         raise LayoutInvalid(f"the ZIP central directory cannot hold {entries} members")
 
     directory = reader.read(directory_offset, directory_size, "central directory")
-    members: List[Member] = []
+    members: list[Member] = []
     pos = 0
     expected_offset = 0  # the members lie back to back from the first byte
     for index in range(entries):
@@ -135,7 +135,7 @@ class _CentralEntry(NamedTuple):
     crc32: int
 
 
-def _central_entry(directory: bytes, pos: int, index: int) -> "tuple[_CentralEntry, int]":
+def _central_entry(directory: bytes, pos: int, index: int) -> tuple[_CentralEntry, int]:
     if pos + _CENTRAL.size > len(directory):
         raise LayoutInvalid(f"the ZIP central directory ends inside entry {index}")
     (sig, _, _, flags, method, _, _, crc, compressed_size, size, name_len, extra_len, comment_len,
@@ -160,7 +160,7 @@ def _central_entry(directory: bytes, pos: int, index: int) -> "tuple[_CentralEnt
     return _CentralEntry(name, local_offset, size, crc), end
 
 
-def _check_local_header(reader: "_Reader", entry: _CentralEntry, index: int) -> Member:
+def _check_local_header(reader: _Reader, entry: _CentralEntry, index: int) -> Member:
     offset = entry.local_offset
     fixed = reader.read(offset, _LOCAL.size, f"local header of member {index}")
     sig, _, flags, method, _, _, crc, compressed_size, size, name_len, extra_len = _LOCAL.unpack(fixed)
@@ -191,9 +191,9 @@ def _name(raw: bytes, index: int) -> str:
         raise LayoutInvalid(f"member {index} has a non-ASCII name") from None
 
 
-def _zip64_values(extra: bytes, present: "list[bool]", name: str) -> "list[int | None]":
+def _zip64_values(extra: bytes, present: list[bool], name: str) -> list[int | None]:
     """The 8-byte values of the ZIP64 extra field for the header fields marked ``present``, in order."""
-    values: "list[int | None]" = [None] * len(present)
+    values: list[int | None] = [None] * len(present)
     wanted = sum(present)
     if not wanted:
         return values

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 from ._elementwise import ElementwiseOptimizer
 from .optimizer import check_flags, check_non_negative
@@ -57,8 +58,8 @@ class Adadelta(ElementwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "adadelta"
-    _state_slots: ClassVar[Tuple[str, ...]] = ("square_avg", "acc_delta")
-    _flag_defaults: ClassVar[Dict[str, Any]] = dict(foreach=None, maximize=False, differentiable=False, capturable=False)
+    _state_slots: ClassVar[tuple[str, ...]] = ("square_avg", "acc_delta")
+    _flag_defaults: ClassVar[dict[str, Any]] = dict(foreach=None, maximize=False, differentiable=False, capturable=False)
 
     def __init__(
         self,
@@ -67,7 +68,7 @@ class Adadelta(ElementwiseOptimizer):
         rho: float = 0.9,
         eps: float = 1e-6,
         weight_decay: float = 0,
-        foreach: Optional[bool] = None,
+        foreach: bool | None = None,
         *,
         capturable: bool = False,
         maximize: bool = False,
@@ -86,7 +87,7 @@ class Adadelta(ElementwiseOptimizer):
         self._check_group(defaults)
         super().__init__(params, defaults)
 
-    def _check_group(self, group: Dict[str, Any]) -> None:
+    def _check_group(self, group: dict[str, Any]) -> None:
         check_non_negative("lr", group["lr"], "Invalid learning rate: {}")
         rho = group["rho"]
         check_non_negative("rho", rho, "Invalid rho value: {}")

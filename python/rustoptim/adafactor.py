@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -83,20 +84,20 @@ class Adafactor(TensorwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "adafactor"
-    _scalar_keys: ClassVar[Tuple[str, ...]] = ("step",)
-    _state_slots: ClassVar[Tuple[str, ...]] = ("row_var", "col_var", "variance")
-    _flag_defaults: ClassVar[Dict[str, Any]] = dict(foreach=None, maximize=False)
+    _scalar_keys: ClassVar[tuple[str, ...]] = ("step",)
+    _state_slots: ClassVar[tuple[str, ...]] = ("row_var", "col_var", "variance")
+    _flag_defaults: ClassVar[dict[str, Any]] = dict(foreach=None, maximize=False)
 
     def __init__(
         self,
         params: Iterable[Any],
         lr: float = 1e-2,
         beta2_decay: float = -0.8,
-        eps: Tuple[Optional[float], float] = (None, 1e-3),
+        eps: tuple[float | None, float] = (None, 1e-3),
         d: float = 1.0,
         weight_decay: float = 0.0,
         *,
-        foreach: Optional[bool] = None,
+        foreach: bool | None = None,
         maximize: bool = False,
     ) -> None:
         defaults = dict(
@@ -112,7 +113,7 @@ class Adafactor(TensorwiseOptimizer):
         defaults["eps"] = tuple(eps)
         super().__init__(params, defaults)
 
-    def _check_group(self, group: Dict[str, Any]) -> None:
+    def _check_group(self, group: dict[str, Any]) -> None:
         check_non_negative("lr", group["lr"], "Learning rate should be >= 0 but is: {}")
         beta2_decay = _real("beta2_decay", group["beta2_decay"])
         if not beta2_decay <= 0.0:  # NaN fails too
@@ -129,12 +130,12 @@ class Adafactor(TensorwiseOptimizer):
         check_non_negative("weight_decay", group["weight_decay"], "weight_decay should be >= 0 but is: {}")
         check_flags(group, ("maximize",), optional_bools=("foreach",))
 
-    def _restore_group(self, group: Dict[str, Any]) -> None:
+    def _restore_group(self, group: dict[str, Any]) -> None:
         super()._restore_group(group)
         if isinstance(group.get("eps"), list):
             group["eps"] = tuple(group["eps"])
 
-    def _state_shapes(self, shape: Tuple[int, ...]) -> Dict[str, Tuple[int, ...]]:
+    def _state_shapes(self, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         if len(shape) >= 2:
             return {"row_var": shape[:-1] + (1,), "col_var": shape[:-2] + (1, shape[-1])}
         return {"variance": shape}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 from ._arrays import state_zeros
 from ._elementwise import ElementwiseOptimizer
@@ -71,8 +72,8 @@ class Adagrad(ElementwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "adagrad"
-    _state_slots: ClassVar[Tuple[str, ...]] = ("sum",)
-    _flag_defaults: ClassVar[Dict[str, Any]] = dict(foreach=None, maximize=False, differentiable=False, fused=None)
+    _state_slots: ClassVar[tuple[str, ...]] = ("sum",)
+    _flag_defaults: ClassVar[dict[str, Any]] = dict(foreach=None, maximize=False, differentiable=False, fused=None)
 
     def __init__(
         self,
@@ -82,11 +83,11 @@ class Adagrad(ElementwiseOptimizer):
         weight_decay: float = 0,
         initial_accumulator_value: float = 0,
         eps: float = 1e-10,
-        foreach: Optional[bool] = None,
+        foreach: bool | None = None,
         *,
         maximize: bool = False,
         differentiable: bool = False,
-        fused: Optional[bool] = None,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -109,7 +110,7 @@ class Adagrad(ElementwiseOptimizer):
                 accumulator[...] = initial_accumulator_value
                 self.state[p] = {"step": 0.0, "sum": accumulator}
 
-    def _check_group(self, group: Dict[str, Any]) -> None:
+    def _check_group(self, group: dict[str, Any]) -> None:
         check_non_negative("lr", group["lr"], "Invalid learning rate: {}")
         check_non_negative("lr_decay", group["lr_decay"], "Invalid lr_decay value: {}")
         check_non_negative("weight_decay", group["weight_decay"], "Invalid weight_decay value: {}")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -71,8 +72,8 @@ class Adam(ElementwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "adam"
-    _state_slots: ClassVar[Tuple[str, ...]] = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
-    _flag_defaults: ClassVar[Dict[str, Any]] = dict(
+    _state_slots: ClassVar[tuple[str, ...]] = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _flag_defaults: ClassVar[dict[str, Any]] = dict(
         amsgrad=False,
         maximize=False,
         foreach=None,
@@ -86,16 +87,16 @@ class Adam(ElementwiseOptimizer):
         self,
         params: Iterable[Any],
         lr: float = 1e-3,
-        betas: Tuple[float, float] = (0.9, 0.999),
+        betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0,
         amsgrad: bool = False,
         *,
-        foreach: Optional[bool] = None,
+        foreach: bool | None = None,
         maximize: bool = False,
         capturable: bool = False,
         differentiable: bool = False,
-        fused: Optional[bool] = None,
+        fused: bool | None = None,
         decoupled_weight_decay: bool = False,
     ) -> None:
         defaults = dict(
@@ -117,7 +118,7 @@ class Adam(ElementwiseOptimizer):
         if fused and foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
 
-    def _check_group(self, group: Dict[str, Any]) -> None:
+    def _check_group(self, group: dict[str, Any]) -> None:
         check_non_negative("lr", group["lr"], "Invalid learning rate: {}")
         check_non_negative("eps", group["eps"], "Invalid epsilon value: {}")
         betas = group["betas"]
@@ -133,7 +134,7 @@ class Adam(ElementwiseOptimizer):
             raise ValueError("betas must be either both floats or both Tensors")
         check_flags(group, ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay"))
 
-    def _restore_group(self, group: Dict[str, Any]) -> None:
+    def _restore_group(self, group: dict[str, Any]) -> None:
         super()._restore_group(group)
         if isinstance(group.get("betas"), list):
             group["betas"] = tuple(group["betas"])
@@ -174,16 +175,16 @@ class AdamW(Adam):
         self,
         params: Iterable[Any],
         lr: float = 1e-3,
-        betas: Tuple[float, float] = (0.9, 0.999),
+        betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
         amsgrad: bool = False,
         *,
         maximize: bool = False,
-        foreach: Optional[bool] = None,
+        foreach: bool | None = None,
         capturable: bool = False,
         differentiable: bool = False,
-        fused: Optional[bool] = None,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -200,6 +201,6 @@ class AdamW(Adam):
             decoupled_weight_decay=True,
         )
 
-    def _restore_group(self, group: Dict[str, Any]) -> None:
+    def _restore_group(self, group: dict[str, Any]) -> None:
         super()._restore_group(group)
         group["decoupled_weight_decay"] = True

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 from ._elementwise import ElementwiseOptimizer
 from .optimizer import check_betas, check_flags, check_non_negative
@@ -59,17 +60,17 @@ class Adamax(ElementwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "adamax"
-    _state_slots: ClassVar[Tuple[str, ...]] = ("exp_avg", "exp_inf")
-    _flag_defaults: ClassVar[Dict[str, Any]] = dict(foreach=None, maximize=False, differentiable=False, capturable=False)
+    _state_slots: ClassVar[tuple[str, ...]] = ("exp_avg", "exp_inf")
+    _flag_defaults: ClassVar[dict[str, Any]] = dict(foreach=None, maximize=False, differentiable=False, capturable=False)
 
     def __init__(
         self,
         params: Iterable[Any],
         lr: float = 2e-3,
-        betas: Tuple[float, float] = (0.9, 0.999),
+        betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0,
-        foreach: Optional[bool] = None,
+        foreach: bool | None = None,
         *,
         maximize: bool = False,
         differentiable: bool = False,
@@ -89,14 +90,14 @@ class Adamax(ElementwiseOptimizer):
         defaults["betas"] = tuple(betas)
         super().__init__(params, defaults)
 
-    def _check_group(self, group: Dict[str, Any]) -> None:
+    def _check_group(self, group: dict[str, Any]) -> None:
         check_non_negative("lr", group["lr"], "Invalid learning rate: {}")
         check_non_negative("eps", group["eps"], "Invalid epsilon value: {}")
         check_betas(group["betas"])
         check_non_negative("weight_decay", group["weight_decay"], "Invalid weight_decay value: {}")
         check_flags(group, ("maximize", "differentiable", "capturable"), optional_bools=("foreach",))
 
-    def _restore_group(self, group: Dict[str, Any]) -> None:
+    def _restore_group(self, group: dict[str, Any]) -> None:
         super()._restore_group(group)
         if isinstance(group.get("betas"), list):
             group["betas"] = tuple(group["betas"])

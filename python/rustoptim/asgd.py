@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -75,8 +76,8 @@ class ASGD(ElementwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "asgd"
-    _state_slots: ClassVar[Tuple[str, ...]] = ("ax",)
-    _flag_defaults: ClassVar[Dict[str, Any]] = dict(
+    _state_slots: ClassVar[tuple[str, ...]] = ("ax",)
+    _flag_defaults: ClassVar[dict[str, Any]] = dict(
         foreach=None,
         maximize=False,
         differentiable=False,
@@ -91,7 +92,7 @@ class ASGD(ElementwiseOptimizer):
         alpha: float = 0.75,
         t0: float = 1e6,
         weight_decay: float = 0,
-        foreach: Optional[bool] = None,
+        foreach: bool | None = None,
         maximize: bool = False,
         differentiable: bool = False,
         capturable: bool = False,
@@ -110,7 +111,7 @@ class ASGD(ElementwiseOptimizer):
         self._check_group(defaults)
         super().__init__(params, defaults)
 
-    def _check_group(self, group: Dict[str, Any]) -> None:
+    def _check_group(self, group: dict[str, Any]) -> None:
         check_non_negative("lr", group["lr"], "Invalid learning rate: {}")
         check_non_negative("lambd", group["lambd"], "Invalid lambd value: {}")
         check_non_negative("alpha", group["alpha"], "Invalid alpha value: {}")

@@ -27,7 +27,8 @@ from __future__ import annotations
 import math
 import types
 import warnings
-from typing import Any, Iterable, List, NamedTuple, Optional, Union
+from collections.abc import Iterable
+from typing import Any, NamedTuple, Union
 
 import numpy as np
 
@@ -50,9 +51,9 @@ ParamsOrGrads = Union[Parameter, np.ndarray, Iterable[Union[Parameter, np.ndarra
 def clip_grad_norm_(
     parameters: ParamsOrGrads,
     max_norm: float,
-    norm_type: Union[float, str] = 2.0,
+    norm_type: float | str = 2.0,
     error_if_nonfinite: bool = False,
-    foreach: Optional[bool] = None,
+    foreach: bool | None = None,
 ) -> float:
     """Scale the gradients in place so that their total norm is at most ``max_norm``.
 
@@ -101,7 +102,7 @@ class GradNormScale(NamedTuple):
 def clip_grad_norm_scale(
     parameters: ParamsOrGrads,
     max_norm: float,
-    norm_type: Union[float, str] = 2.0,
+    norm_type: float | str = 2.0,
     error_if_nonfinite: bool = False,
 ) -> GradNormScale:
     """The total norm and the clipping coefficient of ``clip_grad_norm_``,
@@ -141,9 +142,9 @@ def clip_grad_norm_scale(
 
 def get_total_norm(
     tensors: ParamsOrGrads,
-    norm_type: Union[float, str] = 2.0,
+    norm_type: float | str = 2.0,
     error_if_nonfinite: bool = False,
-    foreach: Optional[bool] = None,
+    foreach: bool | None = None,
 ) -> float:
     """The total norm of ``tensors`` (gradient arrays, or Parameters standing
     for their ``.grad``) as ``clip_grad_norm_`` computes it, without changing
@@ -162,7 +163,7 @@ def clip_grads_with_norm_(
     parameters: ParamsOrGrads,
     max_norm: float,
     total_norm: float,
-    foreach: Optional[bool] = None,
+    foreach: bool | None = None,
 ) -> None:
     """Scale the gradients in place by ``min(max_norm / (total_norm + 1e-6), 1)``.
 
@@ -180,7 +181,7 @@ def clip_grads_with_norm_(
 def clip_grad_value_(
     parameters: ParamsOrGrads,
     clip_value: float,
-    foreach: Optional[bool] = None,
+    foreach: bool | None = None,
 ) -> None:
     """Clamp every gradient element into ``[-clip_value, clip_value]``, in place.
 
@@ -190,13 +191,13 @@ def clip_grad_value_(
     _core.clip_grad_value(grads, _non_negative("clip_value", clip_value))
 
 
-def _grads_of(parameters: Any) -> List[Optional[np.ndarray]]:
+def _grads_of(parameters: Any) -> list[np.ndarray | None]:
     """The gradient of each entry, in order: a Parameter's ``.grad`` (maybe
     None, which the core skips but counts, so its errors name the caller's
     index), or the array itself."""
     if isinstance(parameters, (Parameter, np.ndarray)):
         parameters = [parameters]
-    grads: List[Optional[np.ndarray]] = []
+    grads: list[np.ndarray | None] = []
     for index, entry in enumerate(parameters):
         if isinstance(entry, Parameter):
             grads.append(entry.grad)

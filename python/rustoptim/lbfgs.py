@@ -6,8 +6,8 @@ import math
 import numbers
 import sys
 from collections import defaultdict
-from collections.abc import Mapping
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -220,11 +220,11 @@ class LBFGS(Optimizer):
         params: Iterable[Any],
         lr: float = 1,
         max_iter: int = 20,
-        max_eval: Optional[int] = None,
+        max_eval: int | None = None,
         tolerance_grad: float = 1e-7,
         tolerance_change: float = 1e-9,
         history_size: int = 100,
-        line_search_fn: Optional[str] = None,
+        line_search_fn: str | None = None,
         *,
         maximize: bool = False,
     ) -> None:
@@ -255,22 +255,22 @@ class LBFGS(Optimizer):
                 f"LBFGS needs all params of one dtype, got {' and '.join(str(d) for d in dtypes)}; "
                 "convert them (or use one optimizer per dtype)"
             )
-        self._core: Optional[_core.LbfgsCore] = None
+        self._core: _core.LbfgsCore | None = None
         # The core built by _import_param_state, kept only during load_state_dict.
-        self._loaded_core: Optional[_core.LbfgsCore]
+        self._loaded_core: _core.LbfgsCore | None
 
     @property
-    def _params(self) -> List[Parameter]:
-        params: List[Parameter] = self.param_groups[0]["params"]
+    def _params(self) -> list[Parameter]:
+        params: list[Parameter] = self.param_groups[0]["params"]
         return params
 
-    def add_param_group(self, param_group: Dict[str, Any]) -> None:
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Only the constructor's single group exists: adding one raises ``ValueError``."""
         if self.param_groups:
             raise ValueError(_ONE_GROUP)
         super().add_param_group(param_group)
 
-    def _check_group(self, group: Dict[str, Any]) -> None:
+    def _check_group(self, group: dict[str, Any]) -> None:
         _check_hyperparameters(*(group[k] for k in (
             "lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "history_size", "line_search_fn",
             "maximize",
@@ -279,11 +279,11 @@ class LBFGS(Optimizer):
 
     # -------------------------------------------------------------------- step
 
-    def _new_core(self, history_size: int) -> "_core.LbfgsCore":
+    def _new_core(self, history_size: int) -> _core.LbfgsCore:
         params = self._params
         return _core.LbfgsCore(str(params[0].data.dtype), sum(p.data.size for p in params), int(history_size))
 
-    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Run up to ``max_iter`` L-BFGS iterations; return the closure's first loss.
 
         ``closure`` is required (the default None only keeps the base class's
@@ -345,12 +345,12 @@ class LBFGS(Optimizer):
 
     # -------------------------------------------------------------- state dict
 
-    def _export_param_state(self, param: Parameter, state: Dict[str, Any]) -> Dict[str, Any]:
+    def _export_param_state(self, param: Parameter, state: dict[str, Any]) -> dict[str, Any]:
         if self._core is not None and param is self._params[0]:
             return self._core.export_state()
         return super()._export_param_state(param, state)
 
-    def _import_param_state(self, param: Parameter, saved: Mapping[str, Any], group: Dict[str, Any]) -> Dict[str, Any]:
+    def _import_param_state(self, param: Parameter, saved: Mapping[str, Any], group: dict[str, Any]) -> dict[str, Any]:
         if param is not self._params[0]:
             raise StateDictError("LBFGS keeps its state under the first param (index of params[0]) only")
         self._check_state_keys(saved, _COUNTERS, (*_ITERATION_KEYS, "al"))
@@ -375,9 +375,9 @@ class LBFGS(Optimizer):
 
     # ---------------------------------------------------------------- pickling
 
-    def __getstate__(self) -> Dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        full: Dict[Any, Dict[str, Any]] = defaultdict(dict)
+        full: dict[Any, dict[str, Any]] = defaultdict(dict)
         for param, entry in self.state.items():
             if self._core is not None and param is self._params[0]:
                 full[param] = self._core.export_state()
@@ -385,7 +385,7 @@ class LBFGS(Optimizer):
                 full[param] = entry
         return {**state, "state": full}
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._core = None
         entry = self.state.get(self._params[0])
@@ -396,7 +396,7 @@ class LBFGS(Optimizer):
             self.state[self._params[0]] = {"func_evals": entry["func_evals"], "n_iter": entry["n_iter"]}
 
 
-def _split(result: Any, params: Sequence[Parameter]) -> Tuple[Any, List[Any]]:
+def _split(result: Any, params: Sequence[Parameter]) -> tuple[Any, list[Any]]:
     """``(loss, grads)`` from what the closure returned."""
     if isinstance(result, tuple) and len(result) == 2:
         loss, grads = result
@@ -431,7 +431,7 @@ def _count(where: str, value: object) -> int:
     return int(value)
 
 
-def _checked_state(saved: Mapping[str, Any], params: Sequence[Parameter], history_size: int) -> Dict[str, Any]:
+def _checked_state(saved: Mapping[str, Any], params: Sequence[Parameter], history_size: int) -> dict[str, Any]:
     """A validated copy of an LBFGS state entry, in the layout ``LbfgsCore.import_state`` takes."""
     dtype = params[0].data.dtype
     n = sum(p.data.size for p in params)
@@ -445,7 +445,7 @@ def _checked_state(saved: Mapping[str, Any], params: Sequence[Parameter], histor
             raise StateDictError(f"{where} has dtype {value.dtype}, but the params have dtype {dtype}")
         return np.array(value, dtype=dtype, order="C", copy=True)
 
-    entry: Dict[str, Any] = {key: _count(key, saved[key]) for key in _COUNTERS}
+    entry: dict[str, Any] = {key: _count(key, saved[key]) for key in _COUNTERS}
     if "d" not in saved:
         present = [k for k in (*_ITERATION_KEYS, "al") if k in saved]
         if present:
@@ -482,7 +482,7 @@ def _checked_state(saved: Mapping[str, Any], params: Sequence[Parameter], histor
         al = saved["al"]
         if not isinstance(al, (list, tuple)):
             raise StateDictError(f"'al' must be a list, got {type(al).__name__}")
-        values: List[Optional[float]] = []
+        values: list[float | None] = []
         for i, v in enumerate(al):
             values.append(None if v is None else _real(f"al[{i}]", v))
         # The entries are scratch values of the last two-loop recursion; only a

@@ -13,7 +13,7 @@ import inspect
 import math
 import numbers
 from collections.abc import Mapping
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable
 
 import numpy as np
 
@@ -75,7 +75,7 @@ class _FallbackResult(dict[str, Any]):
         return "\n".join(f"{k.rjust(width)}: {v!r}" for k, v in self.items())
 
 
-_result_class: Optional[type] = None
+_result_class: type | None = None
 
 
 def _result(**fields: Any) -> Any:
@@ -171,12 +171,12 @@ def minimize(
     fun: Callable[..., Any],
     x0: Any,
     args: Any = (),
-    method: Optional[str] = "L-BFGS-B",
+    method: str | None = "L-BFGS-B",
     jac: Any = None,
     bounds: Any = None,
-    tol: Optional[float] = None,
-    callback: Optional[Callable[..., Any]] = None,
-    options: Optional[Mapping[str, Any]] = None,
+    tol: float | None = None,
+    callback: Callable[..., Any] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Any:
     """Minimize ``fun`` subject to bounds with L-BFGS-B, like
     ``scipy.optimize.minimize(fun, x0, method="L-BFGS-B", ...)``.
@@ -298,7 +298,7 @@ def _bound_value(value: Any, default: float, where: str) -> float:
         raise BoundsError(f"{where} is {value!r}, not a number or None") from e
 
 
-def _pairs(bounds: Any, n: int) -> Tuple[np.ndarray, np.ndarray]:
+def _pairs(bounds: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper bounds from ``n`` (min, max) pairs, ``None`` for no bound."""
     # Fast path, in NumPy: pairs of numbers or None.
     try:
@@ -323,7 +323,7 @@ def _pairs(bounds: Any, n: int) -> Tuple[np.ndarray, np.ndarray]:
     return lower, upper
 
 
-def _bounds(bounds: Any, n: int) -> Tuple[np.ndarray, np.ndarray]:
+def _bounds(bounds: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     if bounds is None:
         return np.full(n, -np.inf), np.full(n, np.inf)
     if hasattr(bounds, "lb") and hasattr(bounds, "ub"):  # scipy.optimize.Bounds
@@ -375,7 +375,7 @@ def _real(name: str, value: object) -> float:
     return value
 
 
-def _options(options: Optional[Mapping[str, Any]], tol: Optional[float]) -> dict[str, Any]:
+def _options(options: Mapping[str, Any] | None, tol: float | None) -> dict[str, Any]:
     if options is None:
         options = {}
     if not isinstance(options, Mapping):
@@ -416,7 +416,7 @@ def _steps(name: str, value: Any, n: int) -> np.ndarray:
     return np.ascontiguousarray(steps)
 
 
-def _gradient(jac: Any, opts: dict[str, Any], n: int) -> Tuple[str, Any, Optional[np.ndarray]]:
+def _gradient(jac: Any, opts: dict[str, Any], n: int) -> tuple[str, Any, np.ndarray | None]:
     """The core's gradient mode, the jac callable and the difference steps."""
     if jac is True:
         return "fun", None, None
@@ -432,7 +432,7 @@ def _gradient(jac: Any, opts: dict[str, Any], n: int) -> Tuple[str, Any, Optiona
     raise OptionError(f"jac must be True, a callable, None or '2-point', got {jac!r}")
 
 
-def _iteration_hook(callback: Optional[Callable[..., Any]]) -> Optional[Callable[[np.ndarray, float], bool]]:
+def _iteration_hook(callback: Callable[..., Any] | None) -> Callable[[np.ndarray, float], bool] | None:
     """What the core calls after each iteration with ``(x, f)``: runs the
     user's callback the way scipy does and returns True to stop."""
     if callback is None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -77,7 +78,7 @@ class Muon(TensorwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "muon"
-    _state_slots: ClassVar[Tuple[str, ...]] = ("momentum_buffer",)
+    _state_slots: ClassVar[tuple[str, ...]] = ("momentum_buffer",)
 
     def __init__(
         self,
@@ -86,10 +87,10 @@ class Muon(TensorwiseOptimizer):
         weight_decay: float = 0.1,
         momentum: float = 0.95,
         nesterov: bool = True,
-        ns_coefficients: Tuple[float, float, float] = (3.4445, -4.7750, 2.0315),
+        ns_coefficients: tuple[float, float, float] = (3.4445, -4.7750, 2.0315),
         eps: float = 1e-7,
         ns_steps: int = 5,
-        adjust_lr_fn: Optional[str] = None,
+        adjust_lr_fn: str | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -107,7 +108,7 @@ class Muon(TensorwiseOptimizer):
         super().__init__(params, defaults)
 
     @staticmethod
-    def _check_hyperparameters(group: Dict[str, Any]) -> None:
+    def _check_hyperparameters(group: dict[str, Any]) -> None:
         check_non_negative("lr", group["lr"], "Learning rate should be >= 0 but is: {}")
         check_non_negative("momentum", group["momentum"], "momentum should be >= 0 but is: {}")
         check_non_negative("weight_decay", group["weight_decay"], "weight decay should be >= 0 but is: {}")
@@ -131,7 +132,7 @@ class Muon(TensorwiseOptimizer):
             if isinstance(x, (bool, np.bool_, np.ndarray)) or not isinstance(x, numbers.Real):
                 raise TypeError(f"ns_coefficients must be real numbers, got {coefficients!r}")
 
-    def _check_group(self, group: Dict[str, Any]) -> None:
+    def _check_group(self, group: dict[str, Any]) -> None:
         self._check_hyperparameters(group)
         for p in group.get("params", ()):
             if p.data.ndim != 2:
@@ -139,10 +140,10 @@ class Muon(TensorwiseOptimizer):
                     f"Muon only supports 2D parameters whereas we found a parameter with size: {p.data.shape}"
                 )
 
-    def _restore_group(self, group: Dict[str, Any]) -> None:
+    def _restore_group(self, group: dict[str, Any]) -> None:
         super()._restore_group(group)
         if isinstance(group.get("ns_coefficients"), list):
             group["ns_coefficients"] = tuple(group["ns_coefficients"])
 
-    def _state_shapes(self, shape: Tuple[int, ...]) -> Dict[str, Tuple[int, ...]]:
+    def _state_shapes(self, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         return {"momentum_buffer": shape}

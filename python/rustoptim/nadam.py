@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 from ._elementwise import ElementwiseOptimizer
 from .optimizer import check_betas, check_flags, check_non_negative
@@ -77,8 +78,8 @@ class NAdam(ElementwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "nadam"
-    _state_slots: ClassVar[Tuple[str, ...]] = ("exp_avg", "exp_avg_sq")
-    _flag_defaults: ClassVar[Dict[str, Any]] = dict(
+    _state_slots: ClassVar[tuple[str, ...]] = ("exp_avg", "exp_avg_sq")
+    _flag_defaults: ClassVar[dict[str, Any]] = dict(
         maximize=False, foreach=None, capturable=False, differentiable=False, decoupled_weight_decay=False
     )
 
@@ -86,13 +87,13 @@ class NAdam(ElementwiseOptimizer):
         self,
         params: Iterable[Any],
         lr: float = 2e-3,
-        betas: Tuple[float, float] = (0.9, 0.999),
+        betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0,
         momentum_decay: float = 4e-3,
         decoupled_weight_decay: bool = False,
         *,
-        foreach: Optional[bool] = None,
+        foreach: bool | None = None,
         maximize: bool = False,
         capturable: bool = False,
         differentiable: bool = False,
@@ -113,7 +114,7 @@ class NAdam(ElementwiseOptimizer):
         defaults["betas"] = tuple(betas)
         super().__init__(params, defaults)
 
-    def _check_group(self, group: Dict[str, Any]) -> None:
+    def _check_group(self, group: dict[str, Any]) -> None:
         check_non_negative("lr", group["lr"], "Invalid learning rate: {}")
         check_non_negative("eps", group["eps"], "Invalid epsilon value: {}")
         check_betas(group["betas"])
@@ -125,7 +126,7 @@ class NAdam(ElementwiseOptimizer):
             optional_bools=("foreach",),
         )
 
-    def _restore_group(self, group: Dict[str, Any]) -> None:
+    def _restore_group(self, group: dict[str, Any]) -> None:
         super()._restore_group(group)
         if isinstance(group.get("betas"), list):
             group["betas"] = tuple(group["betas"])

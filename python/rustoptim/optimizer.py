@@ -22,17 +22,11 @@ import numbers
 import threading
 import warnings
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import (
     Any,
     Callable,
     ClassVar,
-    Dict,
-    Iterable,
-    List,
-    Optional,
-    Sequence,
-    Tuple,
 )
 
 import numpy as np
@@ -108,7 +102,7 @@ def check_betas(betas: object) -> None:
 
 
 def check_flags(
-    group: Dict[str, Any], bools: Tuple[str, ...], optional_bools: Tuple[str, ...] = ("foreach", "fused")
+    group: dict[str, Any], bools: tuple[str, ...], optional_bools: tuple[str, ...] = ("foreach", "fused")
 ) -> None:
     """Flags are bools (``foreach``/``fused`` may also be None); ``differentiable``
     and ``capturable`` cannot be honoured on NumPy arrays and must be False."""
@@ -161,9 +155,9 @@ class Optimizer:
 
     #: Flags refilled by ``_restore_group`` when a loaded or unpickled group lacks
     #: them (state dicts written before the flag existed), like torch's ``__setstate__``.
-    _flag_defaults: ClassVar[Dict[str, Any]] = {}
+    _flag_defaults: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, params: Iterable[Any], defaults: Dict[str, Any]) -> None:
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         self.defaults = defaults
         self._step_lock = threading.RLock()
         if isinstance(params, (Parameter, np.ndarray)):
@@ -171,8 +165,8 @@ class Optimizer:
                 "params argument given to the optimizer should be an iterable of Tensors or dicts, "
                 f"but got {_typename(params)}"
             )
-        self.state: Dict[Any, Dict[str, Any]] = defaultdict(dict)
-        self.param_groups: List[Dict[str, Any]] = []
+        self.state: dict[Any, dict[str, Any]] = defaultdict(dict)
+        self.param_groups: list[dict[str, Any]] = []
         param_groups = list(params)
         if len(param_groups) == 0:
             raise ValueError("optimizer got an empty parameter list")
@@ -183,7 +177,7 @@ class Optimizer:
 
     # ------------------------------------------------------------------ groups
 
-    def add_param_group(self, param_group: Dict[str, Any]) -> None:
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group (a dict with ``'params'`` and optional hyperparameters).
 
         Follows ``torch.optim.Optimizer.add_param_group``: the dict itself is
@@ -215,8 +209,8 @@ class Optimizer:
         else:
             param_group["params"] = list(params)
 
-        extracted: List[Any] = []
-        names: List[Any] = []
+        extracted: list[Any] = []
+        names: list[Any] = []
         for param in param_group["params"]:
             if isinstance(param, tuple):
                 names.append(param[0])
@@ -269,7 +263,7 @@ class Optimizer:
         self.param_groups.append(param_group)
 
     @property
-    def params(self) -> List[Parameter]:
+    def params(self) -> list[Parameter]:
         """Every param once, in order of first appearance across ``param_groups``.
 
         This is the order of ``step(grads=...)`` and of the ``state_dict()``
@@ -281,22 +275,22 @@ class Optimizer:
 
     # ------------------------------------------------------------------- hooks
 
-    def _check_group(self, group: Dict[str, Any]) -> None:
+    def _check_group(self, group: dict[str, Any]) -> None:
         """Raise ``ValueError``/``TypeError`` if the group's hyperparameters are invalid."""
 
-    def _restore_group(self, group: Dict[str, Any]) -> None:
+    def _restore_group(self, group: dict[str, Any]) -> None:
         """Bring a loaded or unpickled group up to date (missing flags, ...), in place."""
         for name, value in self._flag_defaults.items():
             group.setdefault(name, value)
 
-    def _import_param_state(self, param: Parameter, saved: Mapping[str, Any], group: Dict[str, Any]) -> Dict[str, Any]:
+    def _import_param_state(self, param: Parameter, saved: Mapping[str, Any], group: dict[str, Any]) -> dict[str, Any]:
         """The state of ``param`` built from a state-dict entry: validated and copied.
 
         Raises ``StateDictError`` (the caller prefixes the entry's index).
         """
         return copy.deepcopy(dict(saved))
 
-    def _export_param_state(self, param: Parameter, state: Dict[str, Any]) -> Dict[str, Any]:
+    def _export_param_state(self, param: Parameter, state: dict[str, Any]) -> dict[str, Any]:
         """The state-dict entry of ``param``: a copy sharing no memory with ``state``."""
         return copy.deepcopy(state)
 
@@ -329,13 +323,13 @@ class Optimizer:
                     else:
                         p.grad[...] = 0
 
-    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step (implemented by each optimizer)."""
         raise NotImplementedError
 
     # -------------------------------------------------------------- state dict
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """The optimizer's state as ``{'state': {...}, 'param_groups': [...]}`` (torch layout).
 
         ``param_groups`` holds one dict per group with every hyperparameter and
@@ -345,7 +339,7 @@ class Optimizer:
         gaps. Everything is a copy: the returned arrays share no memory with the
         optimizer.
         """
-        mappings: Dict[int, int] = {}
+        mappings: dict[int, int] = {}
         start = 0
         groups = []
         for group in self.param_groups:
@@ -399,9 +393,9 @@ class Optimizer:
             )
 
         # Match saved indices to params by position, refusing ambiguous maps.
-        id_map: Dict[int, Parameter] = {}
-        index_of: Dict[Parameter, int] = {}
-        group_of: Dict[Parameter, Dict[str, Any]] = {}
+        id_map: dict[int, Parameter] = {}
+        index_of: dict[Parameter, int] = {}
+        group_of: dict[Parameter, dict[str, Any]] = {}
         new_groups = []
         for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
             for k, p in zip(saved["params"], group["params"]):
@@ -429,7 +423,7 @@ class Optimizer:
             for p in group["params"]:
                 group_of[p] = new_group
 
-        new_state: Dict[Any, Dict[str, Any]] = defaultdict(dict)
+        new_state: dict[Any, dict[str, Any]] = defaultdict(dict)
         for k, entry in saved_state.items():
             param = id_map.get(int(k)) if _is_index(k) else None
             if param is None:
@@ -450,10 +444,10 @@ class Optimizer:
 
     # ---------------------------------------------------------------- pickling
 
-    def __getstate__(self) -> Dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:
         return {"defaults": self.defaults, "state": self.state, "param_groups": self.param_groups}
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._step_lock = threading.RLock()
         self.defaults.setdefault("differentiable", False)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from ._arrays import check_param_array
@@ -47,7 +45,7 @@ class Parameter:
     __slots__ = ("data", "grad")
 
     data: np.ndarray
-    grad: Optional[np.ndarray]
+    grad: np.ndarray | None
 
     def __init__(self, data: np.ndarray) -> None:
         self.data = check_param_array(data)

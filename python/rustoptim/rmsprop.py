@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 from ._elementwise import ElementwiseOptimizer
 from .optimizer import check_flags, check_non_negative
@@ -75,8 +76,8 @@ class RMSprop(ElementwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "rmsprop"
-    _state_slots: ClassVar[Tuple[str, ...]] = ("square_avg", "momentum_buffer", "grad_avg")
-    _flag_defaults: ClassVar[Dict[str, Any]] = dict(
+    _state_slots: ClassVar[tuple[str, ...]] = ("square_avg", "momentum_buffer", "grad_avg")
+    _flag_defaults: ClassVar[dict[str, Any]] = dict(
         momentum=0, centered=False, foreach=None, maximize=False, differentiable=False, capturable=False
     )
 
@@ -90,7 +91,7 @@ class RMSprop(ElementwiseOptimizer):
         momentum: float = 0,
         centered: bool = False,
         capturable: bool = False,
-        foreach: Optional[bool] = None,
+        foreach: bool | None = None,
         maximize: bool = False,
         differentiable: bool = False,
     ) -> None:
@@ -109,7 +110,7 @@ class RMSprop(ElementwiseOptimizer):
         self._check_group(defaults)
         super().__init__(params, defaults)
 
-    def _check_group(self, group: Dict[str, Any]) -> None:
+    def _check_group(self, group: dict[str, Any]) -> None:
         check_non_negative("lr", group["lr"], "Invalid learning rate: {}")
         check_non_negative("eps", group["eps"], "Invalid epsilon value: {}")
         check_non_negative("momentum", group["momentum"], "Invalid momentum value: {}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -69,8 +70,8 @@ class Rprop(ElementwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "rprop"
-    _state_slots: ClassVar[Tuple[str, ...]] = ("prev", "step_size")
-    _flag_defaults: ClassVar[Dict[str, Any]] = dict(
+    _state_slots: ClassVar[tuple[str, ...]] = ("prev", "step_size")
+    _flag_defaults: ClassVar[dict[str, Any]] = dict(
         foreach=None,
         maximize=False,
         differentiable=False,
@@ -81,11 +82,11 @@ class Rprop(ElementwiseOptimizer):
         self,
         params: Iterable[Any],
         lr: float = 1e-2,
-        etas: Tuple[float, float] = (0.5, 1.2),
-        step_sizes: Tuple[float, float] = (1e-6, 50),
+        etas: tuple[float, float] = (0.5, 1.2),
+        step_sizes: tuple[float, float] = (1e-6, 50),
         *,
         capturable: bool = False,
-        foreach: Optional[bool] = None,
+        foreach: bool | None = None,
         maximize: bool = False,
         differentiable: bool = False,
     ) -> None:
@@ -103,7 +104,7 @@ class Rprop(ElementwiseOptimizer):
         defaults["step_sizes"] = tuple(step_sizes)
         super().__init__(params, defaults)
 
-    def _check_group(self, group: Dict[str, Any]) -> None:
+    def _check_group(self, group: dict[str, Any]) -> None:
         check_non_negative("lr", group["lr"], "Invalid learning rate: {}")
         etas = _real_pair("etas", group["etas"])
         if not 0.0 < etas[0] < 1.0 < etas[1]:
@@ -115,14 +116,14 @@ class Rprop(ElementwiseOptimizer):
             )
         check_flags(group, ("maximize", "differentiable", "capturable"), optional_bools=("foreach",))
 
-    def _restore_group(self, group: Dict[str, Any]) -> None:
+    def _restore_group(self, group: dict[str, Any]) -> None:
         super()._restore_group(group)
         for key in ("etas", "step_sizes"):
             if isinstance(group.get(key), list):
                 group[key] = tuple(group[key])
 
 
-def _real_pair(name: str, value: Any) -> Tuple[Any, Any]:
+def _real_pair(name: str, value: Any) -> tuple[Any, Any]:
     """``value`` as a pair of real numbers, else ``TypeError`` naming ``name``."""
     if isinstance(value, np.ndarray) or not isinstance(value, (tuple, list)) or len(value) != 2:
         raise TypeError(f"{name} must be a pair of real numbers, got {value!r}")

@@ -15,7 +15,6 @@ at import saying so, and all cores are used.
 from __future__ import annotations
 
 import warnings
-from typing import List, Optional
 
 from . import _core
 
@@ -52,7 +51,7 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
-def simd_levels() -> List[str]:
+def simd_levels() -> list[str]:
     """The SIMD levels this CPU can run, lowest first (``"baseline"``, ``"avx2"``, ``"avx512"``)."""
     return list(_core.simd_levels())
 
@@ -62,7 +61,7 @@ def get_simd_level() -> str:
     return _core.get_simd_level()
 
 
-def set_simd_level(level: Optional[str]) -> None:
+def set_simd_level(level: str | None) -> None:
     """Force a SIMD level from :func:`simd_levels`, or ``None`` for the best one this CPU has."""
     _core.set_simd_level(level)
 

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -62,8 +63,8 @@ class SGD(ElementwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "sgd"
-    _state_slots: ClassVar[Tuple[str, ...]] = ("momentum_buffer",)
-    _flag_defaults: ClassVar[Dict[str, Any]] = dict(nesterov=False, maximize=False, foreach=None, differentiable=False, fused=False)
+    _state_slots: ClassVar[tuple[str, ...]] = ("momentum_buffer",)
+    _flag_defaults: ClassVar[dict[str, Any]] = dict(nesterov=False, maximize=False, foreach=None, differentiable=False, fused=False)
 
     def __init__(
         self,
@@ -75,9 +76,9 @@ class SGD(ElementwiseOptimizer):
         nesterov: bool = False,
         *,
         maximize: bool = False,
-        foreach: Optional[bool] = None,
+        foreach: bool | None = None,
         differentiable: bool = False,
-        fused: Optional[bool] = None,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -95,7 +96,7 @@ class SGD(ElementwiseOptimizer):
         if fused and foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
 
-    def _check_group(self, group: Dict[str, Any]) -> None:
+    def _check_group(self, group: dict[str, Any]) -> None:
         check_non_negative("lr", group["lr"], "Invalid learning rate: {}")
         check_non_negative("momentum", group["momentum"], "Invalid momentum value: {}")
         check_non_negative("weight_decay", group["weight_decay"], "Invalid weight_decay value: {}")

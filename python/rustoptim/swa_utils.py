@@ -38,17 +38,16 @@ from __future__ import annotations
 
 import numbers
 import operator
-from collections.abc import Mapping
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Callable, Union
 
 import numpy as np
 
 from . import _core
 from ._arrays import FLOAT_DTYPES
 from .errors import DTypeError, ShapeError, StateDictError
-from .parameter import Parameter
-
 from .lr_scheduler import SWALR
+from .parameter import Parameter
 
 __all__ = [
     "AveragedModel",
@@ -69,7 +68,7 @@ class _BuiltinAverage:
     #: True for a ``multi_avg_fn``, False for an ``avg_fn``.
     multi = False
 
-    def _rule(self, n_averaged: int) -> Tuple[str, float]:
+    def _rule(self, n_averaged: int) -> tuple[str, float]:
         """The core's averaging rule and its parameter when ``AveragedModel``
         has averaged ``n_averaged`` models (torch passes that count as an int64 tensor)."""
         raise NotImplementedError
@@ -81,7 +80,7 @@ class _EmaMultiAvg(_BuiltinAverage):
     def __init__(self, decay: float) -> None:
         self.decay = decay
 
-    def _rule(self, n_averaged: int) -> Tuple[str, float]:
+    def _rule(self, n_averaged: int) -> tuple[str, float]:
         return "lerp", 1 - self.decay
 
     def __call__(self, ema_param_list: Sequence[np.ndarray], current_param_list: Sequence[Any], _: Any = None) -> None:
@@ -95,7 +94,7 @@ class _EmaMultiAvg(_BuiltinAverage):
 class _SwaMultiAvg(_BuiltinAverage):
     multi = True
 
-    def _rule(self, n_averaged: int) -> Tuple[str, float]:
+    def _rule(self, n_averaged: int) -> tuple[str, float]:
         return "lerp", _float32_reciprocal(n_averaged + 1)
 
     def __call__(
@@ -120,7 +119,7 @@ class _EmaAvg(_BuiltinAverage):
     def __init__(self, decay: float) -> None:
         self.decay = decay
 
-    def _rule(self, n_averaged: int) -> Tuple[str, float]:
+    def _rule(self, n_averaged: int) -> tuple[str, float]:
         return "weighted_sum", self.decay
 
     def __call__(self, ema_param: np.ndarray, current_param: np.ndarray, num_averaged: Any = None) -> np.ndarray:
@@ -132,7 +131,7 @@ class _EmaAvg(_BuiltinAverage):
 
 
 class _SwaAvg(_BuiltinAverage):
-    def _rule(self, n_averaged: int) -> Tuple[str, float]:
+    def _rule(self, n_averaged: int) -> tuple[str, float]:
         return "running_mean", n_averaged
 
     def __call__(self, averaged_param: np.ndarray, current_param: np.ndarray, num_averaged: Any) -> np.ndarray:
@@ -192,8 +191,8 @@ class AveragedModel:
     def __init__(
         self,
         params: ArraysOrParams,
-        avg_fn: Optional[Callable[..., Any]] = None,
-        multi_avg_fn: Optional[Callable[..., Any]] = None,
+        avg_fn: Callable[..., Any] | None = None,
+        multi_avg_fn: Callable[..., Any] | None = None,
         use_buffers: bool = False,
     ) -> None:
         if avg_fn is not None and multi_avg_fn is not None:
@@ -201,7 +200,7 @@ class AveragedModel:
         for name, fn in (("avg_fn", avg_fn), ("multi_avg_fn", multi_avg_fn)):
             if fn is not None and not callable(fn):
                 raise TypeError(f"{name} must be callable or None, got {type(fn).__name__}")
-        self.params: List[np.ndarray] = [np.array(a, order="K", copy=True) for a in _arrays_of(params)]
+        self.params: list[np.ndarray] = [np.array(a, order="K", copy=True) for a in _arrays_of(params)]
         self.n_averaged = 0
         self.avg_fn = avg_fn
         self.multi_avg_fn = multi_avg_fn
@@ -233,17 +232,17 @@ class AveragedModel:
             self._call_avg_fn(currents, n)
         self.n_averaged = n + 1
 
-    def _run_builtin(self, fn: _BuiltinAverage, currents: List[np.ndarray], n: int) -> None:
+    def _run_builtin(self, fn: _BuiltinAverage, currents: list[np.ndarray], n: int) -> None:
         rule, parameter = fn._rule(n)
         if rule == "running_mean":
             _core.update_averages(self.params, currents, rule, n_averaged=int(parameter))
         else:
             _core.update_averages(self.params, currents, rule, weight=parameter)
 
-    def _call_multi_avg_fn(self, currents: List[np.ndarray], n: int) -> None:
+    def _call_multi_avg_fn(self, currents: list[np.ndarray], n: int) -> None:
         """torch's grouping: one call per dtype, in the order the dtypes first appear."""
         self._check_currents(currents)
-        groups: Dict[np.dtype, Tuple[List[np.ndarray], List[np.ndarray]]] = {}
+        groups: dict[np.dtype, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         for average, current in zip(self.params, currents):
             averages, currents_of_dtype = groups.setdefault(average.dtype, ([], []))
             averages.append(average)
@@ -252,7 +251,7 @@ class AveragedModel:
         for averages, currents_of_dtype in groups.values():
             self.multi_avg_fn(averages, currents_of_dtype, n)
 
-    def _call_avg_fn(self, currents: List[np.ndarray], n: int) -> None:
+    def _call_avg_fn(self, currents: list[np.ndarray], n: int) -> None:
         """Every new average is computed and checked before any is copied in."""
         self._check_currents(currents)
         assert self.avg_fn is not None
@@ -269,14 +268,14 @@ class AveragedModel:
         for average, result in zip(self.params, results):
             np.copyto(average, result, casting="same_kind")
 
-    def _check_currents(self, currents: List[np.ndarray]) -> None:
+    def _check_currents(self, currents: list[np.ndarray]) -> None:
         for index, (average, current) in enumerate(zip(self.params, currents)):
             if current.dtype != average.dtype:
                 raise DTypeError(f"current {index} has dtype {current.dtype}, but its average has dtype {average.dtype}")
             if current.shape != average.shape:
                 raise ShapeError(f"current {index} has shape {current.shape}, but its average has shape {average.shape}")
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """``{"n_averaged": int, "params": [copies of the averages]}``; storable
         with ``rustoptim.save``."""
         return {"n_averaged": self.n_averaged, "params": [a.copy(order="K") for a in self.params]}
@@ -319,7 +318,7 @@ class AveragedModel:
         return f"AveragedModel({len(self.params)} arrays, n_averaged={self.n_averaged}, fn={fn!r})"
 
 
-def _arrays_of(params: Any) -> List[np.ndarray]:
+def _arrays_of(params: Any) -> list[np.ndarray]:
     """The float32/float64 arrays of ``params``: a Parameter's ``.data``, an array itself."""
     if isinstance(params, (Parameter, np.ndarray)):
         params = [params]

@@ -16,7 +16,7 @@ data-parallel training must equal the single-process reference bit for bit.
 from __future__ import annotations
 
 import sys
-from typing import Callable, List, Optional
+from typing import Callable
 
 import numpy as np
 
@@ -25,7 +25,7 @@ QUANTUM = 2.0**-12
 LIMIT = 2.0**8
 
 
-def make_params(seed: int = 0) -> List[np.ndarray]:
+def make_params(seed: int = 0) -> list[np.ndarray]:
     """Fresh params: the same values on every rank."""
     rng = np.random.default_rng(seed)
     w1 = rng.standard_normal((6, 5))                                    # float64, C order
@@ -39,7 +39,7 @@ def make_params(seed: int = 0) -> List[np.ndarray]:
     return [w1, b1, s, e, w2, big, v, t]
 
 
-def groups_of(params: List[np.ndarray]) -> list:
+def groups_of(params: list[np.ndarray]) -> list:
     w1, b1, s, e, w2, big, v, t = params
     return [
         {"params": [w1, b1, s, e]},
@@ -52,10 +52,10 @@ def quantize(x: np.ndarray) -> np.ndarray:
     return np.asarray(np.clip(np.round(x / QUANTUM) * QUANTUM, -LIMIT, LIMIT), dtype=x.dtype)
 
 
-def rank_grads(params: List[np.ndarray], step: int, rank: int, size: int, skip: Optional[int] = None) -> List[Optional[np.ndarray]]:
+def rank_grads(params: list[np.ndarray], step: int, rank: int, size: int, skip: int | None = None) -> list[np.ndarray | None]:
     """The gradients that rank ``rank`` of ``size`` computes at ``step`` (its share of the batch)."""
     lo, hi = rank * BATCH // size, (rank + 1) * BATCH // size
-    grads: List[Optional[np.ndarray]] = []
+    grads: list[np.ndarray | None] = []
     for k, p in enumerate(params):
         rng = np.random.default_rng([step, k])
         targets = rng.standard_normal((BATCH,) + p.shape)[lo:hi]
@@ -65,10 +65,10 @@ def rank_grads(params: List[np.ndarray], step: int, rank: int, size: int, skip: 
     return grads
 
 
-def mean_grads(params: List[np.ndarray], step: int, size: int, skip: Optional[int] = None) -> List[Optional[np.ndarray]]:
+def mean_grads(params: list[np.ndarray], step: int, size: int, skip: int | None = None) -> list[np.ndarray | None]:
     """The average over ``size`` ranks of their gradients: what allreduce_grads must give (exactly)."""
     per_rank = [rank_grads(params, step, r, size, skip) for r in range(size)]
-    out: List[Optional[np.ndarray]] = []
+    out: list[np.ndarray | None] = []
     for k in range(len(params)):
         if per_rank[0][k] is None:
             out.append(None)
@@ -80,7 +80,7 @@ def mean_grads(params: List[np.ndarray], step: int, size: int, skip: Optional[in
     return out
 
 
-def skipped_at(step: int) -> Optional[int]:
+def skipped_at(step: int) -> int | None:
     """Step 2 has no gradient for b1 (on every rank): the ranks skip it together."""
     return 1 if step == 2 else None
 
@@ -91,7 +91,7 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
-def assert_same_params(got: List[np.ndarray], want: List[np.ndarray], where: str) -> None:
+def assert_same_params(got: list[np.ndarray], want: list[np.ndarray], where: str) -> None:
     for k, (g, w) in enumerate(zip(got, want)):
         if not same_bits(g, w):
             raise AssertionError(f"{where}: param {k} differs from the reference: max |diff| {np.max(np.abs(g - w), initial=0)}")

@@ -21,10 +21,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import groups_of, make_params, rank_grads  # noqa: E402
 from mpi4py import MPI  # noqa: E402
 
 import rustoptim  # noqa: E402
+from _common import groups_of, make_params, rank_grads  # noqa: E402
 from rustoptim import distributed as dist  # noqa: E402
 
 comm = MPI.COMM_WORLD

@@ -22,6 +22,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
+from mpi4py import MPI  # noqa: E402
+
+import rustoptim  # noqa: E402
 from _common import (  # noqa: E402
     assert_same_params,
     assert_same_state_dict,
@@ -34,9 +37,6 @@ from _common import (  # noqa: E402
     same_bits,
     skipped_at,
 )
-from mpi4py import MPI  # noqa: E402
-
-import rustoptim  # noqa: E402
 from rustoptim import distributed as dist  # noqa: E402
 from rustoptim.lr_scheduler import ExponentialLR  # noqa: E402
 

@@ -30,7 +30,8 @@ from __future__ import annotations
 import contextlib
 import sys
 import traceback
-from typing import Any, Callable, Iterator, Optional, Tuple
+from collections.abc import Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class DistributedError(RustoptimError, RuntimeError):
     """
 
     def __init__(
-        self, message: str, ranks: Tuple[int, ...] = (), reports: Tuple[Optional[str], ...] = ()
+        self, message: str, ranks: tuple[int, ...] = (), reports: tuple[str | None, ...] = ()
     ) -> None:
         super().__init__(message)
         self.ranks = ranks
@@ -63,9 +64,9 @@ class DistributedError(RustoptimError, RuntimeError):
 def agree(
     comm: Any,
     what: str,
-    error: Optional[BaseException] = None,
+    error: BaseException | None = None,
     fingerprint: int = 0,
-    describe: Optional[Callable[[], str]] = None,
+    describe: Callable[[], str] | None = None,
 ) -> None:
     """Share this rank's verdict on its inputs; raise ``DistributedError`` on every rank
     if any rank failed or the fingerprints differ.

@@ -28,7 +28,8 @@ import math
 import numbers
 import threading
 from collections import deque
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from collections.abc import Iterable, Sequence
+from typing import Any, Union
 
 import numpy as np
 
@@ -63,14 +64,14 @@ def bucket_elements(bucket_mb: object, itemsize: int) -> int:
     return min(max(1, int(mb * (1 << 20)) // itemsize), MAX_BUCKET_ELEMENTS)
 
 
-def entries_of(arrays: Any, what: str, attribute: str) -> List[Optional[np.ndarray]]:
+def entries_of(arrays: Any, what: str, attribute: str) -> list[np.ndarray | None]:
     """The arrays of ``arrays`` (a Parameter, an ndarray, or an iterable of those and None), in
     order: a Parameter stands for its ``attribute`` (``grad`` or ``data``), which may be None."""
     if isinstance(arrays, (Parameter, np.ndarray)):
         arrays = [arrays]
     elif isinstance(arrays, (str, bytes, dict)) or not isinstance(arrays, Iterable):
         raise TypeError(f"{what} must be a Parameter, an array or an iterable of them, got {type(arrays).__name__}")
-    entries: List[Optional[np.ndarray]] = []
+    entries: list[np.ndarray | None] = []
     for i, x in enumerate(arrays):
         if isinstance(x, Parameter):
             x = getattr(x, attribute)
@@ -83,7 +84,7 @@ def entries_of(arrays: Any, what: str, attribute: str) -> List[Optional[np.ndarr
     return entries
 
 
-def check_float_arrays(entries: Sequence[Optional[np.ndarray]], what: str, writeable: bool) -> None:
+def check_float_arrays(entries: Sequence[np.ndarray | None], what: str, writeable: bool) -> None:
     """float32/float64 native-order arrays (``DTypeError``), writeable if asked
     (``ReadOnlyError``), no two sharing memory if writeable (``AliasError``)."""
     for i, a in enumerate(entries):
@@ -97,7 +98,7 @@ def check_float_arrays(entries: Sequence[Optional[np.ndarray]], what: str, write
         check_no_overlap(entries, what)
 
 
-def _byte_extent(a: np.ndarray) -> Tuple[int, int]:
+def _byte_extent(a: np.ndarray) -> tuple[int, int]:
     low = high = a.__array_interface__["data"][0]
     for n, s in zip(a.shape, a.strides):
         if s < 0:
@@ -107,7 +108,7 @@ def _byte_extent(a: np.ndarray) -> Tuple[int, int]:
     return low, high + a.itemsize
 
 
-def check_no_overlap(entries: Sequence[Optional[np.ndarray]], what: str) -> None:
+def check_no_overlap(entries: Sequence[np.ndarray | None], what: str) -> None:
     """``AliasError`` if two entries share memory (the same array twice included).
 
     Sorting by start address finds every pair whose byte ranges overlap in
@@ -115,7 +116,7 @@ def check_no_overlap(entries: Sequence[Optional[np.ndarray]], what: str) -> None
     interleaved views such as ``w[::2]`` and ``w[1::2]`` are accepted.
     """
     spans = sorted((*_byte_extent(a), i) for i, a in enumerate(entries) if a is not None and a.size)
-    open_spans: List[Tuple[int, int]] = []  # (end, index) of spans that may still overlap the next
+    open_spans: list[tuple[int, int]] = []  # (end, index) of spans that may still overlap the next
     for start, end, i in spans:
         open_spans = [(e, j) for e, j in open_spans if e > start]
         for _, j in open_spans:
@@ -125,7 +126,7 @@ def check_no_overlap(entries: Sequence[Optional[np.ndarray]], what: str) -> None
         open_spans.append((end, i))
 
 
-def layout_fingerprint(entries: Sequence[Optional[np.ndarray]]) -> int:
+def layout_fingerprint(entries: Sequence[np.ndarray | None]) -> int:
     """A hash of (dtype, size) per entry (-1 for None): equal on every rank iff the
     ranks pass the same layout (up to hash collisions, 2**-62)."""
     codes = np.array(
@@ -134,14 +135,14 @@ def layout_fingerprint(entries: Sequence[Optional[np.ndarray]]) -> int:
     return int.from_bytes(hashlib.blake2b(codes.tobytes(), digest_size=8).digest(), "little")
 
 
-def describe_layout(entries: Sequence[Optional[np.ndarray]]) -> str:
+def describe_layout(entries: Sequence[np.ndarray | None]) -> str:
     """What a rank passed, for the message of a layout mismatch."""
     present = [a for a in entries if a is not None]
     text = f"{len(entries)} entries"
     if len(entries) <= 6:
         text += " [" + ", ".join("None" if a is None else f"{a.dtype} {a.shape}" for a in entries) + "]"
     else:
-        sizes: Dict[str, int] = {}
+        sizes: dict[str, int] = {}
         for a in present:
             sizes[str(a.dtype)] = sizes.get(str(a.dtype), 0) + a.size
         nones = [i for i, a in enumerate(entries) if a is None]
@@ -161,7 +162,7 @@ class _Packed:
     def __init__(self, dtype: np.dtype) -> None:
         self.dtype = dtype
         self.size = 0
-        self.segments: List[Tuple[np.ndarray, int]] = []
+        self.segments: list[tuple[np.ndarray, int]] = []
 
 
 class _Direct:
@@ -175,16 +176,16 @@ class _Direct:
         self.view = view
 
 
-def plan_buckets(arrays: Sequence[np.ndarray], bucket_mb: object) -> Tuple[List[Any], List[Tuple[np.ndarray, np.ndarray]]]:
+def plan_buckets(arrays: Sequence[np.ndarray], bucket_mb: object) -> tuple[list[Any], list[tuple[np.ndarray, np.ndarray]]]:
     """Buckets for ``arrays`` (dtype groups in order of first appearance), and the
     ``(array, contiguous copy)`` pairs of large non-contiguous arrays (the copies
     are bucketed in their place: the caller fills them and/or copies them back)."""
-    by_dtype: Dict[np.dtype, List[np.ndarray]] = {}
+    by_dtype: dict[np.dtype, list[np.ndarray]] = {}
     for a in arrays:
         if a.size:
             by_dtype.setdefault(a.dtype, []).append(a)
-    buckets: List[Any] = []
-    copies: List[Tuple[np.ndarray, np.ndarray]] = []
+    buckets: list[Any] = []
+    copies: list[tuple[np.ndarray, np.ndarray]] = []
     for dtype, group in by_dtype.items():
         limit = bucket_elements(bucket_mb, dtype.itemsize)
         packed = _Packed(dtype)
@@ -211,7 +212,7 @@ class _BufferPool:
     """Packing buffers kept between calls: ``count`` per dtype, grown to the largest bucket seen."""
 
     def __init__(self) -> None:
-        self._buffers: Dict[Tuple[np.dtype, int], np.ndarray] = {}
+        self._buffers: dict[tuple[np.dtype, int], np.ndarray] = {}
         self.lock = threading.Lock()
 
     def get(self, dtype: np.dtype, size: int, slot: int = 0) -> np.ndarray:
@@ -277,8 +278,8 @@ def allreduce_grads(
     :class:`~rustoptim.distributed.DistributedError` and no gradient changed.
     """
     comm = get_comm(comm)
-    error: Optional[BaseException] = None
-    entries: List[Optional[np.ndarray]] = []
+    error: BaseException | None = None
+    entries: list[np.ndarray | None] = []
     try:
         bucket_elements(bucket_mb, 8)
         entries = entries_of(params_or_grads, "grads", "grad")
@@ -303,7 +304,7 @@ def allreduce_grads(
         np.copyto(a, contiguous)
 
 
-def _reduce_blocking(comm: Any, buckets: List[Any], divisor: int) -> None:
+def _reduce_blocking(comm: Any, buckets: list[Any], divisor: int) -> None:
     for bucket in buckets:
         if isinstance(bucket, _Direct):
             comm.Allreduce(MPI.IN_PLACE, bucket.view, op=MPI.SUM)
@@ -316,15 +317,15 @@ def _reduce_blocking(comm: Any, buckets: List[Any], divisor: int) -> None:
             unpack(bucket, buffer, divisor)
 
 
-def _reduce_overlapped(comm: Any, buckets: List[Any], divisor: int) -> None:
+def _reduce_overlapped(comm: Any, buckets: list[Any], divisor: int) -> None:
     """Pipelined: bucket k's ``Iallreduce`` is in flight while bucket k+1 is packed.
 
     Two packing buffers per dtype alternate. MPI progresses a nonblocking
     collective only inside MPI calls (no progress thread by default), so the
     packing loop tests the oldest request between arrays.
     """
-    in_flight: deque[Tuple[Any, Union[_Packed, _Direct], np.ndarray]] = deque()
-    slots: Dict[np.dtype, int] = {}
+    in_flight: deque[tuple[Any, _Packed | _Direct, np.ndarray]] = deque()
+    slots: dict[np.dtype, int] = {}
 
     def finish_oldest() -> None:
         request, bucket, buffer = in_flight.popleft()
@@ -365,8 +366,8 @@ def broadcast_params(params: ParamsOrGrads, comm: Any = None, root: int = 0, buc
     :func:`allreduce_grads`.
     """
     comm = get_comm(comm)
-    error: Optional[BaseException] = None
-    entries: List[Optional[np.ndarray]] = []
+    error: BaseException | None = None
+    entries: list[np.ndarray | None] = []
     try:
         if not (isinstance(root, (int, np.integer)) and 0 <= root < comm.Get_size()):
             raise ValueError(f"root must be a rank of comm (0 to {comm.Get_size() - 1}), got {root!r}")

@@ -13,7 +13,7 @@ machines, ``mpiexec --hostfile hosts -n 16 ...``. In the script:
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from ..serialization import save as _save
 from ._consensus import abort_on_exception, agree
@@ -43,7 +43,7 @@ def save(obj: Any, path: Any, comm: Any = None, root: int = 0) -> None:
     Other ranks may pass None as ``obj``.
     """
     comm = get_comm(comm)
-    error: Optional[BaseException] = None
+    error: BaseException | None = None
     if not (isinstance(root, int) and 0 <= root < comm.Get_size()):
         error = ValueError(f"root must be a rank of comm (0 to {comm.Get_size() - 1}), got {root!r}")
     elif comm.Get_rank() == root:

@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any
 
 import numpy as np
 
+from .. import _core
 from .. import errors as _errors
 from ._consensus import agree
 from ._mpi import MPI, get_comm
 from .buckets import ParamsOrGrads, check_float_arrays, entries_of
-
-from .. import _core
 
 __all__ = ["get_total_norm", "clip_grad_norm_"]
 
@@ -36,7 +35,7 @@ __all__ = ["get_total_norm", "clip_grad_norm_"]
 NonFiniteNormError = _errors.NonFiniteNormError
 
 
-def _norm_type(norm_type: Union[float, str]) -> float:
+def _norm_type(norm_type: float | str) -> float:
     if isinstance(norm_type, str) and norm_type.lower() == "inf":
         return math.inf
     if isinstance(norm_type, (bool, np.bool_)) or not isinstance(norm_type, numbers.Real):
@@ -47,7 +46,7 @@ def _norm_type(norm_type: Union[float, str]) -> float:
     return p
 
 
-def _local_part(grads: List[np.ndarray], p: float) -> float:
+def _local_part(grads: list[np.ndarray], p: float) -> float:
     """``Σ_t ‖g_t‖_p^p`` in float64 (the largest norm for inf, the number of
     non-zero gradients for 0), from each gradient's norm in its own dtype."""
     norms = _core.tensor_norms(list(grads), p)
@@ -60,11 +59,11 @@ def _local_part(grads: List[np.ndarray], p: float) -> float:
     return math.fsum(n**p for n in norms)
 
 
-def _total(grads: ParamsOrGrads, norm_type: Union[float, str], comm: Any, writeable: bool, what: str) -> Tuple[float, List[np.ndarray], bool]:
+def _total(grads: ParamsOrGrads, norm_type: float | str, comm: Any, writeable: bool, what: str) -> tuple[float, list[np.ndarray], bool]:
     """The global total norm, this rank's gradients, and whether any rank has a float64 gradient."""
     comm = get_comm(comm)
-    error: Optional[BaseException] = None
-    present: List[np.ndarray] = []
+    error: BaseException | None = None
+    present: list[np.ndarray] = []
     part, p = 0.0, 2.0
     try:
         p = _norm_type(norm_type)
@@ -99,7 +98,7 @@ def _check_finite(total: float, p: float, error_if_nonfinite: bool) -> None:
 
 
 def get_total_norm(
-    grads: ParamsOrGrads, norm_type: Union[float, str] = 2.0, comm: Any = None, error_if_nonfinite: bool = False
+    grads: ParamsOrGrads, norm_type: float | str = 2.0, comm: Any = None, error_if_nonfinite: bool = False
 ) -> float:
     """The total norm of the gradients of every rank: each rank passes the gradients it holds
     (disjoint across ranks, e.g. a ZeRO shard); every rank returns the same float.
@@ -116,7 +115,7 @@ def get_total_norm(
 def clip_grad_norm_(
     grads: ParamsOrGrads,
     max_norm: float,
-    norm_type: Union[float, str] = 2.0,
+    norm_type: float | str = 2.0,
     comm: Any = None,
     error_if_nonfinite: bool = False,
 ) -> float:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import bisect
 import copy
 import itertools
-from collections.abc import Mapping
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -36,8 +36,8 @@ from . import norm as _norm
 from ._consensus import abort_job, agree
 from ._mpi import MPI, get_comm
 from .buckets import (
-    MAX_BUCKET_ELEMENTS,
     _POOL,
+    MAX_BUCKET_ELEMENTS,
     bucket_elements,
     check_no_overlap,
     describe_layout,
@@ -65,16 +65,16 @@ class _Stream:
 
     def __init__(self, arrays: Sequence[np.ndarray]) -> None:
         self.arrays = list(arrays)
-        self.starts: List[int] = []
+        self.starts: list[int] = []
         total = 0
         for a in self.arrays:
             self.starts.append(total)
             total += a.size
         self.size = total
-        self._flat: Dict[int, np.ndarray] = {}
-        self._pending_writes: Dict[int, np.ndarray] = {}
+        self._flat: dict[int, np.ndarray] = {}
+        self._pending_writes: dict[int, np.ndarray] = {}
 
-    def _pieces(self, start: int, stop: int) -> Iterator[Tuple[int, int, int, int]]:
+    def _pieces(self, start: int, stop: int) -> Iterator[tuple[int, int, int, int]]:
         """(array index, offset in the array, offset in [start, stop), length) of each overlap."""
         i = bisect.bisect_right(self.starts, start) - 1
         while start < stop and i < len(self.arrays):
@@ -128,7 +128,7 @@ class _Layout:
     step) in global order, and the chunks (equal element ranges of every rank's
     stream) that each collective call moves."""
 
-    def __init__(self, dtype: np.dtype, per_rank: List[List[Parameter]], chunk: int) -> None:
+    def __init__(self, dtype: np.dtype, per_rank: list[list[Parameter]], chunk: int) -> None:
         self.dtype = dtype
         self.per_rank = per_rank
         self.sizes = [sum(p.data.size for p in params) for params in per_rank]
@@ -136,7 +136,7 @@ class _Layout:
         longest = max(self.sizes)
         self.chunks = range(0, longest, chunk) if longest else range(0)
 
-    def counts(self, start: int) -> List[int]:
+    def counts(self, start: int) -> list[int]:
         return [min(max(size - start, 0), self.chunk) for size in self.sizes]
 
 
@@ -203,14 +203,14 @@ class ZeroRedundancyOptimizer(Optimizer):
         self.average_grads = bool(average_grads)
         self.bucket_mb = bucket_mb
         self._initialized = False
-        self._owner: Dict[Parameter, int] = {}
+        self._owner: dict[Parameter, int] = {}
         self._rank_bytes = [0] * self.world_size
-        self._layouts: Dict[Tuple[bool, ...], List[_Layout]] = {}
-        self._shard: Dict[np.dtype, np.ndarray] = {}
-        self._pending: Optional[Tuple[Tuple[bool, ...], List[_Layout]]] = None
-        self._consolidated: Optional[Dict[int, Dict[str, Any]]] = None
-        error: Optional[BaseException] = None
-        entries: List[Optional[np.ndarray]] = []
+        self._layouts: dict[tuple[bool, ...], list[_Layout]] = {}
+        self._shard: dict[np.dtype, np.ndarray] = {}
+        self._pending: tuple[tuple[bool, ...], list[_Layout]] | None = None
+        self._consolidated: dict[int, dict[str, Any]] | None = None
+        error: BaseException | None = None
+        entries: list[np.ndarray | None] = []
         try:
             if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, ElementwiseOptimizer)):
                 raise TypeError(
@@ -236,7 +236,7 @@ class ZeroRedundancyOptimizer(Optimizer):
 
     # ------------------------------------------------------------- partition
 
-    def _partition_group(self, group: Dict[str, Any]) -> Dict[str, Any]:
+    def _partition_group(self, group: dict[str, Any]) -> dict[str, Any]:
         """Assign the group's params to ranks (greedy, largest first); return this rank's local group."""
         params = group["params"]
         if len(set(params)) != len(params):
@@ -260,7 +260,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         raise KeyError("not a param of this optimizer")
 
     @staticmethod
-    def _sync_groups(source: List[Dict[str, Any]], destination: List[Dict[str, Any]]) -> None:
+    def _sync_groups(source: list[dict[str, Any]], destination: list[dict[str, Any]]) -> None:
         """Copy every hyperparameter (not the params or their names) from source groups to destination groups."""
         for src, dst in zip(source, destination):
             for key, value in src.items():
@@ -268,7 +268,7 @@ class ZeroRedundancyOptimizer(Optimizer):
                     dst[key] = value
 
     @property
-    def state(self) -> Dict[Any, Dict[str, Any]]:
+    def state(self) -> dict[Any, dict[str, Any]]:
         """The state of this rank's params: ``optim.state``."""
         return self.optim.state if "optim" in self.__dict__ else {}
 
@@ -279,7 +279,7 @@ class ZeroRedundancyOptimizer(Optimizer):
 
     # ------------------------------------------------------------------ groups
 
-    def add_param_group(self, param_group: Dict[str, Any]) -> None:
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group (collective: every rank adds the same group).
 
         The new params are partitioned after the existing ones, which keep
@@ -290,7 +290,7 @@ class ZeroRedundancyOptimizer(Optimizer):
             return
         groups_before = len(self.param_groups)
         owners_before, bytes_before = dict(self._owner), list(self._rank_bytes)
-        error: Optional[BaseException] = None
+        error: BaseException | None = None
         try:
             super().add_param_group(param_group)
             check_no_overlap([p.data for p in self.params], "params")
@@ -316,7 +316,7 @@ class ZeroRedundancyOptimizer(Optimizer):
 
     # -------------------------------------------------------------------- step
 
-    def step(self, closure: Optional[Callable[[], Any]] = None, *, grads: Optional[Sequence[Any]] = None) -> Any:
+    def step(self, closure: Callable[[], Any] | None = None, *, grads: Sequence[Any] | None = None) -> Any:
         """One step of every rank's params; returns the closure's loss (this rank's), if any.
 
         Args:
@@ -356,7 +356,7 @@ class ZeroRedundancyOptimizer(Optimizer):
             self._sync_groups(self.optim.param_groups, self.param_groups)
             return loss
 
-    def _hyperparameter_error(self) -> Optional[BaseException]:
+    def _hyperparameter_error(self) -> BaseException | None:
         """Pass the wrapper's hyperparameters to the local optimizer and check every group
         (also the groups this rank has no param of, so every rank reaches the same verdict)."""
         try:
@@ -367,7 +367,7 @@ class ZeroRedundancyOptimizer(Optimizer):
             return e
         return None
 
-    def reduce_grads(self, grads: Optional[Sequence[Any]] = None) -> None:
+    def reduce_grads(self, grads: Sequence[Any] | None = None) -> None:
         """The first half of :meth:`step`: average the gradients across ranks (or, with
         ``average_grads=False``, take this rank's share of them) into this rank's shard.
 
@@ -378,13 +378,13 @@ class ZeroRedundancyOptimizer(Optimizer):
             self._reduce(grads, check_hyperparameters=False)
 
     def _reduce(
-        self, grads: Optional[Sequence[Any]], check_hyperparameters: bool
-    ) -> Tuple[Tuple[bool, ...], List[_Layout]]:
+        self, grads: Sequence[Any] | None, check_hyperparameters: bool
+    ) -> tuple[tuple[bool, ...], list[_Layout]]:
         """Reduce ``grads`` into this rank's shard buffers; returns (and keeps in
         ``_pending``) which params have a gradient and the layouts used."""
         params = self.params
-        error: Optional[BaseException] = None
-        entries: List[Optional[np.ndarray]] = []
+        error: BaseException | None = None
+        entries: list[np.ndarray | None] = []
         try:
             entries = self._checked_grads(params, grads)
             if check_hyperparameters:
@@ -410,7 +410,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         self._consolidated = None
         return mask, layouts
 
-    def _checked_grads(self, params: List[Parameter], grads: Optional[Sequence[Any]]) -> List[Optional[np.ndarray]]:
+    def _checked_grads(self, params: list[Parameter], grads: Sequence[Any] | None) -> list[np.ndarray | None]:
         if grads is None:
             grads = [p.grad for p in params]
         elif isinstance(grads, np.ndarray) or not isinstance(grads, (list, tuple)):
@@ -420,7 +420,7 @@ class ZeroRedundancyOptimizer(Optimizer):
                 f"grads has {len(grads)} entries, but the optimizer has {len(params)} params "
                 "(one entry per param, in the order of opt.params; None skips a param)"
             )
-        entries: List[Optional[np.ndarray]] = []
+        entries: list[np.ndarray | None] = []
         for i, (p, g) in enumerate(zip(params, grads)):
             if g is not None:
                 g = np.asarray(g)
@@ -431,10 +431,10 @@ class ZeroRedundancyOptimizer(Optimizer):
             entries.append(g)
         return entries
 
-    def _layouts_for(self, mask: Tuple[bool, ...], params: List[Parameter]) -> List[_Layout]:
+    def _layouts_for(self, mask: tuple[bool, ...], params: list[Parameter]) -> list[_Layout]:
         layouts = self._layouts.get(mask)
         if layouts is None:
-            by_dtype: Dict[np.dtype, List[List[Parameter]]] = {}
+            by_dtype: dict[np.dtype, list[list[Parameter]]] = {}
             for p, present in zip(params, mask):
                 if present and p.data.size:
                     by_dtype.setdefault(p.data.dtype, [[] for _ in range(self.world_size)])[self._owner[p]].append(p)
@@ -456,7 +456,7 @@ class ZeroRedundancyOptimizer(Optimizer):
             shard = self._shard[layout.dtype] = np.empty(max(owned, needed), layout.dtype)
         return shard[:needed]
 
-    def _reduce_scatter(self, layout: _Layout, grad_of: Dict[Parameter, np.ndarray], shard: np.ndarray) -> None:
+    def _reduce_scatter(self, layout: _Layout, grad_of: dict[Parameter, np.ndarray], shard: np.ndarray) -> None:
         streams = [_Stream([grad_of[p] for p in params]) for params in layout.per_rank]
         for start in layout.chunks:
             counts = layout.counts(start)
@@ -470,9 +470,9 @@ class ZeroRedundancyOptimizer(Optimizer):
         if self.world_size > 1:
             np.divide(shard, self.world_size, out=shard)
 
-    def _local_grads(self, mask: Tuple[bool, ...], layouts: List[_Layout]) -> List[Optional[np.ndarray]]:
+    def _local_grads(self, mask: tuple[bool, ...], layouts: list[_Layout]) -> list[np.ndarray | None]:
         """The local optimizer's gradients: views of the shard, None where there is no gradient."""
-        view_of: Dict[Parameter, np.ndarray] = {}
+        view_of: dict[Parameter, np.ndarray] = {}
         for layout in layouts:
             shard, at = self._shard[layout.dtype], 0
             for p in layout.per_rank[self.rank]:
@@ -482,7 +482,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         empty = {p: np.zeros_like(p.data) for p in self.optim.params if p in present and p.data.size == 0}
         return [view_of.get(p, empty.get(p)) for p in self.optim.params]
 
-    def _share_params(self, layouts: List[_Layout]) -> None:
+    def _share_params(self, layouts: list[_Layout]) -> None:
         """All-gather the updated params, chunk by chunk."""
         for layout in layouts:
             streams = [_Stream([p.data for p in params]) for params in layout.per_rank]
@@ -520,7 +520,7 @@ class ZeroRedundancyOptimizer(Optimizer):
 
     # -------------------------------------------------------------- state dict
 
-    def _global_index(self) -> Dict[Parameter, int]:
+    def _global_index(self) -> dict[Parameter, int]:
         return {p: i for i, p in enumerate(self.params)}
 
     def consolidate_state_dict(self, to: int = 0) -> None:
@@ -530,7 +530,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         in messages of at most 2**30 elements.
         """
         comm, rank = self.comm, self.rank
-        error: Optional[BaseException] = None
+        error: BaseException | None = None
         if not (isinstance(to, (int, np.integer)) and 0 <= to < self.world_size):
             error = ValueError(f"to must be a rank of comm (0 to {self.world_size - 1}), got {to!r}")
         agree(comm, "consolidate_state_dict", error)
@@ -543,7 +543,7 @@ class ZeroRedundancyOptimizer(Optimizer):
             for i, entry in mine
         ]
         gathered = comm.gather(meta, root=to)
-        received: Dict[int, Dict[str, Any]] = {}
+        received: dict[int, dict[str, Any]] = {}
         error = None
         if rank == to:
             try:
@@ -579,7 +579,7 @@ class ZeroRedundancyOptimizer(Optimizer):
                             comm.Send(piece, dest=to, tag=tag)
             self._consolidated = None
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """The whole optimizer's state dict, on the rank that :meth:`consolidate_state_dict`
         gathered it on; the layout of ``optimizer_class(...).state_dict()`` for all params
         (global indices), so it loads into this class on any number of ranks, or into a
@@ -597,7 +597,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         entries it keeps (and the groups); if any rank finds a problem, every rank
         raises ``DistributedError`` and none has changed.
         """
-        error: Optional[BaseException] = None
+        error: BaseException | None = None
         before = (self.optim.state, self.optim.param_groups)
         loaded = False
         try:
@@ -622,7 +622,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         self._pending = None
         self._consolidated = None
 
-    def _local_state_dict(self, state_dict: Mapping[str, Any]) -> Dict[str, Any]:
+    def _local_state_dict(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
         """This rank's part of a whole state dict, indexed as ``self.optim`` numbers its params."""
         if not isinstance(state_dict, Mapping):
             raise StateDictError(f"a state dict must be a dict, got {_typename(state_dict)}")
@@ -637,7 +637,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         if len(saved_groups) != len(self.param_groups):
             raise StateDictError("loaded state dict has a different number of parameter groups")
         local_index = {p: i for i, p in enumerate(self.optim.params)}
-        param_of: Dict[int, Parameter] = {}
+        param_of: dict[int, Parameter] = {}
         local_groups = []
         for g, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
             if not isinstance(saved, Mapping):
@@ -674,7 +674,7 @@ class ZeroRedundancyOptimizer(Optimizer):
 
     # ---------------------------------------------------------------- pickling
 
-    def __getstate__(self) -> Dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:
         raise TypeError(
             "a ZeroRedundancyOptimizer holds an MPI communicator and cannot be pickled or copied; save "
             "its state with consolidate_state_dict() and state_dict()"
@@ -685,7 +685,7 @@ def _order(a: np.ndarray) -> str:
     return "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
 
 
-def _message_pieces(a: np.ndarray) -> List[np.ndarray]:
+def _message_pieces(a: np.ndarray) -> list[np.ndarray]:
     """Flat views of a contiguous array's memory, at most ``MAX_BUCKET_ELEMENTS`` each."""
     if not (a.flags.c_contiguous or a.flags.f_contiguous):
         a = np.ascontiguousarray(a)  # received as C order (``_order``)

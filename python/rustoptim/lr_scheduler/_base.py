@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Mapping
-from typing import Any, Callable, ClassVar, Dict, Iterator, List, Optional, Sequence, Tuple
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar
 
 from ..errors import StateDictError
 from ._checks import check_bool, check_int, check_optimizer, check_real, check_real_list, is_real
@@ -68,7 +68,7 @@ def real(**limits: Any) -> Check:
     return lambda name, value, n: check_real(name, value, **limits)
 
 
-def integer(minimum: Optional[int] = None) -> Check:
+def integer(minimum: int | None = None) -> Check:
     return lambda name, value, n: check_int(name, value, minimum=minimum)
 
 
@@ -91,7 +91,7 @@ def one_of(*choices: str) -> Check:
 
 
 #: The base class's state-dict entries, after each class's own (torch's order).
-_BASE_FIELDS: Dict[str, Check] = {
+_BASE_FIELDS: dict[str, Check] = {
     "base_lrs": per_group(finite=False),
     "last_epoch": integer(minimum=-1),
     "_step_count": integer(minimum=0),
@@ -106,7 +106,7 @@ GROUP_LRS = "_group_lrs"
 GROUP_MOMENTUMS = "_group_momentums"
 
 
-def _restore_attributes(scheduler: "LRScheduler", saved: Dict[str, Any]) -> None:
+def _restore_attributes(scheduler: LRScheduler, saved: dict[str, Any]) -> None:
     scheduler.__dict__.clear()
     scheduler.__dict__.update(saved)
 
@@ -123,12 +123,12 @@ class _Rollback:
     (a copy of ``__dict__``, which is cheaper).
     """
 
-    def __init__(self, scheduler: "LRScheduler") -> None:
+    def __init__(self, scheduler: LRScheduler) -> None:
         self.groups = scheduler.optimizer.param_groups
         self.saved_groups = [dict(group) for group in self.groups]
         self.saved_attributes = [(s, dict(s.__dict__)) for s in scheduler._family()]
 
-    def __enter__(self) -> "_Rollback":
+    def __enter__(self) -> _Rollback:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -162,7 +162,7 @@ class LRScheduler:
 
     #: This class's own state-dict entries and their checks, in torch's order
     #: (before the base entries).
-    _fields: ClassVar[Dict[str, Check]] = {}
+    _fields: ClassVar[dict[str, Check]] = {}
 
     def __init__(self, optimizer: Any, last_epoch: int = -1) -> None:
         check_optimizer(optimizer)
@@ -185,7 +185,7 @@ class LRScheduler:
             if last_epoch == -1:
                 for group in optimizer.param_groups:
                     group.setdefault("initial_lr", group["lr"])
-            self.base_lrs: List[Any] = [group["initial_lr"] for group in optimizer.param_groups]
+            self.base_lrs: list[Any] = [group["initial_lr"] for group in optimizer.param_groups]
             self.last_epoch = last_epoch
             self._initial_step()
 
@@ -195,11 +195,11 @@ class LRScheduler:
         """Write the keys a class keeps in the groups (CyclicLR's momentum, SWALR's
         ``swa_lr``, ...) before ``initial_lr``; arguments are checked already."""
 
-    def _family(self) -> Iterator["LRScheduler"]:
+    def _family(self) -> Iterator[LRScheduler]:
         """This scheduler and every scheduler it wraps."""
         yield self
 
-    def get_lr(self) -> List[Any]:
+    def get_lr(self) -> list[Any]:
         """The lrs of the next step (``last_epoch`` already advanced), recursive form.
 
         Called by ``step()``; a direct call warns, as in torch: use
@@ -207,7 +207,7 @@ class LRScheduler:
         """
         raise NotImplementedError
 
-    def _get_momentums(self) -> Optional[List[Any]]:
+    def _get_momentums(self) -> list[Any] | None:
         """Momentums (or beta1s) to write with the lrs of this step, or None."""
         return None
 
@@ -217,7 +217,7 @@ class LRScheduler:
 
     # -------------------------------------------------------------- steps
 
-    def get_last_lr(self) -> List[Any]:
+    def get_last_lr(self) -> list[Any]:
         """The lrs the scheduler last wrote, one per param group (a copy)."""
         return list(self._last_lr)
 
@@ -231,7 +231,7 @@ class LRScheduler:
         finally:
             self._is_initial = False
 
-    def step(self, epoch: Optional[int] = None) -> None:
+    def step(self, epoch: int | None = None) -> None:
         """Advance the schedule by one step and write the new lrs into the groups.
 
         Call it after ``optimizer.step()``. ``epoch`` (deprecated in torch, and
@@ -249,7 +249,7 @@ class LRScheduler:
             _restore_attributes(self, saved)
             raise
 
-    def _update_lr(self, epoch: Optional[int] = None) -> None:
+    def _update_lr(self, epoch: int | None = None) -> None:
         self._get_lr_called_within_step = True
         try:
             if epoch is None:
@@ -264,7 +264,7 @@ class LRScheduler:
             self._get_lr_called_within_step = False
         self._write_groups(lrs, momentums)
 
-    def _write_groups(self, lrs: Sequence[Any], momentums: Optional[Sequence[Any]] = None) -> None:
+    def _write_groups(self, lrs: Sequence[Any], momentums: Sequence[Any] | None = None) -> None:
         groups = self.optimizer.param_groups
         if len(lrs) != len(groups):
             raise ValueError(
@@ -287,11 +287,11 @@ class LRScheduler:
 
     # -------------------------------------------------------- state dicts
 
-    def _state_keys(self) -> List[str]:
+    def _state_keys(self) -> list[str]:
         """The entries of ``state_dict()`` (torch's, in its order), before rustoptim's."""
         return [*self._fields, *_BASE_FIELDS]
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """The scheduler's state: torch's entries, plus every group's current lr
         under ``'_group_lrs'`` (see the module docstring). Plain values only, all
         copies; callables are not included (as in torch)."""
@@ -317,11 +317,11 @@ class LRScheduler:
         except (TypeError, ValueError) as e:
             raise StateDictError(f"{type(self).__name__} state dict: {e}") from None
 
-    def _expected_fields(self, state_dict: Mapping[str, Any]) -> Tuple[Dict[str, Check], Dict[str, Check]]:
+    def _expected_fields(self, state_dict: Mapping[str, Any]) -> tuple[dict[str, Check], dict[str, Check]]:
         """The checks of the entries ``state_dict`` must have, and of those it may have."""
         return {**self._fields, **_BASE_FIELDS}, {GROUP_LRS: per_group(finite=False)}
 
-    def _parse_state(self, state_dict: Any) -> Dict[str, Any]:
+    def _parse_state(self, state_dict: Any) -> dict[str, Any]:
         """Checked copies of the entries of ``state_dict`` (``StateDictError`` otherwise)."""
         name = type(self).__name__
         if not isinstance(state_dict, Mapping):
@@ -347,16 +347,16 @@ class LRScheduler:
             raise StateDictError(f"{name} state dict: {e}") from None
         return parsed
 
-    def _check_state(self, parsed: Dict[str, Any]) -> None:
+    def _check_state(self, parsed: dict[str, Any]) -> None:
         """Checks across entries (raise ``ValueError``/``TypeError``)."""
 
-    def _apply_state(self, parsed: Dict[str, Any]) -> None:
+    def _apply_state(self, parsed: dict[str, Any]) -> None:
         """Set the attributes from checked entries (the groups are restored after)."""
         for key, value in parsed.items():
             if key not in (GROUP_LRS, GROUP_MOMENTUMS):
                 setattr(self, key, value)
 
-    def _restore_groups(self, parsed: Dict[str, Any]) -> None:
+    def _restore_groups(self, parsed: dict[str, Any]) -> None:
         """Write the lrs in effect at save time back into the groups."""
         lrs = parsed.get(GROUP_LRS, parsed.get("_last_lr"))
         if lrs is not None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-from typing import Any, Callable, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -54,9 +55,9 @@ def check_real(
     value: object,
     *,
     finite: bool = True,
-    minimum: Optional[float] = None,
-    above: Optional[float] = None,
-    maximum: Optional[float] = None,
+    minimum: float | None = None,
+    above: float | None = None,
+    maximum: float | None = None,
 ) -> Any:
     """``value`` must be a real number (finite unless ``finite=False``; NaN never
     passes), ``>= minimum``, ``> above`` and ``<= maximum`` where given."""
@@ -78,7 +79,7 @@ def check_real(
     return value
 
 
-def check_int(name: str, value: object, *, minimum: Optional[int] = None) -> int:
+def check_int(name: str, value: object, *, minimum: int | None = None) -> int:
     """``value`` must be an integer ``>= minimum``; returned as a Python ``int``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {_describe(value)}")
@@ -94,7 +95,7 @@ def check_bool(name: str, value: object) -> bool:
     return bool(value)
 
 
-def check_choice(name: str, value: object, choices: Sequence[str], message: Optional[str] = None) -> str:
+def check_choice(name: str, value: object, choices: Sequence[str], message: str | None = None) -> str:
     """``value`` must be one of ``choices``; ``message`` (formatted with the value)
     replaces the default message, to keep torch's wording."""
     if not isinstance(value, str) or value not in choices:
@@ -110,7 +111,7 @@ def check_callable(name: str, value: object) -> Callable[..., Any]:
     return value
 
 
-def check_real_list(name: str, value: object, length: int, **limits: Any) -> List[Any]:
+def check_real_list(name: str, value: object, length: int, **limits: Any) -> list[Any]:
     """A list (or tuple) of ``length`` real numbers, each passing ``check_real(**limits)``."""
     if not isinstance(value, (list, tuple)):
         raise TypeError(f"{name} must be a list of {length} real numbers, got {_describe(value)}")
@@ -119,7 +120,7 @@ def check_real_list(name: str, value: object, length: int, **limits: Any) -> Lis
     return [check_real(f"{name}[{i}]", v, **limits) for i, v in enumerate(value)]
 
 
-def format_param(name: str, optimizer: Any, value: object, **limits: Any) -> List[Any]:
+def format_param(name: str, optimizer: Any, value: object, **limits: Any) -> list[Any]:
     """One value per param group: ``value`` itself if it is a list or tuple (of the
     groups' length), else ``value`` repeated; each must be a real number
     passing ``check_real(**limits)``."""

@@ -4,7 +4,8 @@ at milestones) and ChainedScheduler (all of them at every step)."""
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Any, Dict, Iterator, List, Mapping, Sequence, Tuple
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from ..errors import StateDictError
 from ._base import GROUP_LRS, Check, LRScheduler, _restore_attributes, _Rollback, integer, per_group
@@ -14,7 +15,7 @@ from ._plateau import ReduceLROnPlateau
 __all__ = ["SequentialLR", "ChainedScheduler"]
 
 
-def _check_schedulers(owner: str, optimizer: Any, schedulers: Any) -> List[LRScheduler]:
+def _check_schedulers(owner: str, optimizer: Any, schedulers: Any) -> list[LRScheduler]:
     """torch's checks (with its messages), and that every entry is a rustoptim scheduler."""
     if isinstance(schedulers, (LRScheduler, str)) or not isinstance(schedulers, Sequence):
         raise TypeError(f"schedulers must be a list of lr schedulers, got {type(schedulers).__name__}")
@@ -45,17 +46,17 @@ class _Composite(LRScheduler):
     """State dicts of a scheduler that wraps others: its own entries plus
     ``'_schedulers'``, the wrapped schedulers' state dicts."""
 
-    _schedulers: List[LRScheduler]
+    _schedulers: list[LRScheduler]
 
     def _family(self) -> Iterator[LRScheduler]:
         yield self
         for scheduler in self._schedulers:
             yield from scheduler._family()
 
-    def _state_keys(self) -> List[str]:
+    def _state_keys(self) -> list[str]:
         return list(self._fields)
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """torch's entries (``'_schedulers'``: the wrapped schedulers' state dicts)
         plus ``'_group_lrs'``."""
         state = super().state_dict()
@@ -64,10 +65,10 @@ class _Composite(LRScheduler):
         state[GROUP_LRS] = group_lrs
         return state
 
-    def _expected_fields(self, state_dict: Mapping[str, Any]) -> Tuple[Dict[str, Check], Dict[str, Check]]:
+    def _expected_fields(self, state_dict: Mapping[str, Any]) -> tuple[dict[str, Check], dict[str, Check]]:
         return {**self._fields, "_schedulers": _check_list}, {GROUP_LRS: per_group(finite=False)}
 
-    def _parse_state(self, state_dict: Any) -> Dict[str, Any]:
+    def _parse_state(self, state_dict: Any) -> dict[str, Any]:
         parsed = super()._parse_state(state_dict)
         saved = parsed["_schedulers"]
         name = type(self).__name__
@@ -85,12 +86,12 @@ class _Composite(LRScheduler):
         parsed["_schedulers"] = entries
         return parsed
 
-    def _apply_state(self, parsed: Dict[str, Any]) -> None:
+    def _apply_state(self, parsed: dict[str, Any]) -> None:
         super()._apply_state({k: v for k, v in parsed.items() if k != "_schedulers"})
         for scheduler, entry in zip(self._schedulers, parsed["_schedulers"]):
             scheduler._apply_state(entry)
 
-    def _restore_groups(self, parsed: Dict[str, Any]) -> None:
+    def _restore_groups(self, parsed: dict[str, Any]) -> None:
         # The wrapped schedulers first: they restore what they cycle (a CyclicLR's
         # momentum); then the lrs this scheduler recorded.
         for scheduler, entry in zip(self._schedulers, parsed["_schedulers"]):
@@ -98,7 +99,7 @@ class _Composite(LRScheduler):
         super()._restore_groups(parsed)
 
 
-def _check_list(name: str, value: Any, n: int) -> List[Any]:
+def _check_list(name: str, value: Any, n: int) -> list[Any]:
     if not isinstance(value, list):
         raise TypeError(f"{name} must be a list of state dicts, got {type(value).__name__}")
     return value
@@ -113,7 +114,7 @@ def _undo_initial_steps(scheduler: LRScheduler) -> None:
         scheduler.last_epoch -= 1
 
 
-def _check_milestones(name: str, value: Any, n: int = 0) -> List[int]:
+def _check_milestones(name: str, value: Any, n: int = 0) -> list[int]:
     if not isinstance(value, (list, tuple)):
         raise TypeError(f"{name} must be a list of integers, got {type(value).__name__}")
     milestones = [check_int(f"{name}[{i}]", m, minimum=0) for i, m in enumerate(value)]
@@ -208,7 +209,7 @@ class SequentialLR(_Composite):
                 _restore_attributes(s, attributes)
             raise
 
-    def _check_state(self, parsed: Dict[str, Any]) -> None:
+    def _check_state(self, parsed: dict[str, Any]) -> None:
         if len(parsed["_milestones"]) != len(self._schedulers) - 1:
             raise ValueError(
                 f"'_milestones' has {len(parsed['_milestones'])} entries for {len(self._schedulers)} schedulers"

@@ -4,9 +4,9 @@ CosineAnnealingWarmRestarts (SGDR, closed form in the position in the cycle)."""
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional
+from typing import Any
 
-from ._base import _restore_attributes, LRScheduler, integer, real
+from ._base import LRScheduler, _restore_attributes, integer, real
 from ._checks import check_int, check_real, is_int, is_real
 
 __all__ = ["CosineAnnealingLR", "CosineAnnealingWarmRestarts"]
@@ -42,7 +42,7 @@ class CosineAnnealingLR(LRScheduler):
         self.eta_min = check_real("eta_min", eta_min)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> List[Any]:
+    def get_lr(self) -> list[Any]:
         self._warn_outside_step()
         groups = self.optimizer.param_groups
         e, T, eta_min = self.last_epoch, self.T_max, self.eta_min
@@ -61,7 +61,7 @@ class CosineAnnealingLR(LRScheduler):
             for group in groups
         ]
 
-    def _get_closed_form_lr(self) -> List[Any]:
+    def _get_closed_form_lr(self) -> list[Any]:
         e, T, eta_min = self.last_epoch, self.T_max, self.eta_min
         return [eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * e / T)) / 2 for base_lr in self.base_lrs]
 
@@ -118,7 +118,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         self.T_cur: float = check_int("last_epoch", last_epoch, minimum=-1)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> List[Any]:
+    def get_lr(self) -> list[Any]:
         self._warn_outside_step()
         eta_min = self.eta_min
         return [
@@ -126,7 +126,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
             for base_lr in self.base_lrs
         ]
 
-    def step(self, epoch: Optional[float] = None) -> None:
+    def step(self, epoch: float | None = None) -> None:
         """Advance by one step, or go to ``epoch`` (a real number >= 0, fractions allowed)."""
         if epoch is not None:
             if not is_real(epoch):

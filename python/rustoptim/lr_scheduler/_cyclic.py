@@ -12,7 +12,8 @@ from __future__ import annotations
 import copy
 import math
 import types
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable
 
 from ._base import (
     _BASE_FIELDS,
@@ -55,7 +56,7 @@ class _MomentumCycling(LRScheduler):
     cycle_momentum: bool
     use_beta1: bool
 
-    def _set_group_momentum(self, group: Dict[str, Any], momentum: Any) -> None:
+    def _set_group_momentum(self, group: dict[str, Any], momentum: Any) -> None:
         if self.use_beta1:
             group["betas"] = (momentum, *group["betas"][1:])
         else:
@@ -65,7 +66,7 @@ class _MomentumCycling(LRScheduler):
         for group, momentum in zip(self.optimizer.param_groups, momentums):
             self._set_group_momentum(group, momentum)
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """torch's entries plus every group's current lr (``'_group_lrs'``) and,
         with ``cycle_momentum``, its current momentum or beta1 (``'_group_momentums'``)."""
         state = super().state_dict()
@@ -75,7 +76,7 @@ class _MomentumCycling(LRScheduler):
             ]
         return state
 
-    def _check_momentum_state(self, parsed: Dict[str, Any]) -> None:
+    def _check_momentum_state(self, parsed: dict[str, Any]) -> None:
         if parsed["cycle_momentum"]:
             if _uses_beta1(self.optimizer) != parsed["use_beta1"]:
                 raise ValueError(
@@ -85,7 +86,7 @@ class _MomentumCycling(LRScheduler):
         elif GROUP_MOMENTUMS in parsed:
             raise ValueError("'_group_momentums' is given, but 'cycle_momentum' is False")
 
-    def _restore_groups(self, parsed: Dict[str, Any]) -> None:
+    def _restore_groups(self, parsed: dict[str, Any]) -> None:
         super()._restore_groups(parsed)
         if not self.cycle_momentum:
             return
@@ -154,10 +155,10 @@ class CyclicLR(_MomentumCycling):
         base_lr: Any,
         max_lr: Any,
         step_size_up: float = 2000,
-        step_size_down: Optional[float] = None,
+        step_size_down: float | None = None,
         mode: str = "triangular",
         gamma: float = 1.0,
-        scale_fn: Optional[Callable[[float], float]] = None,
+        scale_fn: Callable[[float], float] | None = None,
         scale_mode: str = "cycle",
         cycle_momentum: bool = True,
         base_momentum: Any = 0.8,
@@ -220,7 +221,7 @@ class CyclicLR(_MomentumCycling):
             return 1 / (2.0 ** (x - 1))
         return self.gamma**x
 
-    def _position(self) -> Tuple[float, Any]:
+    def _position(self) -> tuple[float, Any]:
         """(h, s) of the docstring at ``last_epoch``."""
         cycle = math.floor(1 + self.last_epoch / self.total_size)
         x = 1.0 + self.last_epoch / self.total_size - cycle
@@ -231,14 +232,14 @@ class CyclicLR(_MomentumCycling):
         scale = self.scale_fn(cycle if self.scale_mode == "cycle" else self.last_epoch)
         return scale_factor, scale
 
-    def get_lr(self) -> List[Any]:
+    def get_lr(self) -> list[Any]:
         self._warn_outside_step()
         scale_factor, scale = self._position()
         return [
             base_lr + (max_lr - base_lr) * scale_factor * scale for base_lr, max_lr in zip(self.base_lrs, self.max_lrs)
         ]
 
-    def _get_momentums(self) -> Optional[List[Any]]:
+    def _get_momentums(self) -> list[Any] | None:
         if not self.cycle_momentum:
             return None
         scale_factor, scale = self._position()
@@ -249,13 +250,13 @@ class CyclicLR(_MomentumCycling):
 
     # torch's state dict: no scale function reference; the custom function's
     # __dict__ (callable objects only) last.
-    def _state_keys(self) -> List[str]:
+    def _state_keys(self) -> list[str]:
         own = [
             k for k in self._fields if self.cycle_momentum or k not in ("use_beta1", "base_momentums", "max_momentums")
         ]
         return [*own, *_BASE_FIELDS]
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         tail = {k: state.pop(k) for k in (GROUP_LRS, GROUP_MOMENTUMS) if k in state}
         fn = self._scale_fn_custom
@@ -267,7 +268,7 @@ class CyclicLR(_MomentumCycling):
         state.update(tail)
         return state
 
-    def _expected_fields(self, state_dict: Mapping[str, Any]) -> Tuple[Dict[str, Check], Dict[str, Check]]:
+    def _expected_fields(self, state_dict: Mapping[str, Any]) -> tuple[dict[str, Check], dict[str, Check]]:
         fields = {**self._fields, **_BASE_FIELDS, "_scale_fn_custom": _check_fn_state}
         if state_dict.get("cycle_momentum") is not True:
             for key in ("use_beta1", "base_momentums", "max_momentums"):
@@ -275,7 +276,7 @@ class CyclicLR(_MomentumCycling):
         optional_fields = {GROUP_LRS: per_group(finite=False), GROUP_MOMENTUMS: per_group()}
         return fields, optional_fields
 
-    def _check_state(self, parsed: Dict[str, Any]) -> None:
+    def _check_state(self, parsed: dict[str, Any]) -> None:
         self._check_momentum_state(parsed)
         if parsed["_scale_fn_custom"] is not None and (
             self._scale_fn_custom is None or not hasattr(self._scale_fn_custom, "__dict__")
@@ -286,7 +287,7 @@ class CyclicLR(_MomentumCycling):
         if self._scale_fn_custom is None and parsed["mode"] not in ("triangular", "triangular2", "exp_range"):
             raise ValueError(f"'mode' is {parsed['mode']!r} and the scheduler has no scale_fn")
 
-    def _apply_state(self, parsed: Dict[str, Any]) -> None:
+    def _apply_state(self, parsed: dict[str, Any]) -> None:
         super()._apply_state({k: v for k, v in parsed.items() if k != "_scale_fn_custom"})
         if parsed["_scale_fn_custom"] is not None:
             self._scale_fn_custom.__dict__.update(parsed["_scale_fn_custom"])
@@ -299,7 +300,7 @@ def _check_mode(name: str, value: Any) -> str:
     return value
 
 
-def _check_fn_state(name: str, value: Any, n: int) -> Optional[Dict[str, Any]]:
+def _check_fn_state(name: str, value: Any, n: int) -> dict[str, Any] | None:
     if value is not None and not isinstance(value, dict):
         raise TypeError(f"{name} must be None or a dict of the scale function's attributes, got {type(value).__name__}")
     return value
@@ -309,7 +310,7 @@ _PHASE_LR_KEYS = ("initial_lr", "max_lr", "min_lr")
 _PHASE_MOMENTUM_KEYS = ("max_momentum", "base_momentum")
 
 
-def _check_phases(name: str, value: Any, n: int) -> List[Dict[str, Any]]:
+def _check_phases(name: str, value: Any, n: int) -> list[dict[str, Any]]:
     """A state dict's ``_schedule_phases``."""
     if not isinstance(value, list) or len(value) not in (2, 3):
         raise ValueError(f"{name} must be a list of 2 or 3 phases, got {value!r}")
@@ -392,9 +393,9 @@ class OneCycleLR(_MomentumCycling):
         self,
         optimizer: Any,
         max_lr: Any,
-        total_steps: Optional[int] = None,
-        epochs: Optional[int] = None,
-        steps_per_epoch: Optional[int] = None,
+        total_steps: int | None = None,
+        epochs: int | None = None,
+        steps_per_epoch: int | None = None,
         pct_start: float = 0.3,
         anneal_strategy: str = "cos",
         cycle_momentum: bool = True,
@@ -480,7 +481,7 @@ class OneCycleLR(_MomentumCycling):
             return end + (start - end) / 2.0 * cos_out
         return (end - start) * pct + start
 
-    def _phase_position(self) -> Tuple[Dict[str, Any], float]:
+    def _phase_position(self) -> tuple[dict[str, Any], float]:
         """The phase of step ``last_epoch`` and the fraction of it covered."""
         step_num = self.last_epoch
         if step_num > self.total_steps:
@@ -502,14 +503,14 @@ class OneCycleLR(_MomentumCycling):
             start_step = phase["end_step"]
         raise AssertionError("unreachable: the last phase always matches")
 
-    def get_lr(self) -> List[Any]:
+    def get_lr(self) -> list[Any]:
         self._warn_outside_step()
         phase, pct = self._phase_position()
         return [
             self._anneal(group[phase["start_lr"]], group[phase["end_lr"]], pct) for group in self.optimizer.param_groups
         ]
 
-    def _get_momentums(self) -> Optional[List[Any]]:
+    def _get_momentums(self) -> list[Any] | None:
         if not self.cycle_momentum:
             return None
         phase, pct = self._phase_position()
@@ -518,17 +519,17 @@ class OneCycleLR(_MomentumCycling):
             for group in self.optimizer.param_groups
         ]
 
-    def _state_keys(self) -> List[str]:
+    def _state_keys(self) -> list[str]:
         own = [k for k in self._fields if self.cycle_momentum or k != "use_beta1"]
         return [*own, *_BASE_FIELDS]
 
-    def _expected_fields(self, state_dict: Mapping[str, Any]) -> Tuple[Dict[str, Check], Dict[str, Check]]:
+    def _expected_fields(self, state_dict: Mapping[str, Any]) -> tuple[dict[str, Check], dict[str, Check]]:
         fields = {**self._fields, **_BASE_FIELDS}
         if state_dict.get("cycle_momentum") is not True:
             del fields["use_beta1"]
         return fields, {GROUP_LRS: per_group(finite=False), GROUP_MOMENTUMS: per_group()}
 
-    def _check_state(self, parsed: Dict[str, Any]) -> None:
+    def _check_state(self, parsed: dict[str, Any]) -> None:
         self._check_momentum_state(parsed)
         keys = {phase[k] for phase in parsed["_schedule_phases"] for k in ("start_lr", "end_lr")}
         if parsed["cycle_momentum"]:
@@ -539,7 +540,7 @@ class OneCycleLR(_MomentumCycling):
                 raise ValueError(f"the schedule needs {missing} in param_groups[{i}], which has none")
 
 
-def _phase(end_step: float, start_lr: str, end_lr: str, start_momentum: str, end_momentum: str) -> Dict[str, Any]:
+def _phase(end_step: float, start_lr: str, end_lr: str, start_momentum: str, end_momentum: str) -> dict[str, Any]:
     return {
         "end_step": end_step,
         "start_lr": start_lr,

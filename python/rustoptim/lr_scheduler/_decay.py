@@ -12,7 +12,8 @@ lr, except in ConstantLR and LinearLR, which apply their first factor there.
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Any, Dict, Iterable, List
+from collections.abc import Iterable
+from typing import Any
 
 from ._base import LRScheduler, integer, real
 from ._checks import check_int, check_real, is_int
@@ -20,7 +21,7 @@ from ._checks import check_int, check_real, is_int
 __all__ = ["StepLR", "MultiStepLR", "ConstantLR", "LinearLR", "ExponentialLR", "PolynomialLR"]
 
 
-def _current_lrs(scheduler: LRScheduler) -> List[Any]:
+def _current_lrs(scheduler: LRScheduler) -> list[Any]:
     return [group["lr"] for group in scheduler.optimizer.param_groups]
 
 
@@ -56,17 +57,17 @@ class StepLR(LRScheduler):
         self.gamma = check_real("gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> List[Any]:
+    def get_lr(self) -> list[Any]:
         self._warn_outside_step()
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
             return _current_lrs(self)
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
 
-    def _get_closed_form_lr(self) -> List[Any]:
+    def _get_closed_form_lr(self) -> list[Any]:
         return [base_lr * self.gamma ** (self.last_epoch // self.step_size) for base_lr in self.base_lrs]
 
 
-def _check_milestones(name: str, value: Any, n: int = 0) -> Dict[int, int]:
+def _check_milestones(name: str, value: Any, n: int = 0) -> dict[int, int]:
     """A state dict's ``milestones``: ``{epoch: how many times it was given}``."""
     if not isinstance(value, dict):
         raise TypeError(f"{name} must be a dict {{milestone: count}}, got {type(value).__name__}")
@@ -100,7 +101,7 @@ class MultiStepLR(LRScheduler):
     def __init__(self, optimizer: Any, milestones: Iterable[int], gamma: float = 0.1, last_epoch: int = -1) -> None:
         if isinstance(milestones, (str, bytes, dict)) or not isinstance(milestones, Iterable):
             raise TypeError(f"milestones must be a list of integers, got {type(milestones).__name__}")
-        counts: Dict[int, int] = {}
+        counts: dict[int, int] = {}
         for i, milestone in enumerate(milestones):
             milestone = check_int(f"milestones[{i}]", milestone, minimum=0)
             counts[milestone] = counts.get(milestone, 0) + 1
@@ -108,14 +109,14 @@ class MultiStepLR(LRScheduler):
         self.gamma = check_real("gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> List[Any]:
+    def get_lr(self) -> list[Any]:
         self._warn_outside_step()
         if self.last_epoch not in self.milestones:
             return _current_lrs(self)
         factor = self.gamma ** self.milestones[self.last_epoch]
         return [group["lr"] * factor for group in self.optimizer.param_groups]
 
-    def _get_closed_form_lr(self) -> List[Any]:
+    def _get_closed_form_lr(self) -> list[Any]:
         milestones = sorted(m for m, count in self.milestones.items() for _ in range(count))
         return [base_lr * self.gamma ** bisect_right(milestones, self.last_epoch) for base_lr in self.base_lrs]
 
@@ -149,7 +150,7 @@ class ConstantLR(LRScheduler):
         self.total_iters = check_int("total_iters", total_iters, minimum=1)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> List[Any]:
+    def get_lr(self) -> list[Any]:
         self._warn_outside_step()
         if self.last_epoch == 0:
             return [group["lr"] * self.factor for group in self.optimizer.param_groups]
@@ -162,7 +163,7 @@ class ConstantLR(LRScheduler):
             )
         return [group["lr"] * (1.0 / self.factor) for group in self.optimizer.param_groups]
 
-    def _get_closed_form_lr(self) -> List[Any]:
+    def _get_closed_form_lr(self) -> list[Any]:
         return [
             base_lr * (self.factor + (self.last_epoch >= self.total_iters) * (1 - self.factor))
             for base_lr in self.base_lrs
@@ -217,7 +218,7 @@ class LinearLR(LRScheduler):
         self.total_iters = check_int("total_iters", total_iters, minimum=1)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> List[Any]:
+    def get_lr(self) -> list[Any]:
         self._warn_outside_step()
         if self.last_epoch == 0:
             return [group["lr"] * self.start_factor for group in self.optimizer.param_groups]
@@ -227,7 +228,7 @@ class LinearLR(LRScheduler):
         factor = 1.0 + (f - s) / (self.total_iters * s + (self.last_epoch - 1) * (f - s))
         return [group["lr"] * factor for group in self.optimizer.param_groups]
 
-    def _get_closed_form_lr(self) -> List[Any]:
+    def _get_closed_form_lr(self) -> list[Any]:
         s, f = self.start_factor, self.end_factor
         return [
             base_lr * (s + (f - s) * min(self.total_iters, self.last_epoch) / self.total_iters)
@@ -255,13 +256,13 @@ class ExponentialLR(LRScheduler):
         self.gamma = check_real("gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> List[Any]:
+    def get_lr(self) -> list[Any]:
         self._warn_outside_step()
         if self._is_initial:
             return _current_lrs(self)
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
 
-    def _get_closed_form_lr(self) -> List[Any]:
+    def _get_closed_form_lr(self) -> list[Any]:
         return [base_lr * self.gamma**self.last_epoch for base_lr in self.base_lrs]
 
 
@@ -288,7 +289,7 @@ class PolynomialLR(LRScheduler):
         self.power = check_real("power", power, minimum=0.0)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> List[Any]:
+    def get_lr(self) -> list[Any]:
         self._warn_outside_step()
         if self._is_initial or self.last_epoch > self.total_iters:
             return _current_lrs(self)
@@ -296,7 +297,7 @@ class PolynomialLR(LRScheduler):
         decay_factor = ((1.0 - e / total) / (1.0 - (e - 1) / total)) ** self.power
         return [group["lr"] * decay_factor for group in self.optimizer.param_groups]
 
-    def _get_closed_form_lr(self) -> List[Any]:
+    def _get_closed_form_lr(self) -> list[Any]:
         return [
             base_lr * (1.0 - min(self.total_iters, self.last_epoch) / self.total_iters) ** self.power
             for base_lr in self.base_lrs

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import types
-from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable
 
 from ._base import _BASE_FIELDS, GROUP_LRS, Check, LRScheduler, per_group
 from ._checks import check_callable, check_optimizer, is_real
@@ -14,7 +15,7 @@ __all__ = ["LambdaLR", "MultiplicativeLR"]
 LrLambda = Callable[[int], float]
 
 
-def _lr_lambdas(optimizer: Any, lr_lambda: Union[LrLambda, Sequence[LrLambda]]) -> List[LrLambda]:
+def _lr_lambdas(optimizer: Any, lr_lambda: LrLambda | Sequence[LrLambda]) -> list[LrLambda]:
     """One callable per param group: ``lr_lambda`` repeated, or the list itself."""
     groups = len(optimizer.param_groups)
     if isinstance(lr_lambda, (list, tuple)):
@@ -24,7 +25,7 @@ def _lr_lambdas(optimizer: Any, lr_lambda: Union[LrLambda, Sequence[LrLambda]]) 
     return [check_callable("lr_lambda", lr_lambda)] * groups
 
 
-def _check_lambda_states(name: str, value: Any, n: int) -> List[Any]:
+def _check_lambda_states(name: str, value: Any, n: int) -> list[Any]:
     """A state dict's ``lr_lambdas``: per callable, None or the ``__dict__`` of a callable object."""
     if not isinstance(value, (list, tuple)):
         raise TypeError(f"{name} must be a list with None or a dict per lr_lambda, got {type(value).__name__}")
@@ -39,7 +40,7 @@ def _check_lambda_states(name: str, value: Any, n: int) -> List[Any]:
 class _LambdaScheduler(LRScheduler):
     """The state-dict handling LambdaLR and MultiplicativeLR share (torch's)."""
 
-    lr_lambdas: List[LrLambda]
+    lr_lambdas: list[LrLambda]
 
     def _factor(self, i: int, fn: LrLambda) -> Any:
         factor = fn(self.last_epoch)
@@ -50,10 +51,10 @@ class _LambdaScheduler(LRScheduler):
             )
         return factor
 
-    def _state_keys(self) -> List[str]:
+    def _state_keys(self) -> list[str]:
         return [*_BASE_FIELDS]
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """torch's entries, with ``'lr_lambdas'`` last: per group None for a plain
         function or lambda (not stored, as in torch), or a copy of a callable
         object's ``__dict__``; plus ``'_group_lrs'``."""
@@ -66,10 +67,10 @@ class _LambdaScheduler(LRScheduler):
         state[GROUP_LRS] = group_lrs
         return state
 
-    def _expected_fields(self, state_dict: Mapping[str, Any]) -> Tuple[Dict[str, Check], Dict[str, Check]]:
+    def _expected_fields(self, state_dict: Mapping[str, Any]) -> tuple[dict[str, Check], dict[str, Check]]:
         return {**_BASE_FIELDS, "lr_lambdas": _check_lambda_states}, {GROUP_LRS: per_group(finite=False)}
 
-    def _check_state(self, parsed: Dict[str, Any]) -> None:
+    def _check_state(self, parsed: dict[str, Any]) -> None:
         saved = parsed["lr_lambdas"]
         if len(saved) != len(self.lr_lambdas):
             raise ValueError(
@@ -79,7 +80,7 @@ class _LambdaScheduler(LRScheduler):
             if entry is not None and not hasattr(fn, "__dict__"):
                 raise ValueError(f"'lr_lambdas'[{i}] holds attributes, but lr_lambda {fn!r} has no __dict__")
 
-    def _apply_state(self, parsed: Dict[str, Any]) -> None:
+    def _apply_state(self, parsed: dict[str, Any]) -> None:
         super()._apply_state({k: v for k, v in parsed.items() if k != "lr_lambdas"})
         for entry, fn in zip(parsed["lr_lambdas"], self.lr_lambdas):
             if entry is not None:
@@ -111,12 +112,12 @@ class LambdaLR(_LambdaScheduler):
       [0.010000000000000002]
     """
 
-    def __init__(self, optimizer: Any, lr_lambda: Union[LrLambda, Sequence[LrLambda]], last_epoch: int = -1) -> None:
+    def __init__(self, optimizer: Any, lr_lambda: LrLambda | Sequence[LrLambda], last_epoch: int = -1) -> None:
         check_optimizer(optimizer)
         self.lr_lambdas = _lr_lambdas(optimizer, lr_lambda)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> List[Any]:
+    def get_lr(self) -> list[Any]:
         self._warn_outside_step()
         return [base_lr * self._factor(i, fn) for i, (fn, base_lr) in enumerate(zip(self.lr_lambdas, self.base_lrs))]
 
@@ -138,12 +139,12 @@ class MultiplicativeLR(_LambdaScheduler):
     (as in torch).
     """
 
-    def __init__(self, optimizer: Any, lr_lambda: Union[LrLambda, Sequence[LrLambda]], last_epoch: int = -1) -> None:
+    def __init__(self, optimizer: Any, lr_lambda: LrLambda | Sequence[LrLambda], last_epoch: int = -1) -> None:
         check_optimizer(optimizer)
         self.lr_lambdas = _lr_lambdas(optimizer, lr_lambda)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> List[Any]:
+    def get_lr(self) -> list[Any]:
         self._warn_outside_step()
         groups = self.optimizer.param_groups
         if self._is_initial:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from ._checks import check_choice, check_int, check_optimizer, check_real, check
 __all__ = ["ReduceLROnPlateau"]
 
 
-def _check_min_lrs(name: str, value: Any, n: int) -> List[Any]:
+def _check_min_lrs(name: str, value: Any, n: int) -> list[Any]:
     if not isinstance(value, list):
         raise TypeError(f"{name} must be a list of real numbers, got {type(value).__name__}")
     return [check_real(f"{name}[{i}]", v, minimum=0.0) for i, v in enumerate(value)]
@@ -86,7 +87,7 @@ class ReduceLROnPlateau(LRScheduler):
       [0.010000000000000002]
     """
 
-    _fields: ClassVar[Dict[str, Check]] = {
+    _fields: ClassVar[dict[str, Check]] = {
         "factor": real(minimum=0.0),
         "default_min_lr": lambda name, value, n: None if value is None else check_real(name, value, minimum=0.0),
         "min_lrs": _check_min_lrs,
@@ -181,7 +182,7 @@ class ReduceLROnPlateau(LRScheduler):
         return a > best + self.threshold
 
     # torch's signature, which LRScheduler.step(epoch) cannot accept: hence the override ignore.
-    def step(self, metrics: Any, epoch: Optional[int] = None) -> None:  # type: ignore[override]
+    def step(self, metrics: Any, epoch: int | None = None) -> None:  # type: ignore[override]
         """Record ``metrics`` (a real number, e.g. the validation loss) and reduce
         the lrs if it has not improved for more than ``patience`` steps."""
         current = _metric_value(metrics)
@@ -229,7 +230,7 @@ class ReduceLROnPlateau(LRScheduler):
         for group, lr in zip(groups, new_lrs):
             group["lr"] = lr
 
-    def get_lr(self) -> List[Any]:
+    def get_lr(self) -> list[Any]:
         raise NotImplementedError("ReduceLROnPlateau computes its lrs in step(metrics); use get_last_lr()")
 
     def _initial_step(self) -> None:
@@ -237,18 +238,18 @@ class ReduceLROnPlateau(LRScheduler):
 
     # ------------------------------------------------------ state dicts
 
-    def _state_keys(self) -> List[str]:
+    def _state_keys(self) -> list[str]:
         return list(self._fields)
 
-    def _expected_fields(self, state_dict: Mapping[str, Any]) -> Tuple[Dict[str, Check], Dict[str, Check]]:
+    def _expected_fields(self, state_dict: Mapping[str, Any]) -> tuple[dict[str, Check], dict[str, Check]]:
         return dict(self._fields), {GROUP_LRS: per_group(finite=False)}
 
-    def _check_state(self, parsed: Dict[str, Any]) -> None:
+    def _check_state(self, parsed: dict[str, Any]) -> None:
         if not parsed["factor"] < 1.0:
             raise ValueError(f"'factor' must be < 1.0, got {parsed['factor']!r}")
         if parsed["default_min_lr"] is None:
             check_real_list("'min_lrs'", parsed["min_lrs"], len(self.optimizer.param_groups), minimum=0.0)
 
-    def _apply_state(self, parsed: Dict[str, Any]) -> None:
+    def _apply_state(self, parsed: dict[str, Any]) -> None:
         super()._apply_state(parsed)
         self._init_is_better(self.mode, self.threshold, self.threshold_mode)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List
+from typing import Any
 
 from ._base import LRScheduler, integer, one_of
 from ._checks import check_choice, check_optimizer, format_param, is_int
@@ -72,7 +72,7 @@ class SWALR(LRScheduler):
             return (1 - math.cos(math.pi * t)) / 2
         return t
 
-    def get_lr(self) -> List[Any]:
+    def get_lr(self) -> list[Any]:
         self._warn_outside_step()
         step = self._step_count - 1
         if self.anneal_epochs == 0:
@@ -86,7 +86,7 @@ class SWALR(LRScheduler):
         alpha = self.anneal_func(max(0, min(1, step / max(1, self.anneal_epochs))))
         return [group["swa_lr"] * alpha + start * (1 - alpha) for group, start in zip(groups, starts)]
 
-    def _check_state(self, parsed: Dict[str, Any]) -> None:
+    def _check_state(self, parsed: dict[str, Any]) -> None:
         for i, group in enumerate(self.optimizer.param_groups):
             if "swa_lr" not in group:
                 raise ValueError(f"param_groups[{i}] has no 'swa_lr'")
