@@ -33,6 +33,7 @@ __all__ = [
     "total_norm",
     "tensor_norms",
     "clip_grad_norm",
+    "clip_grad_norm_scale",
     "clip_grads_with_norm",
     "clip_grad_value",
     "update_averages",
