@@ -48,6 +48,9 @@ class ElementwiseOptimizer(Optimizer):
     _rule: ClassVar[str]
     #: Every state-array key the optimizer may keep, in torch's order.
     _state_slots: ClassVar[Tuple[str, ...]] = ()
+    #: Whether the rule runs through ``_core.step_groups`` (gradients read from
+    #: ``.grad`` by the core); the whole-tensor rules go through ``_run_batches``.
+    _steps_groups: ClassVar[bool] = True
 
     def step(
         self,
@@ -92,16 +95,18 @@ class ElementwiseOptimizer(Optimizer):
                     # An LBFGS-style closure returning (loss, grads).
                     loss, closure_grads = loss
                     with_grads = self._split_grads(closure_grads)
+            if with_grads is None and self._steps_groups:
+                # The common case: gradients in ``.grad``, read by the core itself.
+                stepped = _core.step_groups(self._rule, self.param_groups, self.state, self.defaults)
+                if stepped is not None:
+                    if stepped == 0:
+                        _warn_no_gradient()
+                    return loss
+                # A group lists a param twice: nothing was done; step each occurrence below.
             if with_grads is None:
                 with_grads = self._split_grads(None)
                 if not any(params for params, _, _ in with_grads):
-                    warnings.warn(
-                        "step() did nothing: no param has a gradient. Params given as plain arrays get "
-                        "theirs through opt.step(grads=[...]) (one array or None per param, in the order "
-                        "of opt.params); Parameters through .grad",
-                        NoGradientWarning,
-                        stacklevel=2,
-                    )
+                    _warn_no_gradient()
             state_get = self.state.get
             batches: List[_Batch] = []
             rounds: List[List[_Batch]] = []
@@ -187,6 +192,16 @@ class ElementwiseOptimizer(Optimizer):
                 state[key] = state_copy(repr(key), saved[key], param.data)
         return state
 
+
+
+def _warn_no_gradient() -> None:
+    warnings.warn(
+        "step() did nothing: no param has a gradient. Params given as plain arrays get "
+        "theirs through opt.step(grads=[...]) (one array or None per param, in the order "
+        "of opt.params); Parameters through .grad",
+        NoGradientWarning,
+        stacklevel=3,
+    )
 
 
 def _is_loss_and_grads(result: Any) -> bool:

@@ -49,6 +49,29 @@ fn step<'py>(
     })
 }
 
+/// Applies one step of the rule named `rule` to every param of `groups` (the
+/// optimizer's `param_groups`) that has a `.grad`, in place; returns how many
+/// params were stepped, or None, having changed nothing, when a group lists a
+/// param twice (the caller then steps each occurrence in turn with [`step`]).
+///
+/// This is [`step`] with the batches read in Rust: the common `opt.step()` pays
+/// no Python list building per param.
+#[pyfunction]
+#[pyo3(signature = (rule, groups, state, defaults=None))]
+fn step_groups<'py>(
+    py: Python<'py>,
+    rule: &str,
+    groups: Bound<'py, PyList>,
+    state: Bound<'py, PyDict>,
+    defaults: Option<Bound<'py, PyDict>>,
+) -> PyResult<Option<usize>> {
+    catch_panics(py, || {
+        with_rule!(rule, R => run_groups::<R>(py, &groups, &state, defaults.as_ref()),
+            |other: &str| Err(InputError::Value(format!("unknown optimizer rule {other:?}"))))
+        .map_err(|e| e.into_pyerr(py))
+    })
+}
+
 /// One tensor of the step, validated and waiting for its kernel.
 struct Prepared<'py, F: NumpyElement> {
     param: ParamArray<'py, F>,
@@ -71,6 +94,9 @@ struct PreparedBatch<'py, R> {
     rule: R,
     float32: Vec<Prepared<'py, f32>>,
     float64: Vec<Prepared<'py, f64>>,
+    /// Identities of the params without elements, which the alias check does
+    /// not see: a group that lists one twice is found by comparing them.
+    empty_params: Vec<usize>,
 }
 
 fn run_step<'py, R: RuleBinding>(
@@ -85,7 +111,45 @@ fn run_step<'py, R: RuleBinding>(
         prepared.push(prepare_batch::<R>(&batch, defaults, &mut aliases)?);
     }
     aliases.verify()?;
+    run_prepared(py, prepared, state)
+}
 
+fn run_groups<'py, R: RuleBinding>(
+    py: Python<'py>,
+    groups: &Bound<'py, PyList>,
+    state: &Bound<'py, PyDict>,
+    defaults: Option<&Bound<'py, PyDict>>,
+) -> Result<Option<usize>, InputError> {
+    let mut aliases = AliasCheck::with_capacity(0, 0);
+    let mut prepared: Vec<PreparedBatch<'py, R>> = Vec::with_capacity(groups.len());
+    let mut stepped = 0;
+    for (group_index, group) in groups.iter().enumerate() {
+        let Ok(group) = group.cast_into::<PyDict>() else { return Ok(None) };
+        let batch = prepare_group_params::<R>(group_index, &group, state, defaults, &mut aliases)?;
+        let Some(batch) = batch else { return Ok(None) };
+        stepped += batch.float32.len() + batch.float64.len();
+        prepared.push(batch);
+    }
+    if let Err(error) = aliases.verify() {
+        // A param listed twice shares memory with itself: not an error, but
+        // torch's "update it twice", which the caller does occurrence by occurrence.
+        if let InputError::Alias(_) = error {
+            if prepared.iter().any(|batch| batch.lists_a_param_twice()) {
+                return Ok(None);
+            }
+        }
+        return Err(error);
+    }
+    run_prepared(py, prepared, state)?;
+    Ok(Some(stepped))
+}
+
+/// Runs the kernels of validated batches and stores the new state.
+fn run_prepared<'py, R: RuleBinding>(
+    py: Python<'py>,
+    mut prepared: Vec<PreparedBatch<'py, R>>,
+    state: &Bound<'py, PyDict>,
+) -> Result<(), InputError> {
     let elements: usize = prepared
         .iter()
         .map(|b| {
@@ -185,30 +249,112 @@ fn prepare_batch<'py, R: RuleBinding>(
     }
 
     let rule = R::from_group(&GroupReader { dict: group, index: group_index, defaults })?;
-    let mut prepared = PreparedBatch { rule, float32: Vec::new(), float64: Vec::new() };
-    let py = batch.py();
+    let mut prepared = PreparedBatch::new(rule);
     for i in 0..n {
         let position = match &positions {
             Some(list) => list.get_item(i).and_then(|p| p.extract()).map_err(|_| malformed())?,
             None => i,
         };
-        let site = Site::in_group(group_index, position);
         let key = params.get_item(i).map_err(|_| malformed())?;
+        let grad = grads.get_item(i).map_err(|_| malformed())?;
+        let entry = entries.get_item(i).map_err(|_| malformed())?;
+        prepared.add(key, &grad, &entry, Site::in_group(group_index, position), aliases)?;
+    }
+    Ok(prepared)
+}
+
+/// A param group's batch read from the group itself: every param with a
+/// `.grad`, its gradient and its state entry. None when the group's `params` is
+/// not a list, or a param without memory (no elements), which the alias check
+/// cannot see, is listed twice.
+fn prepare_group_params<'py, R: RuleBinding>(
+    group_index: usize,
+    group: &Bound<'py, PyDict>,
+    state: &Bound<'py, PyDict>,
+    defaults: Option<&Bound<'py, PyDict>>,
+    aliases: &mut AliasCheck<'py>,
+) -> Result<Option<PreparedBatch<'py, R>>, InputError> {
+    let py = group.py();
+    // Anything but a list (the optimizer keeps lists) goes the general way.
+    let Ok(Some(params)) = group.get_item(intern!(py, "params")) else { return Ok(None) };
+    let Ok(params) = params.cast_into::<PyList>() else { return Ok(None) };
+    let rule = R::from_group(&GroupReader { dict: group, index: group_index, defaults })?;
+    let mut prepared = PreparedBatch::new(rule);
+    for (position, key) in params.iter().enumerate() {
+        let site = Site::in_group(group_index, position);
+        let grad = key
+            .getattr(intern!(py, "grad"))
+            .map_err(|_| InputError::DType(format!("{site} is not a rustoptim.Parameter (it has no .grad)")))?;
+        if grad.is_none() {
+            continue;
+        }
+        // `dict.get`: the optimizer's `defaultdict` must not grow an entry here.
+        let entry = state.get_item(&key).map_err(|e| InputError::Value(format!("state lookup of {site}: {e}")))?;
+        let entry = entry.unwrap_or_else(|| py.None().into_bound(py));
+        prepared.add(key, &grad, &entry, site, aliases)?;
+    }
+    if prepared.empty_params.len() > 1 && lists_a_key_twice(&prepared.empty_params) {
+        return Ok(None);
+    }
+    Ok(Some(prepared))
+}
+
+/// Whether some object appears twice among `keys` (Python identity).
+fn lists_a_key_twice(keys: &[usize]) -> bool {
+    let mut sorted = keys.to_vec();
+    sorted.sort_unstable();
+    sorted.windows(2).any(|pair| pair[0] == pair[1])
+}
+
+impl<'py, R: RuleBinding> PreparedBatch<'py, R> {
+    fn new(rule: R) -> Self {
+        PreparedBatch { rule, float32: Vec::new(), float64: Vec::new(), empty_params: Vec::new() }
+    }
+
+    /// Validates one param with its gradient and state entry (None: no state yet).
+    fn add(
+        &mut self,
+        key: Bound<'py, PyAny>,
+        grad: &Bound<'py, PyAny>,
+        entry: &Bound<'py, PyAny>,
+        site: Site,
+        aliases: &mut AliasCheck<'py>,
+    ) -> Result<(), InputError> {
+        let py = key.py();
+        let identity = key.as_ptr() as usize;
         let data = key
             .getattr(intern!(py, "data"))
             .map_err(|_| InputError::DType(format!("{site} is not a rustoptim.Parameter (it has no .data)")))?;
-        let grad = grads.get_item(i).map_err(|_| malformed())?;
-        let entry = entries.get_item(i).map_err(|_| malformed())?;
-        match param_dtype(&data, site)? {
+        let len = match param_dtype(&data, site)? {
             DType::Float32 => {
-                prepared.float32.push(prepare_tensor(&prepared.rule, key, &data, &grad, &entry, site, aliases)?)
+                let tensor = prepare_tensor(&self.rule, key, &data, grad, entry, site, aliases)?;
+                let len = tensor.param.len();
+                self.float32.push(tensor);
+                len
             }
             DType::Float64 => {
-                prepared.float64.push(prepare_tensor(&prepared.rule, key, &data, &grad, &entry, site, aliases)?)
+                let tensor = prepare_tensor(&self.rule, key, &data, grad, entry, site, aliases)?;
+                let len = tensor.param.len();
+                self.float64.push(tensor);
+                len
             }
+        };
+        if len == 0 {
+            self.empty_params.push(identity);
         }
+        Ok(())
     }
-    Ok(prepared)
+
+    /// Whether a param object appears twice in the batch.
+    fn lists_a_param_twice(&self) -> bool {
+        let keys: Vec<usize> = self
+            .float32
+            .iter()
+            .map(|t| t.key.as_ptr() as usize)
+            .chain(self.float64.iter().map(|t| t.key.as_ptr() as usize))
+            .collect();
+        lists_a_key_twice(&keys)
+    }
 }
 
 fn prepare_tensor<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
@@ -337,5 +483,6 @@ fn state_keys<'py>(
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(step, m)?)?;
+    m.add_function(wrap_pyfunction!(step_groups, m)?)?;
     m.add_function(wrap_pyfunction!(state_keys, m)?)
 }
