@@ -131,8 +131,13 @@ fn check_aligned(array: &Bound<'_, PyUntypedArray>, item_size: usize, label: Lab
     }
     // SAFETY: reading the data pointer of a live array.
     let data = unsafe { (*_PyArray_GET_ITEM_DATA(array.as_array_ptr())).data } as usize;
-    let strides_fit =
-        array.shape().iter().zip(array.strides()).all(|(&n, &stride)| n <= 1 || stride.unsigned_abs() % item_size == 0);
+    // A contiguous array's strides (of axes longer than 1) are multiples of its item size.
+    let strides_fit = array.is_contiguous()
+        || array
+            .shape()
+            .iter()
+            .zip(array.strides())
+            .all(|(&n, &stride)| n <= 1 || stride.unsigned_abs() % item_size == 0);
     if data % item_size == 0 && strides_fit {
         return Ok(());
     }

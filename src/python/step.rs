@@ -30,7 +30,7 @@ use crate::elementwise::{self, MAX_SCALARS, MAX_SLOTS, Scalars, Tensor, empty_sl
 use numpy::{Element as NumpyElement, PyArrayDyn};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFloat, PyList, PyTuple};
+use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple};
 
 /// Applies one step of the rule named `rule` to every batch, in place.
 #[pyfunction]
@@ -92,6 +92,7 @@ type GroupWork<'a, R> = (&'a R, Vec<Tensor<'a, f32>>, Vec<Tensor<'a, f64>>);
 /// One param group's config and its validated tensors of each dtype.
 struct PreparedBatch<'py, R> {
     rule: R,
+    keys: RuleKeys<'py>,
     float32: Vec<Prepared<'py, f32>>,
     float64: Vec<Prepared<'py, f64>>,
     /// Identities of the params without elements, which the alias check does
@@ -181,12 +182,11 @@ fn run_prepared<'py, R: RuleBinding>(
         batch.float64.iter_mut().zip(float64).for_each(|(p, scalars)| p.scalars = scalars);
     }
     for batch in prepared {
-        let keys = batch.rule.slot_keys();
         for tensor in batch.float32 {
-            commit::<R, f32>(py, tensor, keys, state)?;
+            commit::<R, f32>(py, tensor, &batch.keys, state)?;
         }
         for tensor in batch.float64 {
-            commit::<R, f64>(py, tensor, keys, state)?;
+            commit::<R, f64>(py, tensor, &batch.keys, state)?;
         }
     }
     Ok(())
@@ -249,7 +249,7 @@ fn prepare_batch<'py, R: RuleBinding>(
     }
 
     let rule = R::from_group(&GroupReader { dict: group, index: group_index, defaults })?;
-    let mut prepared = PreparedBatch::new(rule);
+    let mut prepared = PreparedBatch::new(batch.py(), rule);
     for i in 0..n {
         let position = match &positions {
             Some(list) => list.get_item(i).and_then(|p| p.extract()).map_err(|_| malformed())?,
@@ -279,7 +279,7 @@ fn prepare_group_params<'py, R: RuleBinding>(
     let Ok(Some(params)) = group.get_item(intern!(py, "params")) else { return Ok(None) };
     let Ok(params) = params.cast_into::<PyList>() else { return Ok(None) };
     let rule = R::from_group(&GroupReader { dict: group, index: group_index, defaults })?;
-    let mut prepared = PreparedBatch::new(rule);
+    let mut prepared = PreparedBatch::new(py, rule);
     for (position, key) in params.iter().enumerate() {
         let site = Site::in_group(group_index, position);
         let grad = key
@@ -306,9 +306,26 @@ fn lists_a_key_twice(keys: &[usize]) -> bool {
     sorted.windows(2).any(|pair| pair[0] == pair[1])
 }
 
+/// The Python strings of a rule's state keys, made once per batch rather than
+/// looked up for every param.
+struct RuleKeys<'py> {
+    scalars: Vec<Bound<'py, PyString>>,
+    slots: Vec<Bound<'py, PyString>>,
+}
+
+impl<'py> RuleKeys<'py> {
+    fn new<R: RuleBinding>(py: Python<'py>, rule: &R) -> Self {
+        RuleKeys {
+            scalars: R::SCALARS.iter().map(|&(name, _)| state_key(py, name)).collect(),
+            slots: rule.slot_keys().iter().map(|&name| state_key(py, name)).collect(),
+        }
+    }
+}
+
 impl<'py, R: RuleBinding> PreparedBatch<'py, R> {
-    fn new(rule: R) -> Self {
-        PreparedBatch { rule, float32: Vec::new(), float64: Vec::new(), empty_params: Vec::new() }
+    fn new(py: Python<'py>, rule: R) -> Self {
+        let keys = RuleKeys::new(py, &rule);
+        PreparedBatch { rule, keys, float32: Vec::new(), float64: Vec::new(), empty_params: Vec::new() }
     }
 
     /// Validates one param with its gradient and state entry (None: no state yet).
@@ -327,13 +344,13 @@ impl<'py, R: RuleBinding> PreparedBatch<'py, R> {
             .map_err(|_| InputError::DType(format!("{site} is not a rustoptim.Parameter (it has no .data)")))?;
         let len = match param_dtype(&data, site)? {
             DType::Float32 => {
-                let tensor = prepare_tensor(&self.rule, key, &data, grad, entry, site, aliases)?;
+                let tensor = prepare_tensor(&self.rule, &self.keys, key, &data, grad, entry, site, aliases)?;
                 let len = tensor.param.len();
                 self.float32.push(tensor);
                 len
             }
             DType::Float64 => {
-                let tensor = prepare_tensor(&self.rule, key, &data, grad, entry, site, aliases)?;
+                let tensor = prepare_tensor(&self.rule, &self.keys, key, &data, grad, entry, site, aliases)?;
                 let len = tensor.param.len();
                 self.float64.push(tensor);
                 len
@@ -357,8 +374,10 @@ impl<'py, R: RuleBinding> PreparedBatch<'py, R> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn prepare_tensor<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
     rule: &R,
+    keys: &RuleKeys<'py>,
     key: Bound<'py, PyAny>,
     data: &Bound<'py, PyAny>,
     grad: &Bound<'py, PyAny>,
@@ -383,7 +402,7 @@ fn prepare_tensor<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
     for (k, &(name, initial)) in R::SCALARS.iter().enumerate() {
         scalars[k] = match existing {
             None => initial,
-            Some(dict) => scalar(dict, name, site)?,
+            Some(dict) => scalar_at(dict, &keys.scalars[k], name, site)?,
         };
     }
     let mut slots: [Option<StateArray<'py, F>>; MAX_SLOTS] = Default::default();
@@ -391,7 +410,7 @@ fn prepare_tensor<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
     let mut fresh_slots = 0u8;
     for (slot, &name) in rule.slot_keys().iter().enumerate() {
         let stored = match existing {
-            Some(dict) => dict.get_item(state_key(dict.py(), name)).ok().flatten(),
+            Some(dict) => dict.get_item(&keys.slots[slot]).ok().flatten(),
             None => None,
         };
         let array = match stored {
@@ -410,7 +429,12 @@ fn prepare_tensor<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
 
 /// A scalar state value (step count, ...) stored in a state dict.
 pub(super) fn scalar(entry: &Bound<'_, PyDict>, name: &'static str, site: Site) -> Result<f64, InputError> {
-    let value = entry.get_item(state_key(entry.py(), name)).ok().flatten().ok_or_else(|| {
+    scalar_at(entry, &state_key(entry.py(), name), name, site)
+}
+
+/// [`scalar`] with the key's Python string made by the caller.
+fn scalar_at(entry: &Bound<'_, PyDict>, key: &Bound<'_, PyString>, name: &str, site: Site) -> Result<f64, InputError> {
+    let value = entry.get_item(key).ok().flatten().ok_or_else(|| {
         InputError::Value(format!("the state of {site} has no {name:?} (it holds other state: was it edited?)"))
     })?;
     if let Ok(f) = value.cast_exact::<PyFloat>() {
@@ -434,7 +458,7 @@ pub(super) fn scalar(entry: &Bound<'_, PyDict>, name: &'static str, site: Site) 
 fn commit<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
     py: Python<'py>,
     tensor: Prepared<'py, F>,
-    keys: &[&'static str],
+    keys: &RuleKeys<'py>,
     state: &Bound<'py, PyDict>,
 ) -> Result<(), InputError> {
     tensor.param.scatter_back();
@@ -447,11 +471,11 @@ fn commit<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
         Some(entry) => (entry, false),
         None => (PyDict::new(py), true),
     };
-    for (k, &(name, _)) in R::SCALARS.iter().enumerate() {
-        entry.set_item(state_key(py, name), PyFloat::new(py, tensor.scalars[k])).map_err(set_failed)?;
+    for (k, key) in keys.scalars.iter().enumerate() {
+        entry.set_item(key, PyFloat::new(py, tensor.scalars[k])).map_err(set_failed)?;
     }
     for (slot, array) in tensor.created {
-        entry.set_item(state_key(py, keys[slot]), array).map_err(set_failed)?;
+        entry.set_item(&keys.slots[slot], array).map_err(set_failed)?;
     }
     if is_new {
         state.set_item(tensor.key, entry).map_err(set_failed)?;
