@@ -93,6 +93,8 @@ type GroupWork<'a, R> = (&'a R, Vec<Tensor<'a, f32>>, Vec<Tensor<'a, f64>>);
 struct PreparedBatch<'py, R> {
     rule: R,
     keys: RuleKeys<'py>,
+    /// The number of params the batch was made for (at most this many tensors).
+    params: usize,
     float32: Vec<Prepared<'py, f32>>,
     float64: Vec<Prepared<'py, f64>>,
     /// Identities of the params without elements, which the alias check does
@@ -249,7 +251,7 @@ fn prepare_batch<'py, R: RuleBinding>(
     }
 
     let rule = R::from_group(&GroupReader { dict: group, index: group_index, defaults })?;
-    let mut prepared = PreparedBatch::new(batch.py(), rule);
+    let mut prepared = PreparedBatch::new(batch.py(), rule, n);
     for i in 0..n {
         let position = match &positions {
             Some(list) => list.get_item(i).and_then(|p| p.extract()).map_err(|_| malformed())?,
@@ -279,7 +281,7 @@ fn prepare_group_params<'py, R: RuleBinding>(
     let Ok(Some(params)) = group.get_item(intern!(py, "params")) else { return Ok(None) };
     let Ok(params) = params.cast_into::<PyList>() else { return Ok(None) };
     let rule = R::from_group(&GroupReader { dict: group, index: group_index, defaults })?;
-    let mut prepared = PreparedBatch::new(py, rule);
+    let mut prepared = PreparedBatch::new(py, rule, params.len());
     for (position, key) in params.iter().enumerate() {
         let site = Site::in_group(group_index, position);
         let grad = key
@@ -323,9 +325,12 @@ impl<'py> RuleKeys<'py> {
 }
 
 impl<'py, R: RuleBinding> PreparedBatch<'py, R> {
-    fn new(py: Python<'py>, rule: R) -> Self {
+    /// An empty batch for a group of `params` params, most of which usually
+    /// share one dtype: room for all of them in each list is made on its first
+    /// push, so the lists of large structs are never copied while growing.
+    fn new(py: Python<'py>, rule: R, params: usize) -> Self {
         let keys = RuleKeys::new(py, &rule);
-        PreparedBatch { rule, keys, float32: Vec::new(), float64: Vec::new(), empty_params: Vec::new() }
+        PreparedBatch { rule, keys, params, float32: Vec::new(), float64: Vec::new(), empty_params: Vec::new() }
     }
 
     /// Validates one param with its gradient and state entry (None: no state yet).
@@ -346,12 +351,18 @@ impl<'py, R: RuleBinding> PreparedBatch<'py, R> {
             DType::Float32 => {
                 let tensor = prepare_tensor(&self.rule, &self.keys, key, &data, grad, entry, site, aliases)?;
                 let len = tensor.param.len();
+                if self.float32.capacity() == 0 {
+                    self.float32.reserve_exact(self.params);
+                }
                 self.float32.push(tensor);
                 len
             }
             DType::Float64 => {
                 let tensor = prepare_tensor(&self.rule, &self.keys, key, &data, grad, entry, site, aliases)?;
                 let len = tensor.param.len();
+                if self.float64.capacity() == 0 {
+                    self.float64.reserve_exact(self.params);
+                }
                 self.float64.push(tensor);
                 len
             }
