@@ -126,18 +126,17 @@ fn type_number<F: NumpyElement>() -> std::ffi::c_int {
 /// array). Reading such memory as `&[F]` is undefined behaviour, and pairing
 /// its elements by index would read and write the wrong bytes.
 fn check_aligned(array: &Bound<'_, PyUntypedArray>, item_size: usize, label: Label) -> Result<(), InputError> {
-    if array.is_empty() {
-        return Ok(());
-    }
     // SAFETY: reading the data pointer of a live array.
     let data = unsafe { (*_PyArray_GET_ITEM_DATA(array.as_array_ptr())).data } as usize;
     // A contiguous array's strides (of axes longer than 1) are multiples of its item size.
-    let strides_fit = array.is_contiguous()
-        || array
-            .shape()
-            .iter()
-            .zip(array.strides())
-            .all(|(&n, &stride)| n <= 1 || stride.unsigned_abs() % item_size == 0);
+    if data % item_size == 0 && array.is_contiguous() {
+        return Ok(());
+    }
+    if array.is_empty() {
+        return Ok(());
+    }
+    let strides_fit =
+        array.shape().iter().zip(array.strides()).all(|(&n, &stride)| n <= 1 || stride.unsigned_abs() % item_size == 0);
     if data % item_size == 0 && strides_fit {
         return Ok(());
     }
@@ -371,7 +370,8 @@ impl<'py, F: NumpyElement + crate::Element> GradArray<'py, F> {
 }
 
 fn check_shape(got: &[usize], expected: &[usize], label: Label) -> Result<(), InputError> {
-    if got == expected {
+    // Element by element: shapes are a few entries long, shorter than a `memcmp` call.
+    if got.len() == expected.len() && got.iter().zip(expected).all(|(a, b)| a == b) {
         Ok(())
     } else {
         Err(InputError::Shape(format!(
