@@ -42,6 +42,20 @@ def step(
     number, else ``HyperparameterError``) multiplies every gradient as it is
     read, without writing it."""
 
+def step_groups(
+    rule: str,
+    groups: List[Dict[str, Any]],
+    state: Dict[Any, Dict[str, Any]],
+    defaults: Optional[Dict[str, Any]] = None,
+    grad_scale: Optional[float] = None,
+) -> Optional[int]:
+    """``step`` over every param of ``groups`` (an optimizer's ``param_groups``)
+    whose ``.grad`` is not None, with the batches read by the core (each state
+    entry looked up with ``state.get``); returns how many params were stepped.
+    Returns None, having changed nothing, when a group lists a param twice (or
+    a group or its ``'params'`` is not a dict or list): the caller then makes
+    the batches itself and steps each occurrence with ``step``."""
+
 def state_keys(rule: str, group: Dict[str, Any], group_index: int = 0) -> Tuple[List[str], List[str]]:
     """``(scalar state keys, state-array keys)`` of ``rule`` under ``group``'s configuration."""
 

@@ -106,7 +106,7 @@ class ElementwiseOptimizer(Optimizer):
                     with_grads = self._split_grads(closure_grads)
             if with_grads is None and self._steps_groups:
                 # The common case: gradients in ``.grad``, read by the core itself.
-                stepped = _core.step_groups(self._rule, self.param_groups, self.state, self.defaults)
+                stepped = _core.step_groups(self._rule, self.param_groups, self.state, self.defaults, grad_scale)
                 if stepped is not None:
                     if stepped == 0:
                         _warn_no_gradient()

@@ -61,16 +61,19 @@ fn step<'py>(
 /// This is [`step`] with the batches read in Rust: the common `opt.step()` pays
 /// no Python list building per param.
 #[pyfunction]
-#[pyo3(signature = (rule, groups, state, defaults=None))]
+#[pyo3(signature = (rule, groups, state, defaults=None, grad_scale=None))]
 fn step_groups<'py>(
     py: Python<'py>,
     rule: &str,
     groups: Bound<'py, PyList>,
     state: Bound<'py, PyDict>,
     defaults: Option<Bound<'py, PyDict>>,
+    grad_scale: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Option<usize>> {
     catch_panics(py, || {
-        with_rule!(rule, R => run_groups::<R>(py, &groups, &state, defaults.as_ref()),
+        let grad_scale =
+            grad_scale.map(|scale| finite_real("grad_scale", &scale)).transpose().map_err(|e| e.into_pyerr(py))?;
+        with_rule!(rule, R => run_groups::<R>(py, &groups, &state, defaults.as_ref(), grad_scale),
             |other: &str| Err(InputError::Value(format!("unknown optimizer rule {other:?}"))))
         .map_err(|e| e.into_pyerr(py))
     })
@@ -119,7 +122,7 @@ fn run_step<'py, R: RuleBinding>(
         prepared.push(prepare_batch::<R>(&batch, defaults, &mut aliases)?);
     }
     aliases.verify()?;
-    run_prepared(py, prepared, state)
+    run_prepared(py, prepared, state, grad_scale)
 }
 
 fn run_groups<'py, R: RuleBinding>(
@@ -127,6 +130,7 @@ fn run_groups<'py, R: RuleBinding>(
     groups: &Bound<'py, PyList>,
     state: &Bound<'py, PyDict>,
     defaults: Option<&Bound<'py, PyDict>>,
+    grad_scale: Option<f64>,
 ) -> Result<Option<usize>, InputError> {
     let mut aliases = AliasCheck::with_capacity(0, 0);
     let mut prepared: Vec<PreparedBatch<'py, R>> = Vec::with_capacity(groups.len());
@@ -148,7 +152,7 @@ fn run_groups<'py, R: RuleBinding>(
         }
         return Err(error);
     }
-    run_prepared(py, prepared, state)?;
+    run_prepared(py, prepared, state, grad_scale)?;
     Ok(Some(stepped))
 }
 
@@ -157,6 +161,7 @@ fn run_prepared<'py, R: RuleBinding>(
     py: Python<'py>,
     mut prepared: Vec<PreparedBatch<'py, R>>,
     state: &Bound<'py, PyDict>,
+    grad_scale: Option<f64>,
 ) -> Result<(), InputError> {
     let elements: usize = prepared
         .iter()
