@@ -95,6 +95,15 @@ class ElementwiseOptimizer(Optimizer):
                 "opt.step(grads=[...]) with one array (or None) per param"
             )
         with self._step_lock:
+            if grads is not None and closure is None and self._steps_groups:
+                # One gradient per param, read by the core: when no param is listed
+                # twice and none is skipped; otherwise (or for a malformed ``grads``)
+                # the core changes nothing and the general path below decides.
+                stepped = _core.step_groups(
+                    self._rule, self.param_groups, self.state, self.defaults, grad_scale, grads
+                )
+                if stepped is not None:
+                    return None
             # The length of ``grads`` is checked before the closure runs.
             with_grads = None if grads is None else self._split_grads(grads)
             loss = None

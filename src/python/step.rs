@@ -58,10 +58,15 @@ fn step<'py>(
 /// params were stepped, or None, having changed nothing, when a group lists a
 /// param twice (the caller then steps each occurrence in turn with [`step`]).
 ///
+/// `grads`, when given, replaces `.grad`: a list or tuple with one array per
+/// param of the groups in order (`step(grads=...)` when no param is listed
+/// twice). Anything else (a None entry, another length or type) returns None
+/// and leaves the checks and messages to the caller.
+///
 /// This is [`step`] with the batches read in Rust: the common `opt.step()` pays
 /// no Python list building per param.
 #[pyfunction]
-#[pyo3(signature = (rule, groups, state, defaults=None, grad_scale=None))]
+#[pyo3(signature = (rule, groups, state, defaults=None, grad_scale=None, grads=None))]
 fn step_groups<'py>(
     py: Python<'py>,
     rule: &str,
@@ -69,11 +74,28 @@ fn step_groups<'py>(
     state: Bound<'py, PyDict>,
     defaults: Option<Bound<'py, PyDict>>,
     grad_scale: Option<Bound<'py, PyAny>>,
+    grads: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Option<usize>> {
     catch_panics(py, || {
         let grad_scale =
             grad_scale.map(|scale| finite_real("grad_scale", &scale)).transpose().map_err(|e| e.into_pyerr(py))?;
-        with_rule!(rule, R => run_groups::<R>(py, &groups, &state, defaults.as_ref(), grad_scale),
+        let grads: Option<Vec<Bound<'py, PyAny>>> = match grads {
+            None => None,
+            Some(grads) => {
+                let items: Vec<Bound<'py, PyAny>> = if let Ok(list) = grads.cast::<PyList>() {
+                    list.iter().collect()
+                } else if let Ok(tuple) = grads.cast::<PyTuple>() {
+                    tuple.iter().collect()
+                } else {
+                    return Ok(None);
+                };
+                if items.iter().any(|g| g.is_none()) {
+                    return Ok(None);
+                }
+                Some(items)
+            }
+        };
+        with_rule!(rule, R => run_groups::<R>(py, &groups, &state, defaults.as_ref(), grad_scale, grads.as_deref()),
             |other: &str| Err(InputError::Value(format!("unknown optimizer rule {other:?}"))))
         .map_err(|e| e.into_pyerr(py))
     })
@@ -131,16 +153,22 @@ fn run_groups<'py, R: RuleBinding>(
     state: &Bound<'py, PyDict>,
     defaults: Option<&Bound<'py, PyDict>>,
     grad_scale: Option<f64>,
+    grads: Option<&[Bound<'py, PyAny>]>,
 ) -> Result<Option<usize>, InputError> {
     let mut aliases = AliasCheck::with_capacity(0, 0);
     let mut prepared: Vec<PreparedBatch<'py, R>> = Vec::with_capacity(groups.len());
     let mut stepped = 0;
+    // Where the current group's entries start in `grads`.
+    let mut offset = 0;
     for (group_index, group) in groups.iter().enumerate() {
         let Ok(group) = group.cast_into::<PyDict>() else { return Ok(None) };
-        let batch = prepare_group_params::<R>(group_index, &group, state, defaults, &mut aliases)?;
+        let batch = prepare_group_params::<R>(group_index, &group, state, defaults, grads, &mut offset, &mut aliases)?;
         let Some(batch) = batch else { return Ok(None) };
         stepped += batch.float32.len() + batch.float64.len();
         prepared.push(batch);
+    }
+    if grads.is_some_and(|grads| grads.len() != offset) {
+        return Ok(None);
     }
     if let Err(error) = aliases.verify() {
         // A param listed twice shares memory with itself: not an error, but
@@ -279,24 +307,37 @@ fn prepare_batch<'py, R: RuleBinding>(
 /// `.grad`, its gradient and its state entry. None when the group's `params` is
 /// not a list, or a param without memory (no elements), which the alias check
 /// cannot see, is listed twice.
+#[allow(clippy::too_many_arguments)]
 fn prepare_group_params<'py, R: RuleBinding>(
     group_index: usize,
     group: &Bound<'py, PyDict>,
     state: &Bound<'py, PyDict>,
     defaults: Option<&Bound<'py, PyDict>>,
+    grads: Option<&[Bound<'py, PyAny>]>,
+    offset: &mut usize,
     aliases: &mut AliasCheck<'py>,
 ) -> Result<Option<PreparedBatch<'py, R>>, InputError> {
     let py = group.py();
     // Anything but a list (the optimizer keeps lists) goes the general way.
     let Ok(Some(params)) = group.get_item(intern!(py, "params")) else { return Ok(None) };
     let Ok(params) = params.cast_into::<PyList>() else { return Ok(None) };
+    let start = *offset;
+    *offset += params.len();
+    let grads = match grads {
+        Some(grads) if grads.len() < *offset => return Ok(None),
+        Some(grads) => Some(&grads[start..*offset]),
+        None => None,
+    };
     let rule = R::from_group(&GroupReader { dict: group, index: group_index, defaults })?;
     let mut prepared = PreparedBatch::new(py, rule, params.len());
     for (position, key) in params.iter().enumerate() {
         let site = Site::in_group(group_index, position);
-        let grad = key
-            .getattr(intern!(py, "grad"))
-            .map_err(|_| InputError::DType(format!("{site} is not a rustoptim.Parameter (it has no .grad)")))?;
+        let grad = match grads {
+            Some(grads) => grads[position].clone(),
+            None => key
+                .getattr(intern!(py, "grad"))
+                .map_err(|_| InputError::DType(format!("{site} is not a rustoptim.Parameter (it has no .grad)")))?,
+        };
         if grad.is_none() {
             continue;
         }
