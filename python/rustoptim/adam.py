@@ -69,6 +69,7 @@ class Adam(ElementwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "adam"
+    _tuple_keys: ClassVar[Tuple[str, ...]] = ("betas",)
     _state_slots: ClassVar[Tuple[str, ...]] = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _flag_defaults: ClassVar[Dict[str, Any]] = dict(
         amsgrad=False,
@@ -124,11 +125,6 @@ class Adam(ElementwiseOptimizer):
         if not (isinstance(betas[0], float) and isinstance(betas[1], float)):
             raise ValueError("betas must be either both floats or both Tensors")
         check_flags(group, ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay"))
-
-    def _restore_group(self, group: Dict[str, Any]) -> None:
-        super()._restore_group(group)
-        if isinstance(group.get("betas"), list):
-            group["betas"] = tuple(group["betas"])
 
 
 class AdamW(Adam):

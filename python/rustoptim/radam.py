@@ -76,6 +76,7 @@ class RAdam(ElementwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "radam"
+    _tuple_keys: ClassVar[Tuple[str, ...]] = ("betas",)
     _state_slots: ClassVar[Tuple[str, ...]] = ("exp_avg", "exp_avg_sq")
     _flag_defaults: ClassVar[Dict[str, Any]] = dict(
         foreach=None,
@@ -124,8 +125,3 @@ class RAdam(ElementwiseOptimizer):
             ("maximize", "capturable", "decoupled_weight_decay", "differentiable"),
             optional_bools=("foreach",),
         )
-
-    def _restore_group(self, group: Dict[str, Any]) -> None:
-        super()._restore_group(group)
-        if isinstance(group.get("betas"), list):
-            group["betas"] = tuple(group["betas"])

@@ -3,9 +3,8 @@
 //! the current weights, float32 and float64 alike. Every array is validated
 //! (dtype, shape, writeability, shared memory) before any is written.
 
-use super::alias::AliasCheck;
+use super::arrays::{AliasCheck, FloatArray, Label, ReadArray, WriteArray, shape_string};
 use super::errors::{InputError, catch_panics, optim_error};
-use super::float_arrays::{FloatArray, ReadArray, WriteArray, shape_string};
 use super::gil::run_kernel;
 use crate::average::{AveragePair, AverageRule, update_averages as update_kernel};
 use numpy::{Element as NumpyElement, PyArrayDyn, PyUntypedArrayMethods};
@@ -49,11 +48,15 @@ fn update_averages<'py>(
         let mut aliases = AliasCheck::with_capacity(averages.len(), averages.len());
         let (mut pairs32, mut pairs64) = (Vec::new(), Vec::new());
         for (index, (average, current)) in averages.iter().zip(currents.iter()).enumerate() {
-            let average = FloatArray::new(&average, "average", index).map_err(|e| e.into_pyerr(py))?;
-            let current = FloatArray::new(&current, "current", index).map_err(|e| e.into_pyerr(py))?;
+            let average = FloatArray::new(&average, Label::entry("average", index)).map_err(|e| e.into_pyerr(py))?;
+            let current = FloatArray::new(&current, Label::entry("current", index)).map_err(|e| e.into_pyerr(py))?;
             match (average, current) {
-                (FloatArray::F32(a), FloatArray::F32(c)) => pairs32.push(pair(&a, &c, index, &mut aliases)?),
-                (FloatArray::F64(a), FloatArray::F64(c)) => pairs64.push(pair(&a, &c, index, &mut aliases)?),
+                (FloatArray::F32(a), FloatArray::F32(c)) => {
+                    pairs32.push(pair(&a, &c, index, &mut aliases).map_err(|e| e.into_pyerr(py))?)
+                }
+                (FloatArray::F64(a), FloatArray::F64(c)) => {
+                    pairs64.push(pair(&a, &c, index, &mut aliases).map_err(|e| e.into_pyerr(py))?)
+                }
                 (average, current) => {
                     return Err(InputError::DType(format!(
                         "current {index} has dtype {}, but its average has dtype {}",
@@ -78,17 +81,16 @@ fn pair<'py, F: NumpyElement + Copy>(
     current: &Bound<'py, PyArrayDyn<F>>,
     index: usize,
     aliases: &mut AliasCheck<'py>,
-) -> PyResult<Pair<'py, F>> {
-    let average = WriteArray::new(average, "average", index, aliases)?;
+) -> Result<Pair<'py, F>, InputError> {
+    let average = WriteArray::new(average, Label::entry("average", index), "; it is updated in place", true, aliases)?;
     if current.shape() != average.shape() {
         return Err(InputError::Shape(format!(
             "current {index} has shape {}, but its average has shape {}",
             shape_string(current.shape()),
             shape_string(average.shape())
-        ))
-        .into_pyerr(current.py()));
+        )));
     }
-    let current = ReadArray::new(current, Some(average.order), "current", index, Some(aliases))?;
+    let current = ReadArray::new(current, Some(average.order), Label::entry("current", index), Some(aliases))?;
     Ok((average, current))
 }
 

@@ -5,9 +5,8 @@
 //! array is validated before any is written, and large work runs with the GIL
 //! released.
 
-use super::alias::AliasCheck;
+use super::arrays::{AliasCheck, FloatArray, Label, ReadArray, WriteArray, shape_string};
 use super::errors::{InputError, catch_panics, optim_error};
-use super::float_arrays::{FloatArray, ReadArray, WriteArray, shape_string};
 use super::gil::run_kernel;
 use crate::clip::{clamp_in_place, clip_coefficient_for, scale_by_coefficient};
 use crate::reduce::{NormOrder, TotalNorm, tensor_norms as tensor_norms_kernel, total_norm as total_norm_kernel};
@@ -76,9 +75,14 @@ impl<'py> ReadGrads<'py> {
         for (index, array) in arrays {
             check_norm_defined(&array, index, order).map_err(|e| e.into_pyerr(py))?;
             reads.is_f64.push(matches!(array, FloatArray::F64(_)));
+            let label = Label::entry("grad", index);
             match array {
-                FloatArray::F32(a) => reads.reads32.push(ReadArray::new(&a, None, "grad", index, None)?),
-                FloatArray::F64(a) => reads.reads64.push(ReadArray::new(&a, None, "grad", index, None)?),
+                FloatArray::F32(a) => {
+                    reads.reads32.push(ReadArray::new(&a, None, label, None).map_err(|e| e.into_pyerr(py))?)
+                }
+                FloatArray::F64(a) => {
+                    reads.reads64.push(ReadArray::new(&a, None, label, None).map_err(|e| e.into_pyerr(py))?)
+                }
             }
         }
         Ok(reads)
@@ -189,9 +193,14 @@ impl<'py> WrittenGrads<'py> {
             if let Some(order) = order {
                 check_norm_defined(&array, index, order).map_err(|e| e.into_pyerr(py))?;
             }
+            let (label, why) = (Label::entry("grad", index), "; it is updated in place");
             match array {
-                FloatArray::F32(a) => grads32.push(WriteArray::new(&a, "grad", index, &mut aliases)?),
-                FloatArray::F64(a) => grads64.push(WriteArray::new(&a, "grad", index, &mut aliases)?),
+                FloatArray::F32(a) => {
+                    grads32.push(WriteArray::new(&a, label, why, true, &mut aliases).map_err(|e| e.into_pyerr(py))?)
+                }
+                FloatArray::F64(a) => {
+                    grads64.push(WriteArray::new(&a, label, why, true, &mut aliases).map_err(|e| e.into_pyerr(py))?)
+                }
             }
         }
         aliases.verify().map_err(|e| e.into_pyerr(py))?;
@@ -236,7 +245,7 @@ fn float_arrays<'py>(grads: &Bound<'py, PyList>) -> PyResult<Vec<(usize, FloatAr
     let mut arrays = Vec::with_capacity(grads.len());
     for (index, object) in grads.iter().enumerate() {
         if !object.is_none() {
-            arrays.push((index, FloatArray::new(&object, "grad", index).map_err(|e| e.into_pyerr(py))?));
+            arrays.push((index, FloatArray::new(&object, Label::entry("grad", index)).map_err(|e| e.into_pyerr(py))?));
         }
     }
     Ok(arrays)
