@@ -37,44 +37,49 @@ fn update_averages<'py>(
                 .into_pyerr(py));
             }
         };
-        if currents.len() != averages.len() {
-            return Err(InputError::Value(format!(
-                "got {} current arrays for {} averaged arrays; pass one per averaged array, in order",
-                currents.len(),
-                averages.len()
-            ))
-            .into_pyerr(py));
-        }
-        let mut aliases = AliasCheck::with_capacity(averages.len(), averages.len());
-        let (mut pairs32, mut pairs64) = (Vec::new(), Vec::new());
-        for (index, (average, current)) in averages.iter().zip(currents.iter()).enumerate() {
-            let average = FloatArray::new(&average, Label::entry("average", index)).map_err(|e| e.into_pyerr(py))?;
-            let current = FloatArray::new(&current, Label::entry("current", index)).map_err(|e| e.into_pyerr(py))?;
-            match (average, current) {
-                (FloatArray::F32(a), FloatArray::F32(c)) => {
-                    pairs32.push(pair(&a, &c, index, &mut aliases).map_err(|e| e.into_pyerr(py))?)
-                }
-                (FloatArray::F64(a), FloatArray::F64(c)) => {
-                    pairs64.push(pair(&a, &c, index, &mut aliases).map_err(|e| e.into_pyerr(py))?)
-                }
-                (average, current) => {
-                    return Err(InputError::DType(format!(
-                        "current {index} has dtype {}, but its average has dtype {}",
-                        current.untyped().dtype(),
-                        average.untyped().dtype()
-                    ))
-                    .into_pyerr(py));
-                }
-            }
-        }
-        aliases.verify().map_err(|e| e.into_pyerr(py))?;
+        let (pairs32, pairs64) = checked_pairs(&averages, &currents).map_err(|e| e.into_pyerr(py))?;
         run(py, pairs32, rule)?;
         run(py, pairs64, rule)
     })
 }
 
+/// Every (average, current) pair, validated (dtypes, shapes, writeability) and
+/// checked for shared memory, by dtype.
+fn checked_pairs<'py>(
+    averages: &Bound<'py, PyList>,
+    currents: &Bound<'py, PyList>,
+) -> Result<(Pairs<'py, f32>, Pairs<'py, f64>), InputError> {
+    if currents.len() != averages.len() {
+        return Err(InputError::Value(format!(
+            "got {} current arrays for {} averaged arrays; pass one per averaged array, in order",
+            currents.len(),
+            averages.len()
+        )));
+    }
+    let mut aliases = AliasCheck::with_capacity(averages.len(), averages.len());
+    let (mut pairs32, mut pairs64) = (Vec::new(), Vec::new());
+    for (index, (average, current)) in averages.iter().zip(currents.iter()).enumerate() {
+        let average = FloatArray::new(&average, Label::entry("average", index))?;
+        let current = FloatArray::new(&current, Label::entry("current", index))?;
+        match (average, current) {
+            (FloatArray::F32(a), FloatArray::F32(c)) => pairs32.push(pair(&a, &c, index, &mut aliases)?),
+            (FloatArray::F64(a), FloatArray::F64(c)) => pairs64.push(pair(&a, &c, index, &mut aliases)?),
+            (average, current) => {
+                return Err(InputError::DType(format!(
+                    "current {index} has dtype {}, but its average has dtype {}",
+                    current.untyped().dtype(),
+                    average.untyped().dtype()
+                )));
+            }
+        }
+    }
+    aliases.verify()?;
+    Ok((pairs32, pairs64))
+}
+
 /// A validated (average, current) pair, the current read in the average's element order.
 type Pair<'py, F> = (WriteArray<'py, F>, ReadArray<'py, F>);
+type Pairs<'py, F> = Vec<Pair<'py, F>>;
 
 fn pair<'py, F: NumpyElement + Copy>(
     average: &Bound<'py, PyArrayDyn<F>>,
@@ -96,7 +101,7 @@ fn pair<'py, F: NumpyElement + Copy>(
 
 fn run<F: NumpyElement + crate::Element>(
     py: Python<'_>,
-    mut pairs: Vec<Pair<'_, F>>,
+    mut pairs: Pairs<'_, F>,
     rule: AverageRule,
 ) -> PyResult<()> {
     if pairs.is_empty() {
