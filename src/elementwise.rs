@@ -17,6 +17,12 @@
 //!
 //! Element-wise updates do not depend on how the elements are split, so the
 //! results are bitwise the same for any thread count and SIMD level.
+//!
+//! A step may also scale every gradient on the fly ([`step_with_grad_scale`]):
+//! the rule then sees `⟦g · ⟦s⟧⟧` (both rounded to the element type), exactly
+//! what it would see after the gradients were scaled in place by `s` (as
+//! gradient clipping does), without writing the gradients or reading them a
+//! second time.
 
 use crate::element::Element;
 use crate::error::OptimError;
@@ -104,6 +110,19 @@ pub trait ElementwiseRule: Sync {
 /// Fails, changing nothing, if a tensor's grad or slots differ in length from
 /// its param or a slot the rule needs is missing.
 pub fn step<F: Element, R: ElementwiseRule>(rule: &R, tensors: &mut [Tensor<'_, F>]) -> Result<(), OptimError> {
+    step_with_grad_scale(rule, tensors, None)
+}
+
+/// [`step`], with every gradient element `g` read as `⟦g · ⟦grad_scale⟧⟧`
+/// (rounded to the element type) when `grad_scale` is given. The gradients
+/// themselves are not written.
+pub fn step_with_grad_scale<F: Element, R: ElementwiseRule>(
+    rule: &R,
+    tensors: &mut [Tensor<'_, F>],
+    grad_scale: Option<f64>,
+) -> Result<(), OptimError> {
+    // Multiplying by exactly 1 changes no value (not even a NaN's or a zero's sign).
+    let grad_scale = grad_scale.map(F::from_f64).filter(|&scale| scale != F::ONE);
     let slot_count = rule.slot_count();
     for (index, tensor) in tensors.iter().enumerate() {
         check_lengths(index, tensor, slot_count)?;
@@ -147,12 +166,51 @@ pub fn step<F: Element, R: ElementwiseRule>(rule: &R, tensors: &mut [Tensor<'_, 
             }
         };
         let coefficients = t.coefficients;
-        dispatch(
-            #[inline(always)]
-            move || rule.update(&coefficients, piece),
-        );
+        match grad_scale {
+            None => dispatch(
+                #[inline(always)]
+                move || rule.update(&coefficients, piece),
+            ),
+            Some(scale) => dispatch(
+                #[inline(always)]
+                move || update_with_scaled_grad(rule, &coefficients, piece, scale),
+            ),
+        }
     });
     Ok(())
+}
+
+/// How many scaled gradient elements are staged at a time: small enough that
+/// the stage stays in the L1 cache next to the piece being updated.
+const SCALED_GRAD_CHUNK: usize = 512;
+
+/// Updates `piece` in chunks, each with its gradient scaled by `scale` into a
+/// stack buffer first. Chunking changes no result: the update is element-wise.
+#[inline(always)]
+fn update_with_scaled_grad<F: Element, R: ElementwiseRule>(
+    rule: &R,
+    coefficients: &R::Coefficients<F>,
+    piece: Piece<'_, F>,
+    scale: F,
+) {
+    let Piece { param, grad, mut slots } = piece;
+    let mut scaled = [F::ZERO; SCALED_GRAD_CHUNK];
+    let mut start = 0;
+    while start < param.len() {
+        let end = param.len().min(start + SCALED_GRAD_CHUNK);
+        let scaled = &mut scaled[..end - start];
+        for (s, &g) in scaled.iter_mut().zip(&grad[start..end]) {
+            *s = g * scale;
+        }
+        let chunk = Piece {
+            param: &mut param[start..end],
+            grad: scaled,
+            // Unused slots are empty and stay empty.
+            slots: slots.each_mut().map(|slot| if slot.is_empty() { &mut [][..] } else { &mut slot[start..end] }),
+        };
+        rule.update(coefficients, chunk);
+        start = end;
+    }
 }
 
 /// One tensor's slices, shareable across the threads that each update a piece.
