@@ -99,11 +99,7 @@ fn pair<'py, F: NumpyElement + Copy>(
     Ok((average, current))
 }
 
-fn run<F: NumpyElement + crate::Element>(
-    py: Python<'_>,
-    mut pairs: Pairs<'_, F>,
-    rule: AverageRule,
-) -> PyResult<()> {
+fn run<F: NumpyElement + crate::Element>(py: Python<'_>, mut pairs: Pairs<'_, F>, rule: AverageRule) -> PyResult<()> {
     if pairs.is_empty() {
         return Ok(());
     }

@@ -18,16 +18,7 @@ use pyo3::types::PyList;
 /// per-tensor norms, float64 if any gradient is. Nothing is written.
 #[pyfunction]
 fn total_norm<'py>(py: Python<'py>, grads: Bound<'py, PyList>, norm_type: f64) -> PyResult<f64> {
-    catch_panics(py, || {
-        let order = NormOrder::new(norm_type).map_err(|e| optim_error(py, e))?;
-        let reads = ReadGrads::new(&grads, order).map_err(|e| e.into_pyerr(py))?;
-        // SAFETY: the grads are only read by this call.
-        let (values32, values64) = unsafe { reads.values() };
-        let elements = element_count(&values32, &values64);
-        let total = run_kernel(py, elements, || total_norm_kernel(&values32, &values64, reads.f64_first, order))
-            .map_err(|e| optim_error(py, e))?;
-        Ok(total.value())
-    })
+    catch_panics(py, || Ok(read_total_norm(&grads, norm_type)?.value()))
 }
 
 /// The total norm of the gradients (as `total_norm`) and the coefficient
@@ -41,15 +32,21 @@ fn clip_grad_norm_scale<'py>(
     norm_type: f64,
 ) -> PyResult<(f64, f64)> {
     catch_panics(py, || {
-        let order = NormOrder::new(norm_type).map_err(|e| optim_error(py, e))?;
-        let reads = ReadGrads::new(&grads, order)?;
-        // SAFETY: the grads are only read by this call.
-        let (values32, values64) = unsafe { reads.values() };
-        let elements = element_count(&values32, &values64);
-        let total = run_kernel(py, elements, || total_norm_kernel(&values32, &values64, reads.f64_first, order))
-            .map_err(|e| optim_error(py, e))?;
+        let total = read_total_norm(&grads, norm_type)?;
         Ok((total.value(), clip_coefficient_for(max_norm, total).value()))
     })
+}
+
+/// torch's total norm of the gradients, which are only read.
+fn read_total_norm(grads: &Bound<'_, PyList>, norm_type: f64) -> PyResult<TotalNorm> {
+    let py = grads.py();
+    let order = NormOrder::new(norm_type).map_err(|e| optim_error(py, e))?;
+    let reads = ReadGrads::new(grads, order).map_err(|e| e.into_pyerr(py))?;
+    // SAFETY: the grads are only read by this call.
+    let (values32, values64) = unsafe { reads.values() };
+    let elements = element_count(&values32, &values64);
+    run_kernel(py, elements, || total_norm_kernel(&values32, &values64, reads.f64_first, order))
+        .map_err(|e| optim_error(py, e))
 }
 
 /// The `norm_type`-norm of each gradient (`None` entries skipped), each
