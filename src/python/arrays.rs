@@ -107,23 +107,19 @@ impl<'py> FloatArray<'py> {
     /// `object` as a float32/float64 NumPy array (native byte order, aligned),
     /// or an error naming it as `label`.
     pub fn new(object: &Bound<'py, PyAny>, label: Label) -> Result<Self, InputError> {
-        let array = if let Ok(array) = object.cast::<PyArrayDyn<f32>>() {
-            FloatArray::F32(array.clone())
+        if let Ok(array) = object.cast::<PyArrayDyn<f32>>() {
+            check_aligned(array, label)?;
+            Ok(FloatArray::F32(array.clone()))
         } else if let Ok(array) = object.cast::<PyArrayDyn<f64>>() {
-            FloatArray::F64(array.clone())
+            check_aligned(array, label)?;
+            Ok(FloatArray::F64(array.clone()))
         } else {
             let untyped = as_untyped(object, label)?;
-            return Err(InputError::DType(format!(
+            Err(InputError::DType(format!(
                 "{label} has dtype {}; expected float32 or float64 (native byte order)",
                 untyped.dtype()
-            )));
-        };
-        let item_size = match array {
-            FloatArray::F32(_) => std::mem::size_of::<f32>(),
-            FloatArray::F64(_) => std::mem::size_of::<f64>(),
-        };
-        check_aligned(array.untyped(), item_size, label)?;
-        Ok(array)
+            )))
+        }
     }
 
     pub fn untyped(&self) -> &Bound<'py, PyUntypedArray> {
@@ -151,9 +147,10 @@ fn typed<'py, F: NumpyElement>(
             untyped.dtype()
         )));
     }
-    check_aligned(untyped, std::mem::size_of::<F>(), label)?;
     // SAFETY: the object is an ndarray whose dtype is F's, which is all the cast asserts.
-    Ok(unsafe { untyped.cast_unchecked::<PyArrayDyn<F>>() }.clone())
+    let array = unsafe { untyped.cast_unchecked::<PyArrayDyn<F>>() };
+    check_aligned(array, label)?;
+    Ok(array.clone())
 }
 
 /// NumPy's type number of `F`, which is only ever `f32` (NPY_FLOAT) or `f64` (NPY_DOUBLE).
@@ -166,12 +163,12 @@ fn type_number<F: NumpyElement>() -> std::ffi::c_int {
 /// that are not multiples of the item size (a field of a packed structured
 /// array). Reading such memory as `&[F]` is undefined behaviour, and pairing
 /// its elements by index would read and write the wrong bytes.
-fn check_aligned(array: &Bound<'_, PyUntypedArray>, item_size: usize, label: Label) -> Result<(), InputError> {
+fn check_aligned<F: NumpyElement>(array: &Bound<'_, PyArrayDyn<F>>, label: Label) -> Result<(), InputError> {
     if array.is_empty() {
         return Ok(());
     }
-    // SAFETY: reading the data pointer of a live array.
-    let data = unsafe { (*_PyArray_GET_ITEM_DATA(array.as_array_ptr())).data } as usize;
+    let item_size = std::mem::size_of::<F>();
+    let data = array.data() as usize;
     let strides_fit =
         array.shape().iter().zip(array.strides()).all(|(&n, &stride)| n <= 1 || stride.unsigned_abs() % item_size == 0);
     if data % item_size == 0 && strides_fit {

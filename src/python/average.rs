@@ -105,11 +105,11 @@ fn run<F: NumpyElement + crate::Element>(py: Python<'_>, mut pairs: Pairs<'_, F>
     }
     let elements = pairs.iter().map(|(average, _)| average.len()).sum();
     {
-        // SAFETY: the alias check of the whole call passed, and each array's slice is taken once.
         let mut slices: Vec<AveragePair<'_, F>> = pairs
             .iter_mut()
-            .map(|(average, current)| unsafe {
-                AveragePair { average: average.values_mut(), current: current.values() }
+            .map(|(average, current)| {
+                // SAFETY: the alias check of the whole call passed, and each array's slice is taken once.
+                unsafe { AveragePair { average: average.values_mut(), current: current.values() } }
             })
             .collect();
         run_kernel(py, elements, || update_kernel(&mut slices, rule)).map_err(|e| optim_error(py, e))?;

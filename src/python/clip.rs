@@ -227,6 +227,7 @@ impl<'py> WrittenGrads<'py> {
         let result = {
             // SAFETY: the alias check passed in `new`, and each array's slice is taken once.
             let f32s: Vec<&mut [f32]> = self.grads32.iter_mut().map(|g| unsafe { g.values_mut() }).collect();
+            // SAFETY: as for the float32 gradients.
             let f64s: Vec<&mut [f64]> = self.grads64.iter_mut().map(|g| unsafe { g.values_mut() }).collect();
             let elements = f32s.iter().map(|v| v.len()).sum::<usize>() + f64s.iter().map(|v| v.len()).sum::<usize>();
             let mut slices = GradSlices { f32s, f32_zero_dim: &f32_zero_dim, f64s };
