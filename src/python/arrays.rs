@@ -314,11 +314,11 @@ impl<'py, F: NumpyElement + Copy> ReadArray<'py, F> {
         if let Some(aliases) = aliases {
             aliases.add_labeled(untyped, std::mem::size_of::<F>(), Access::Read, label);
         }
-        let target = match (order, ElementOrder::of(untyped)) {
-            (Some(order), _) if order.holds_for(untyped) => None,
-            (None, Some(_)) => None,
-            (Some(order), _) => Some(order),
-            (None, None) => Some(ElementOrder::C),
+        let target = match order {
+            Some(order) if order.holds_for(untyped) => None,
+            Some(order) => Some(order),
+            None if untyped.is_contiguous() => None,
+            None => Some(ElementOrder::C),
         };
         let gathered = target.map(|order| gather(array, order, label)).transpose()?;
         Ok(ReadArray { array: array.clone(), gathered })
