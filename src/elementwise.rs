@@ -22,7 +22,9 @@
 //! the rule then sees `⟦g · ⟦s⟧⟧` (both rounded to the element type), exactly
 //! what it would see after the gradients were scaled in place by `s` (as
 //! gradient clipping does), without writing the gradients or reading them a
-//! second time.
+//! second time, and at no cost: every rule already multiplies each gradient
+//! element by a per-tensor factor (the sign that `maximize` sets), and the
+//! scale is folded into it ([`ElementwiseRule::scale_grads`]).
 
 use crate::element::Element;
 use crate::error::OptimError;
@@ -98,6 +100,13 @@ pub trait ElementwiseRule: Sync {
     /// returns its constants. Called once per distinct `(scalars, fresh_slots)`.
     fn begin_tensor<F: Element>(&self, scalars: &mut Scalars, fresh_slots: u8) -> Self::Coefficients<F>;
 
+    /// Makes `coefficients` read every gradient element `g` as `⟦g · scale⟧`.
+    /// Each rule reads `g` only as `g · f` with a per-tensor factor `f` of ±1
+    /// (−1 with `maximize`) and implements this as `f ← f · scale`: since
+    /// `±1 · scale` is exact and rounding is symmetric, `⟦g · (±scale)⟧` is
+    /// `±⟦g · scale⟧`, bit for bit what scaling the gradient first gives.
+    fn scale_grads<F: Element>(coefficients: &mut Self::Coefficients<F>, scale: F);
+
     /// Updates one piece in place. Runs inside the SIMD dispatch: implement it
     /// `#[inline(always)]`, branching on the configuration once per piece and
     /// then running a branch-free loop.
@@ -136,7 +145,10 @@ pub fn step_with_grad_scale<F: Element, R: ElementwiseRule>(
             Some((scalars, fresh, advanced, c)) if (*scalars, *fresh) == key => (*advanced, *c),
             _ => {
                 let mut advanced = tensor.scalars;
-                let c = rule.begin_tensor::<F>(&mut advanced, tensor.fresh_slots);
+                let mut c = rule.begin_tensor::<F>(&mut advanced, tensor.fresh_slots);
+                if let Some(scale) = grad_scale {
+                    R::scale_grads(&mut c, scale);
+                }
                 last = Some((tensor.scalars, tensor.fresh_slots, advanced, c));
                 (advanced, c)
             }
@@ -166,51 +178,12 @@ pub fn step_with_grad_scale<F: Element, R: ElementwiseRule>(
             }
         };
         let coefficients = t.coefficients;
-        match grad_scale {
-            None => dispatch(
-                #[inline(always)]
-                move || rule.update(&coefficients, piece),
-            ),
-            Some(scale) => dispatch(
-                #[inline(always)]
-                move || update_with_scaled_grad(rule, &coefficients, piece, scale),
-            ),
-        }
+        dispatch(
+            #[inline(always)]
+            move || rule.update(&coefficients, piece),
+        );
     });
     Ok(())
-}
-
-/// How many scaled gradient elements are staged at a time: small enough that
-/// the stage stays in the L1 cache next to the piece being updated.
-const SCALED_GRAD_CHUNK: usize = 512;
-
-/// Updates `piece` in chunks, each with its gradient scaled by `scale` into a
-/// stack buffer first. Chunking changes no result: the update is element-wise.
-#[inline(always)]
-fn update_with_scaled_grad<F: Element, R: ElementwiseRule>(
-    rule: &R,
-    coefficients: &R::Coefficients<F>,
-    piece: Piece<'_, F>,
-    scale: F,
-) {
-    let Piece { param, grad, mut slots } = piece;
-    let mut scaled = [F::ZERO; SCALED_GRAD_CHUNK];
-    let mut start = 0;
-    while start < param.len() {
-        let end = param.len().min(start + SCALED_GRAD_CHUNK);
-        let scaled = &mut scaled[..end - start];
-        for (s, &g) in scaled.iter_mut().zip(&grad[start..end]) {
-            *s = g * scale;
-        }
-        let chunk = Piece {
-            param: &mut param[start..end],
-            grad: scaled,
-            // Unused slots are empty and stay empty.
-            slots: slots.each_mut().map(|slot| if slot.is_empty() { &mut [][..] } else { &mut slot[start..end] }),
-        };
-        rule.update(coefficients, chunk);
-        start = end;
-    }
 }
 
 /// One tensor's slices, shareable across the threads that each update a piece.

@@ -18,7 +18,7 @@ use pyo3::types::PyList;
 /// per-tensor norms, float64 if any gradient is. Nothing is written.
 #[pyfunction]
 fn total_norm<'py>(py: Python<'py>, grads: Bound<'py, PyList>, norm_type: f64) -> PyResult<f64> {
-    catch_panics(py, || Ok(read_total_norm(&grads, norm_type)?.value()))
+    catch_panics(py, || Ok(read_total_norm(py, &grads, norm_type)?.value()))
 }
 
 /// The total norm of the gradients (as `total_norm`) and the coefficient
@@ -32,14 +32,13 @@ fn clip_grad_norm_scale<'py>(
     norm_type: f64,
 ) -> PyResult<(f64, f64)> {
     catch_panics(py, || {
-        let total = read_total_norm(&grads, norm_type)?;
+        let total = read_total_norm(py, &grads, norm_type)?;
         Ok((total.value(), clip_coefficient_for(max_norm, total).value()))
     })
 }
 
-/// torch's total norm of the gradients, which are only read.
-fn read_total_norm(grads: &Bound<'_, PyList>, norm_type: f64) -> PyResult<TotalNorm> {
-    let py = grads.py();
+/// The total norm of `grads`, in its dtype, reading them only.
+fn read_total_norm<'py>(py: Python<'py>, grads: &Bound<'py, PyList>, norm_type: f64) -> PyResult<TotalNorm> {
     let order = NormOrder::new(norm_type).map_err(|e| optim_error(py, e))?;
     let reads = ReadGrads::new(grads, order).map_err(|e| e.into_pyerr(py))?;
     // SAFETY: the grads are only read by this call.
