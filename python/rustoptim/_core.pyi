@@ -19,6 +19,7 @@ import numpy as np
 __all__ = [
     "__version__",
     "step",
+    "step_groups",
     "state_keys",
     "LbfgsCore",
     "lbfgsb_minimize",
@@ -66,6 +67,24 @@ def step(
     (Adagrad's ``initial_accumulator_value``). ``grad_scale`` (a finite real
     number, else ``HyperparameterError``) multiplies every gradient as it is
     read, without writing it."""
+
+def step_groups(
+    rule: str,
+    groups: list[dict[str, Any]],
+    state: dict[Any, dict[str, Any]],
+    defaults: dict[str, Any] | None = None,
+    grad_scale: float | None = None,
+    grads: Sequence[Any] | None = None,
+) -> int | None:
+    """``step`` over every param of ``groups`` (an optimizer's ``param_groups``)
+    whose ``.grad`` is not None, with the batches read by the core (each state
+    entry looked up with ``state.get``); returns how many params were stepped.
+    ``grads`` (a list or tuple with one array per param of the groups, in
+    order) replaces ``.grad``. Returns None, having changed nothing, when a
+    group lists a param twice, a group or its ``'params'`` is not a dict or
+    list, or ``grads`` has a None entry, another length or type: the caller
+    then makes the batches itself (with its own checks and messages) and steps
+    each occurrence with ``step``."""
 
 def state_keys(rule: str, group: dict[str, Any], group_index: int = 0) -> tuple[list[str], list[str]]:
     """``(scalar state keys, state-array keys)`` of ``rule`` under ``group``'s configuration."""

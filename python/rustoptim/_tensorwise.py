@@ -27,6 +27,7 @@ class TensorwiseOptimizer(ElementwiseOptimizer):
 
     #: Scalar state keys (a Python float each), before the arrays in torch's order.
     _scalar_keys: ClassVar[tuple[str, ...]] = ()
+    _steps_groups: ClassVar[bool] = False
 
     def _run_batches(self, batches: list[Any], grad_scale: float | None = None) -> None:
         _core.tensor_step(self._rule, batches, self.state, grad_scale)

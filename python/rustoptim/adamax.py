@@ -60,6 +60,7 @@ class Adamax(ElementwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "adamax"
+    _tuple_keys: ClassVar[tuple[str, ...]] = ("betas",)
     _state_slots: ClassVar[tuple[str, ...]] = ("exp_avg", "exp_inf")
     _flag_defaults: ClassVar[dict[str, Any]] = dict(foreach=None, maximize=False, differentiable=False, capturable=False)
 
@@ -96,8 +97,3 @@ class Adamax(ElementwiseOptimizer):
         check_betas(group["betas"])
         check_non_negative("weight_decay", group["weight_decay"], "Invalid weight_decay value: {}")
         check_flags(group, ("maximize", "differentiable", "capturable"), optional_bools=("foreach",))
-
-    def _restore_group(self, group: dict[str, Any]) -> None:
-        super()._restore_group(group)
-        if isinstance(group.get("betas"), list):
-            group["betas"] = tuple(group["betas"])

@@ -78,6 +78,7 @@ class Muon(TensorwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "muon"
+    _tuple_keys: ClassVar[tuple[str, ...]] = ("ns_coefficients",)
     _state_slots: ClassVar[tuple[str, ...]] = ("momentum_buffer",)
 
     def __init__(
@@ -139,11 +140,6 @@ class Muon(TensorwiseOptimizer):
                 raise ValueError(
                     f"Muon only supports 2D parameters whereas we found a parameter with size: {p.data.shape}"
                 )
-
-    def _restore_group(self, group: dict[str, Any]) -> None:
-        super()._restore_group(group)
-        if isinstance(group.get("ns_coefficients"), list):
-            group["ns_coefficients"] = tuple(group["ns_coefficients"])
 
     def _state_shapes(self, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         return {"momentum_buffer": shape}
