@@ -68,6 +68,47 @@ pub fn dots<const K: usize>(pairs: [(&[f64], &[f64]); K]) -> [f64; K] {
     )
 }
 
+/// `s ← x − x_old`, `y ← g − g_old` and `[sᵀy, yᵀy]` in one pass: the same
+/// values, bit for bit, as [`difference`] twice and then
+/// [`dots`]`([(s, y), (y, y)])` (the sums run over the same lanes in the same
+/// order), with each input read once.
+#[inline]
+pub fn pair_and_curvature(s: &mut [f64], y: &mut [f64], [x, x_old]: [&[f64]; 2], [g, g_old]: [&[f64]; 2]) -> [f64; 2] {
+    let n = s.len();
+    assert!(
+        [y.len(), x.len(), x_old.len(), g.len(), g_old.len()].iter().all(|&len| len == n),
+        "pair of vectors of different lengths"
+    );
+    dispatch(
+        #[inline(always)]
+        || {
+            let mut sy = [0.0f64; LANES];
+            let mut yy = [0.0f64; LANES];
+            let body = n / LANES * LANES;
+            let chunks = s[..body]
+                .chunks_exact_mut(LANES)
+                .zip(y[..body].chunks_exact_mut(LANES))
+                .zip(x[..body].chunks_exact(LANES).zip(x_old[..body].chunks_exact(LANES)))
+                .zip(g[..body].chunks_exact(LANES).zip(g_old[..body].chunks_exact(LANES)));
+            for (((s, y), (x, x_old)), (g, g_old)) in chunks {
+                for lane in 0..LANES {
+                    s[lane] = x[lane] - x_old[lane];
+                    y[lane] = g[lane] - g_old[lane];
+                    sy[lane] += s[lane] * y[lane];
+                    yy[lane] += y[lane] * y[lane];
+                }
+            }
+            for (lane, j) in (body..n).enumerate() {
+                s[j] = x[j] - x_old[j];
+                y[j] = g[j] - g_old[j];
+                sy[lane] += s[j] * y[j];
+                yy[lane] += y[j] * y[j];
+            }
+            [sum_lanes(sy), sum_lanes(yy)]
+        },
+    )
+}
+
 /// `out ← out + Σ_j c_j·v_j` over the vectors `vector(0) … vector(count − 1)`
 /// (one fused multiply-add per term, terms added in order of `j`).
 #[inline]
@@ -130,6 +171,23 @@ mod tests {
             assert_eq!(dots([(&a, &b)])[0], ab);
             assert_eq!(aa, a.iter().map(|x| x * x).sum::<f64>());
             assert_eq!(bb, b.iter().map(|x| x * x).sum::<f64>());
+        }
+    }
+
+    #[test]
+    fn pair_and_curvature_is_difference_then_dots() {
+        for n in [0, 1, 7, 8, 9, 100, 1031] {
+            let v =
+                |seed: usize| -> Vec<f64> { (0..n).map(|i| ((i * 7919 + seed) % 13) as f64 * 0.37 - 2.1).collect() };
+            let (x, x_old, g, g_old) = (v(1), v(2), v(3), v(4));
+            let (mut s, mut y) = (vec![0.0; n], vec![0.0; n]);
+            let fused = pair_and_curvature(&mut s, &mut y, [&x, &x_old], [&g, &g_old]);
+            let (mut s2, mut y2) = (vec![0.0; n], vec![0.0; n]);
+            difference(&mut s2, &x, &x_old);
+            difference(&mut y2, &g, &g_old);
+            assert_eq!((s.clone(), y.clone()), (s2.clone(), y2.clone()));
+            let separate = dots([(&s2, &y2), (&y2, &y2)]);
+            assert_eq!(fused.map(f64::to_bits), separate.map(f64::to_bits));
         }
     }
 
