@@ -17,6 +17,14 @@
 //!
 //! Element-wise updates do not depend on how the elements are split, so the
 //! results are bitwise the same for any thread count and SIMD level.
+//!
+//! A step may also scale every gradient on the fly ([`step_with_grad_scale`]):
+//! the rule then sees `⟦g · ⟦s⟧⟧` (both rounded to the element type), exactly
+//! what it would see after the gradients were scaled in place by `s` (as
+//! gradient clipping does), without writing the gradients or reading them a
+//! second time, and at no cost: every rule already multiplies each gradient
+//! element by a per-tensor factor (the sign that `maximize` sets), and the
+//! scale is folded into it ([`ElementwiseRule::scale_grads`]).
 
 use crate::element::Element;
 use crate::error::OptimError;
@@ -92,6 +100,13 @@ pub trait ElementwiseRule: Sync {
     /// returns its constants. Called once per distinct `(scalars, fresh_slots)`.
     fn begin_tensor<F: Element>(&self, scalars: &mut Scalars, fresh_slots: u8) -> Self::Coefficients<F>;
 
+    /// Makes `coefficients` read every gradient element `g` as `⟦g · scale⟧`.
+    /// Each rule reads `g` only as `g · f` with a per-tensor factor `f` of ±1
+    /// (−1 with `maximize`) and implements this as `f ← f · scale`: since
+    /// `±1 · scale` is exact and rounding is symmetric, `⟦g · (±scale)⟧` is
+    /// `±⟦g · scale⟧`, bit for bit what scaling the gradient first gives.
+    fn scale_grads<F: Element>(coefficients: &mut Self::Coefficients<F>, scale: F);
+
     /// Updates one piece in place. Runs inside the SIMD dispatch: implement it
     /// `#[inline(always)]`, branching on the configuration once per piece and
     /// then running a branch-free loop.
@@ -104,6 +119,19 @@ pub trait ElementwiseRule: Sync {
 /// Fails, changing nothing, if a tensor's grad or slots differ in length from
 /// its param or a slot the rule needs is missing.
 pub fn step<F: Element, R: ElementwiseRule>(rule: &R, tensors: &mut [Tensor<'_, F>]) -> Result<(), OptimError> {
+    step_with_grad_scale(rule, tensors, None)
+}
+
+/// [`step`], with every gradient element `g` read as `⟦g · ⟦grad_scale⟧⟧`
+/// (rounded to the element type) when `grad_scale` is given. The gradients
+/// themselves are not written.
+pub fn step_with_grad_scale<F: Element, R: ElementwiseRule>(
+    rule: &R,
+    tensors: &mut [Tensor<'_, F>],
+    grad_scale: Option<f64>,
+) -> Result<(), OptimError> {
+    // Multiplying by exactly 1 changes no value (not even a NaN's or a zero's sign).
+    let grad_scale = grad_scale.map(F::from_f64).filter(|&scale| scale != F::ONE);
     let slot_count = rule.slot_count();
     for (index, tensor) in tensors.iter().enumerate() {
         check_lengths(index, tensor, slot_count)?;
@@ -117,7 +145,10 @@ pub fn step<F: Element, R: ElementwiseRule>(rule: &R, tensors: &mut [Tensor<'_, 
             Some((scalars, fresh, advanced, c)) if (*scalars, *fresh) == key => (*advanced, *c),
             _ => {
                 let mut advanced = tensor.scalars;
-                let c = rule.begin_tensor::<F>(&mut advanced, tensor.fresh_slots);
+                let mut c = rule.begin_tensor::<F>(&mut advanced, tensor.fresh_slots);
+                if let Some(scale) = grad_scale {
+                    R::scale_grads(&mut c, scale);
+                }
                 last = Some((tensor.scalars, tensor.fresh_slots, advanced, c));
                 (advanced, c)
             }

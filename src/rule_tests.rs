@@ -35,6 +35,25 @@ struct Run<F> {
 }
 
 fn run<F: Element, R: ElementwiseRule>(rule: &R, initial: &[f64], slot_value: f64) -> Run<F> {
+    run_with_grad_scale(rule, initial, slot_value, GradScale::None)
+}
+
+/// How [`run_with_grad_scale`] scales the gradients.
+#[derive(Clone, Copy)]
+enum GradScale {
+    None,
+    /// Passed to the step, which scales as it reads.
+    Fused(f64),
+    /// Multiplied into the gradients before the step.
+    First(f64),
+}
+
+fn run_with_grad_scale<F: Element, R: ElementwiseRule>(
+    rule: &R,
+    initial: &[f64],
+    slot_value: f64,
+    grad_scale: GradScale,
+) -> Run<F> {
     let slot_count = rule.slot_count();
     let mut out = Run {
         params: LENGTHS.iter().enumerate().map(|(i, &n)| values(n, i as u64)).collect(),
@@ -45,7 +64,11 @@ fn run<F: Element, R: ElementwiseRule>(rule: &R, initial: &[f64], slot_value: f6
         s[..initial.len()].copy_from_slice(initial);
     }
     for step in 1..=STEPS {
-        let grads: Vec<Vec<F>> = LENGTHS.iter().enumerate().map(|(i, &n)| values(n, (100 * step + i) as u64)).collect();
+        let mut grads: Vec<Vec<F>> =
+            LENGTHS.iter().enumerate().map(|(i, &n)| values(n, (100 * step + i) as u64)).collect();
+        if let GradScale::First(scale) = grad_scale {
+            grads.iter_mut().flatten().for_each(|g| *g = *g * F::from_f64(scale));
+        }
         let mut tensors: Vec<Tensor<'_, F>> = out
             .params
             .iter_mut()
@@ -58,7 +81,8 @@ fn run<F: Element, R: ElementwiseRule>(rule: &R, initial: &[f64], slot_value: f6
                 tensor
             })
             .collect();
-        elementwise::step(rule, &mut tensors).unwrap();
+        let fused = if let GradScale::Fused(scale) = grad_scale { Some(scale) } else { None };
+        elementwise::step_with_grad_scale(rule, &mut tensors, fused).unwrap();
         let advanced: Vec<Scalars> = tensors.iter().map(|t| t.scalars).collect();
         drop(tensors);
         out.scalars = advanced;
@@ -234,6 +258,19 @@ fn check_invariance<R: ElementwiseRule>(rule: &R, initial: &[f64]) {
             assert_eq!(bits(&run::<f32, R>(rule, initial, 0.0)), reference32, "{level:?}, {threads} threads");
             assert_eq!(bits(&run::<f64, R>(rule, initial, 0.0)), reference64, "{level:?}, {threads} threads");
         }
+    }
+}
+
+#[test]
+fn a_grad_scale_equals_scaling_the_grads_first() {
+    let bits = |run: &Run<f32>| -> Vec<u32> {
+        run.params.iter().chain(run.slots.iter().flatten()).flatten().map(|x| x.to_bits()).collect()
+    };
+    let rule = RmspropConfig { momentum: 0.9, centered: true, weight_decay: 0.1, ..RmspropConfig::default() };
+    for scale in [0.37, -2.5, 1.0, 0.0] {
+        let fused = run_with_grad_scale::<f32, _>(&rule, &[0.0], 0.0, GradScale::Fused(scale));
+        let first = run_with_grad_scale::<f32, _>(&rule, &[0.0], 0.0, GradScale::First(scale));
+        assert!(bits(&fused) == bits(&first), "scale {scale}");
     }
 }
 

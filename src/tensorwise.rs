@@ -42,19 +42,31 @@ pub struct WorkspaceSize {
 pub struct Workspace<F> {
     pub values: Vec<F>,
     pub wide: Vec<f64>,
+    /// Room for one tensor's scaled gradient, for steps that scale gradients
+    /// ([`step_with_grad_scale`]); empty otherwise.
+    pub scaled_grad: Vec<F>,
 }
 
 impl<F: Element> Workspace<F> {
     /// Room for the largest of `sizes`; on failure, the bytes asked for.
     pub fn try_new(sizes: impl IntoIterator<Item = WorkspaceSize>) -> Result<Self, (usize, TryReserveError)> {
         let (values, wide) = sizes.into_iter().fold((0, 0), |(v, w), s| (s.values.max(v), s.wide.max(w)));
-        let mut workspace = Workspace { values: Vec::new(), wide: Vec::new() };
+        let mut workspace = Workspace { values: Vec::new(), wide: Vec::new(), scaled_grad: Vec::new() };
         let bytes = values.saturating_mul(std::mem::size_of::<F>()).saturating_add(wide.saturating_mul(8));
         workspace.values.try_reserve_exact(values).map_err(|e| (bytes, e))?;
         workspace.wide.try_reserve_exact(wide).map_err(|e| (bytes, e))?;
         workspace.values.resize(values, F::ZERO);
         workspace.wide.resize(wide, 0.0);
         Ok(workspace)
+    }
+
+    /// The same workspace with room for a scaled gradient of `elements`
+    /// elements; on failure, the bytes asked for.
+    pub fn try_with_scaled_grad(mut self, elements: usize) -> Result<Self, (usize, TryReserveError)> {
+        let bytes = elements.saturating_mul(std::mem::size_of::<F>());
+        self.scaled_grad.try_reserve_exact(elements).map_err(|e| (bytes, e))?;
+        self.scaled_grad.resize(elements, F::ZERO);
+        Ok(self)
     }
 
     fn holds(&self, size: WorkspaceSize) -> bool {
@@ -93,15 +105,52 @@ pub fn step<F: Element, R: TensorRule>(
     tensors: &mut [WholeTensor<'_, F>],
     workspace: &mut Workspace<F>,
 ) -> Result<(), OptimError> {
+    step_with_grad_scale(rule, tensors, workspace, None)
+}
+
+/// [`step`], with each gradient element `g` read as `⟦g · ⟦grad_scale⟧⟧`
+/// (rounded to the element type) when `grad_scale` is given: each gradient is
+/// scaled into `workspace.scaled_grad` just before its tensor's update, so the
+/// gradients themselves are not written.
+pub fn step_with_grad_scale<F: Element, R: TensorRule>(
+    rule: &R,
+    tensors: &mut [WholeTensor<'_, F>],
+    workspace: &mut Workspace<F>,
+    grad_scale: Option<f64>,
+) -> Result<(), OptimError> {
+    // Multiplying by exactly 1 changes no value (not even a NaN's or a zero's sign).
+    let grad_scale = grad_scale.map(F::from_f64).filter(|&scale| scale != F::ONE);
     for (index, tensor) in tensors.iter().enumerate() {
         check_tensor(rule, index, tensor)?;
-        if !workspace.holds(rule.workspace(tensor.shape)) {
+        let room_for_grad = grad_scale.is_none() || workspace.scaled_grad.len() >= tensor.grad.len();
+        if !workspace.holds(rule.workspace(tensor.shape)) || !room_for_grad {
             return Err(OptimError::InvalidSetting(format!("tensor {index}: the workspace is too small")));
         }
     }
+    let Some(scale) = grad_scale else {
+        for tensor in tensors.iter_mut() {
+            rule.update(tensor, workspace);
+        }
+        return Ok(());
+    };
+    // Taken out so that the rule can borrow the rest of the workspace.
+    let mut scaled_grad = std::mem::take(&mut workspace.scaled_grad);
     for tensor in tensors.iter_mut() {
-        rule.update(tensor, workspace);
+        let scaled = &mut scaled_grad[..tensor.grad.len()];
+        for (s, &g) in scaled.iter_mut().zip(tensor.grad) {
+            *s = g * scale;
+        }
+        let mut scaled_tensor = WholeTensor {
+            param: &mut *tensor.param,
+            grad: scaled,
+            shape: tensor.shape,
+            slots: tensor.slots.each_mut().map(|slot| &mut **slot),
+            scalars: tensor.scalars,
+        };
+        rule.update(&mut scaled_tensor, workspace);
+        tensor.scalars = scaled_tensor.scalars;
     }
+    workspace.scaled_grad = scaled_grad;
     Ok(())
 }
 

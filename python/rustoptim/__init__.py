@@ -23,7 +23,14 @@ from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
 from .adamax import Adamax
-from .clip_grad import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
+from .clip_grad import (
+    GradNormScale,
+    clip_grad_norm_,
+    clip_grad_norm_scale,
+    clip_grad_value_,
+    clip_grads_with_norm_,
+    get_total_norm,
+)
 from .errors import (
     AliasError,
     BoundsError,
@@ -77,6 +84,8 @@ __all__ = [
     "NAdam",
     "LBFGS",
     "clip_grad_norm_",
+    "clip_grad_norm_scale",
+    "GradNormScale",
     "clip_grad_value_",
     "get_total_norm",
     "clip_grads_with_norm_",

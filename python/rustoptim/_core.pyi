@@ -30,6 +30,7 @@ def step(
     batches: List[_Batch],
     state: Dict[Any, Dict[str, Any]],
     defaults: Optional[Dict[str, Any]] = None,
+    grad_scale: Optional[float] = None,
 ) -> None:
     """One step of the element-wise rule ``rule`` ("adam", "sgd", "adagrad",
     "rmsprop", "adadelta", "adamax", "nadam", "radam", "asgd", "rprop") over
@@ -37,7 +38,9 @@ def step(
     and new scalar state and new state arrays are stored into ``state``
     afterwards. Hyperparameters come from each group's dict; ``defaults`` (the
     optimizer's) supplies the values torch reads from the constructor instead
-    (Adagrad's ``initial_accumulator_value``)."""
+    (Adagrad's ``initial_accumulator_value``). ``grad_scale`` (a finite real
+    number, else ``HyperparameterError``) multiplies every gradient as it is
+    read, without writing it."""
 
 def state_keys(rule: str, group: Dict[str, Any], group_index: int = 0) -> Tuple[List[str], List[str]]:
     """``(scalar state keys, state-array keys)`` of ``rule`` under ``group``'s configuration."""
@@ -57,6 +60,12 @@ def tensor_norms(grads: List[Optional[np.ndarray]], norm_type: float) -> List[fl
     """The ``norm_type``-norm of each grad (``None`` entries skipped), each in its
     own dtype as ``total_norm`` computes it, in order (``rustoptim.distributed``
     combines them across ranks). Checks as ``total_norm``."""
+
+def clip_grad_norm_scale(
+    grads: List[Optional[np.ndarray]], max_norm: float, norm_type: float
+) -> Tuple[float, float]:
+    """``(total_norm, min(max_norm / (total + 1e-6), 1))``, the coefficient in
+    the total's dtype as ``clip_grad_norm`` computes it. Nothing is written."""
 
 def clip_grad_norm(
     grads: List[Optional[np.ndarray]], max_norm: float, norm_type: float, error_if_nonfinite: bool
@@ -200,11 +209,14 @@ def lbfgsb_minimize(
 
 # ------------------------------------------------------- whole-tensor optimizers
 
-def tensor_step(rule: str, batches: List[Any], state: Dict[Any, Dict[str, Any]]) -> None:
+def tensor_step(
+    rule: str, batches: List[Any], state: Dict[Any, Dict[str, Any]], grad_scale: Optional[float] = None
+) -> None:
     """One step of a whole-tensor optimizer (``"adafactor"``, ``"muon"``) over
     every param group, in place; batches as for ``step``: ``(group_index, group,
     params, grads, entries, positions)``. Every group's hyperparameters and
     arrays (state arrays of the shapes the rule gives, C-ordered) are checked
     and the scratch memory is allocated (``MemoryError`` if it cannot be)
     before anything is written; new scalar state and created state arrays are
-    stored into ``state`` after the kernels succeed. Params of any layout."""
+    stored into ``state`` after the kernels succeed. Params of any layout.
+    ``grad_scale`` as for ``step``."""

@@ -54,6 +54,7 @@ class ElementwiseOptimizer(Optimizer):
         closure: Optional[Any] = None,
         *,
         grads: Optional[Sequence[Optional[np.ndarray]]] = None,
+        grad_scale: Optional[float] = None,
     ) -> Any:
         """Perform one optimization step; return what ``closure`` returned (else None).
 
@@ -67,6 +68,14 @@ class ElementwiseOptimizer(Optimizer):
             this step without being stored on the params: this is how gradients
             of params given as plain arrays are passed. A list of the wrong length
             raises ``ValueError`` before anything else happens.
+          grad_scale: optional finite real number ``s``: the step uses
+            ``g · s`` (``s`` rounded to each gradient's dtype, the product
+            rounded as an in-place multiplication rounds it) wherever it reads
+            a gradient ``g``, and leaves the gradients themselves unchanged.
+            With ``s`` from :func:`rustoptim.clip_grad_norm_scale` this is
+            ``clip_grad_norm_`` followed by ``step()`` with one pass less over
+            the gradients and none writing them (bitwise the same params and
+            state; see that function for the one exception).
 
         Params whose gradient is ``None`` are skipped (no state, no decay, no step
         count); a zero gradient is processed. A step in which no param has a
@@ -113,7 +122,7 @@ class ElementwiseOptimizer(Optimizer):
                 else:
                     rounds.append(_occurrence_rounds(index, group, params, group_grads, positions))
             if not rounds:
-                self._run_batches(batches)
+                self._run_batches(batches, grad_scale)
                 return loss
             # A param listed twice in a group is updated twice, as in torch: the
             # k-th occurrences go to the k-th core call (each all-or-nothing).
@@ -124,13 +133,13 @@ class ElementwiseOptimizer(Optimizer):
                         index, group, params, group_grads, _, positions = group_rounds[k]
                         entries = list(map(state_get, params))
                         round_batches.append((index, group, params, group_grads, entries, positions))
-                self._run_batches(round_batches)
+                self._run_batches(round_batches, grad_scale)
             return loss
 
-    def _run_batches(self, batches: List[_Batch]) -> None:
+    def _run_batches(self, batches: List[_Batch], grad_scale: Optional[float] = None) -> None:
         """One all-or-nothing core call over ``batches``; optimizers whose
         update needs whole tensors (Adafactor, Muon) use ``_core.tensor_step``."""
-        _core.step(self._rule, batches, self.state, self.defaults)
+        _core.step(self._rule, batches, self.state, self.defaults, grad_scale)
 
     def _split_grads(
         self, grads: Optional[Sequence[Optional[np.ndarray]]]

@@ -11,7 +11,7 @@ whatever the param's layout (the kernels work on rows and columns in C order).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, List, Mapping, Tuple
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 
 from . import _core
 from ._arrays import state_copy_shaped, state_step
@@ -27,8 +27,8 @@ class TensorwiseOptimizer(ElementwiseOptimizer):
     #: Scalar state keys (a Python float each), before the arrays in torch's order.
     _scalar_keys: ClassVar[Tuple[str, ...]] = ()
 
-    def _run_batches(self, batches: List[Any]) -> None:
-        _core.tensor_step(self._rule, batches, self.state)
+    def _run_batches(self, batches: List[Any], grad_scale: Optional[float] = None) -> None:
+        _core.tensor_step(self._rule, batches, self.state, grad_scale)
 
     def _state_shapes(self, shape: Tuple[int, ...]) -> Dict[str, Tuple[int, ...]]:
         """The state arrays a param of ``shape`` carries, in torch's order, with their shapes."""

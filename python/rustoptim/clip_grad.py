@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import types
 import warnings
-from typing import Any, Iterable, List, Optional, Union
+from typing import Any, Iterable, List, NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -35,7 +35,14 @@ from . import _core
 from .errors import DTypeError, NonFiniteNormError
 from .parameter import Parameter
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_with_norm_"]
+__all__ = [
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "get_total_norm",
+    "clip_grads_with_norm_",
+    "clip_grad_norm_scale",
+    "GradNormScale",
+]
 
 ParamsOrGrads = Union[Parameter, np.ndarray, Iterable[Union[Parameter, np.ndarray]]]
 
@@ -80,6 +87,56 @@ def clip_grad_norm_(
     if error_if_nonfinite and not math.isfinite(total):
         raise NonFiniteNormError(_non_finite_message(norm_type))
     return total
+
+
+class GradNormScale(NamedTuple):
+    """What :func:`clip_grad_norm_scale` returns."""
+
+    #: The gradients' total norm, as ``clip_grad_norm_`` returns it.
+    total_norm: float
+    #: The coefficient ``clip_grad_norm_`` would multiply the gradients by.
+    scale: float
+
+
+def clip_grad_norm_scale(
+    parameters: ParamsOrGrads,
+    max_norm: float,
+    norm_type: Union[float, str] = 2.0,
+    error_if_nonfinite: bool = False,
+) -> GradNormScale:
+    """The total norm and the clipping coefficient of ``clip_grad_norm_``,
+    without changing the gradients: for an optimizer step that clips on the fly.
+
+    ``clip_grad_norm_(params, max_norm)`` then ``opt.step()`` reads the
+    gradients three times and writes them once; ::
+
+        total, scale = rustoptim.clip_grad_norm_scale(params, max_norm)
+        opt.step(grad_scale=scale)
+
+    reads them twice and leaves them as they were, with bitwise the same params
+    and optimizer state. (One exception: a 0-d float32 gradient among float64
+    ones, which ``clip_grad_norm_`` multiplies in float64 as torch does and the
+    step in float32, may differ in its last bit.) ``scale`` is
+    ``min(max_norm / (total + 1e-6), 1)`` computed in the total's dtype, as
+    ``clip_grad_norm_`` computes it; arguments and errors as there.
+
+    Example:
+      >>> import numpy as np, rustoptim
+      >>> w = np.zeros(2); g = np.array([3.0, 4.0])
+      >>> total, scale = rustoptim.clip_grad_norm_scale([g], max_norm=1.0)
+      >>> total, round(scale, 6)
+      (5.0, 0.2)
+      >>> rustoptim.SGD([w], lr=1.0).step(grads=[g], grad_scale=scale)
+      >>> w, g
+      (array([-0.59999988, -0.79999984]), array([3., 4.]))
+    """
+    grads = _grads_of(parameters)
+    max_norm = _non_negative("max_norm", max_norm)
+    norm_type = float(norm_type)
+    total, scale = _core.clip_grad_norm_scale(grads, max_norm, norm_type)
+    if error_if_nonfinite and not math.isfinite(total):
+        raise NonFiniteNormError(_non_finite_message(norm_type))
+    return GradNormScale(total, scale)
 
 
 def get_total_norm(

@@ -41,7 +41,9 @@ impl Default for AdadeltaConfig {
 /// Per-tensor constants, rounded to the element type once per step.
 #[derive(Clone, Copy)]
 pub struct AdadeltaCoefficients<F> {
-    grad_sign: F,
+    /// −1 with maximize, else 1, times the step's gradient scale
+    /// (see [`ElementwiseRule::scale_grads`]).
+    grad_factor: F,
     weight_decay: F,
     rho: F,
     one_minus_rho: F,
@@ -52,6 +54,10 @@ pub struct AdadeltaCoefficients<F> {
 impl ElementwiseRule for AdadeltaConfig {
     type Coefficients<F: Element> = AdadeltaCoefficients<F>;
 
+    fn scale_grads<F: Element>(c: &mut AdadeltaCoefficients<F>, scale: F) {
+        c.grad_factor = c.grad_factor * scale;
+    }
+
     fn slot_count(&self) -> usize {
         2
     }
@@ -59,7 +65,7 @@ impl ElementwiseRule for AdadeltaConfig {
     fn begin_tensor<F: Element>(&self, scalars: &mut Scalars, _fresh_slots: u8) -> AdadeltaCoefficients<F> {
         scalars[0] = float32_step(scalars[0]);
         AdadeltaCoefficients {
-            grad_sign: if self.maximize { -F::ONE } else { F::ONE },
+            grad_factor: if self.maximize { -F::ONE } else { F::ONE },
             weight_decay: F::from_f64(self.weight_decay),
             rho: F::from_f64(self.rho),
             one_minus_rho: F::from_f64(1.0 - self.rho),
@@ -92,7 +98,7 @@ fn update<F: Element, const DECAY: bool>(
     let (grad, square_avg, acc_delta) = (&grad[..n], &mut square_avg[..n], &mut acc_delta[..n]);
     for i in 0..n {
         let theta = param[i];
-        let mut g = grad[i] * c.grad_sign;
+        let mut g = grad[i] * c.grad_factor;
         if DECAY {
             g = c.weight_decay.mul_add(theta, g);
         }

@@ -48,7 +48,9 @@ impl Default for AdagradConfig {
 /// Per-tensor constants, rounded to the element type once per step.
 #[derive(Clone, Copy)]
 pub struct AdagradCoefficients<F> {
-    grad_sign: F,
+    /// −1 with maximize, else 1, times the step's gradient scale
+    /// (see [`ElementwiseRule::scale_grads`]).
+    grad_factor: F,
     weight_decay: F,
     neg_clr: F,
     eps: F,
@@ -56,6 +58,10 @@ pub struct AdagradCoefficients<F> {
 
 impl ElementwiseRule for AdagradConfig {
     type Coefficients<F: Element> = AdagradCoefficients<F>;
+
+    fn scale_grads<F: Element>(c: &mut AdagradCoefficients<F>, scale: F) {
+        c.grad_factor = c.grad_factor * scale;
+    }
 
     fn slot_count(&self) -> usize {
         1
@@ -65,7 +71,7 @@ impl ElementwiseRule for AdagradConfig {
         scalars[0] = float32_step(scalars[0]);
         let clr = self.lr / (1.0 + (scalars[0] - 1.0) * self.lr_decay);
         AdagradCoefficients {
-            grad_sign: if self.maximize { -F::ONE } else { F::ONE },
+            grad_factor: if self.maximize { -F::ONE } else { F::ONE },
             weight_decay: F::from_f64(self.weight_decay),
             neg_clr: F::from_f64(-clr),
             eps: F::from_f64(self.eps),
@@ -90,7 +96,7 @@ fn update<F: Element, const DECAY: bool>(param: &mut [F], grad: &[F], sum: &mut 
     let (grad, sum) = (&grad[..n], &mut sum[..n]);
     for i in 0..n {
         let theta = param[i];
-        let mut g = grad[i] * c.grad_sign;
+        let mut g = grad[i] * c.grad_factor;
         if DECAY {
             g = c.weight_decay.mul_add(theta, g);
         }

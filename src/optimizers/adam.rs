@@ -56,7 +56,9 @@ impl Default for AdamConfig {
 /// Per-tensor constants, rounded to the element type once per step.
 #[derive(Clone, Copy)]
 pub struct AdamCoefficients<F> {
-    grad_sign: F,
+    /// −1 with maximize, else 1, times the step's gradient scale
+    /// (see [`ElementwiseRule::scale_grads`]).
+    grad_factor: F,
     weight_decay: F,
     /// `1 − lr·wd` (AdamW).
     decay_factor: F,
@@ -76,7 +78,7 @@ impl<F: Element> AdamCoefficients<F> {
         let bias_correction2 = 1.0 - config.beta2.powf(step);
         let lerp_weight = F::from_f64(1.0 - config.beta1);
         AdamCoefficients {
-            grad_sign: if config.maximize { -F::ONE } else { F::ONE },
+            grad_factor: if config.maximize { -F::ONE } else { F::ONE },
             weight_decay: F::from_f64(config.weight_decay),
             decay_factor: F::from_f64(1.0 - config.lr * config.weight_decay),
             lerp_weight,
@@ -100,6 +102,10 @@ const DECOUPLED_DECAY: u8 = 2;
 
 impl ElementwiseRule for AdamConfig {
     type Coefficients<F: Element> = AdamCoefficients<F>;
+
+    fn scale_grads<F: Element>(c: &mut AdamCoefficients<F>, scale: F) {
+        c.grad_factor = c.grad_factor * scale;
+    }
 
     fn slot_count(&self) -> usize {
         if self.amsgrad { 3 } else { 2 }
@@ -154,7 +160,7 @@ fn update<F: Element, const DECAY: u8, const AMSGRAD: bool>(
     let lerp_coefficient = if c.lerp_from_start { c.lerp_weight } else { c.lerp_weight - F::ONE };
     for i in 0..n {
         let mut theta = param[i];
-        let mut g = grad[i] * c.grad_sign;
+        let mut g = grad[i] * c.grad_factor;
         if DECAY == DECOUPLED_DECAY {
             theta = theta * c.decay_factor;
         } else if DECAY == COUPLED_DECAY {

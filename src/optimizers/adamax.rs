@@ -39,7 +39,9 @@ impl Default for AdamaxConfig {
 /// Per-tensor constants, rounded to the element type once per step.
 #[derive(Clone, Copy)]
 pub struct AdamaxCoefficients<F> {
-    grad_sign: F,
+    /// −1 with maximize, else 1, times the step's gradient scale
+    /// (see [`ElementwiseRule::scale_grads`]).
+    grad_factor: F,
     weight_decay: F,
     exp_avg_lerp: Lerp<F>,
     beta2: F,
@@ -50,6 +52,10 @@ pub struct AdamaxCoefficients<F> {
 impl ElementwiseRule for AdamaxConfig {
     type Coefficients<F: Element> = AdamaxCoefficients<F>;
 
+    fn scale_grads<F: Element>(c: &mut AdamaxCoefficients<F>, scale: F) {
+        c.grad_factor = c.grad_factor * scale;
+    }
+
     fn slot_count(&self) -> usize {
         2
     }
@@ -58,7 +64,7 @@ impl ElementwiseRule for AdamaxConfig {
         scalars[0] = float32_step(scalars[0]);
         let clr = self.lr / (1.0 - python_pow(self.beta1, scalars[0]));
         AdamaxCoefficients {
-            grad_sign: if self.maximize { -F::ONE } else { F::ONE },
+            grad_factor: if self.maximize { -F::ONE } else { F::ONE },
             weight_decay: F::from_f64(self.weight_decay),
             exp_avg_lerp: Lerp::new(1.0 - self.beta1),
             beta2: F::from_f64(self.beta2),
@@ -91,7 +97,7 @@ fn update<F: Element, const DECAY: bool>(
     let (grad, exp_avg, exp_inf) = (&grad[..n], &mut exp_avg[..n], &mut exp_inf[..n]);
     for i in 0..n {
         let theta = param[i];
-        let mut g = grad[i] * c.grad_sign;
+        let mut g = grad[i] * c.grad_factor;
         if DECAY {
             g = c.weight_decay.mul_add(theta, g);
         }

@@ -54,7 +54,9 @@ pub const MU: usize = 2;
 /// Per-tensor constants, rounded to the element type once per step.
 #[derive(Clone, Copy)]
 pub struct AsgdCoefficients<F> {
-    grad_sign: F,
+    /// −1 with maximize, else 1, times the step's gradient scale
+    /// (see [`ElementwiseRule::scale_grads`]).
+    grad_factor: F,
     weight_decay: F,
     /// `1 − λ·η`.
     decay_factor: F,
@@ -66,6 +68,10 @@ pub struct AsgdCoefficients<F> {
 
 impl ElementwiseRule for AsgdConfig {
     type Coefficients<F: Element> = AsgdCoefficients<F>;
+
+    fn scale_grads<F: Element>(c: &mut AsgdCoefficients<F>, scale: F) {
+        c.grad_factor = c.grad_factor * scale;
+    }
 
     fn slot_count(&self) -> usize {
         1
@@ -80,7 +86,7 @@ impl ElementwiseRule for AsgdConfig {
             (scalars[STEP], to_float32(scalars[ETA]), to_float32(scalars[MU]))
         };
         let coefficients = AsgdCoefficients {
-            grad_sign: if self.maximize { -F::ONE } else { F::ONE },
+            grad_factor: if self.maximize { -F::ONE } else { F::ONE },
             weight_decay: F::from_f64(self.weight_decay),
             decay_factor: F::from_f64(1.0 - self.lambd * eta),
             neg_eta: F::from_f64(-eta),
@@ -118,7 +124,7 @@ fn update<F: Element, const DECAY: bool, const AVERAGING: bool>(
     let (grad, ax) = (&grad[..n], &mut ax[..n]);
     for i in 0..n {
         let theta = param[i];
-        let mut g = grad[i] * c.grad_sign;
+        let mut g = grad[i] * c.grad_factor;
         if DECAY {
             g = c.weight_decay.mul_add(theta, g);
         }

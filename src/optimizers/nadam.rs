@@ -61,7 +61,9 @@ impl Default for NadamConfig {
 /// Per-tensor constants, rounded to the element type once per step.
 #[derive(Clone, Copy)]
 pub struct NadamCoefficients<F> {
-    grad_sign: F,
+    /// −1 with maximize, else 1, times the step's gradient scale
+    /// (see [`ElementwiseRule::scale_grads`]).
+    grad_factor: F,
     weight_decay: F,
     /// `1 − lr·wd` (decoupled decay).
     decay_factor: F,
@@ -82,6 +84,10 @@ const DECOUPLED_DECAY: u8 = 2;
 impl ElementwiseRule for NadamConfig {
     type Coefficients<F: Element> = NadamCoefficients<F>;
 
+    fn scale_grads<F: Element>(c: &mut NadamCoefficients<F>, scale: F) {
+        c.grad_factor = c.grad_factor * scale;
+    }
+
     fn slot_count(&self) -> usize {
         2
     }
@@ -97,7 +103,7 @@ impl ElementwiseRule for NadamConfig {
         scalars[1] = mu_product;
         let mu_product_next = mu_product * mu_next;
         NadamCoefficients {
-            grad_sign: if self.maximize { -F::ONE } else { F::ONE },
+            grad_factor: if self.maximize { -F::ONE } else { F::ONE },
             weight_decay: F::from_f64(self.weight_decay),
             decay_factor: F::from_f64(1.0 - self.lr * self.weight_decay),
             exp_avg_lerp: Lerp::new(1.0 - self.beta1),
@@ -134,7 +140,7 @@ fn update<F: Element, const DECAY: u8>(
     let (grad, exp_avg, exp_avg_sq) = (&grad[..n], &mut exp_avg[..n], &mut exp_avg_sq[..n]);
     for i in 0..n {
         let mut theta = param[i];
-        let mut g = grad[i] * c.grad_sign;
+        let mut g = grad[i] * c.grad_factor;
         if DECAY == DECOUPLED_DECAY {
             theta = theta * c.decay_factor;
         } else if DECAY == COUPLED_DECAY {

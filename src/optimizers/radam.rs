@@ -63,7 +63,9 @@ impl Default for RadamConfig {
 /// Per-tensor constants, rounded to the element type once per step.
 #[derive(Clone, Copy)]
 pub struct RadamCoefficients<F> {
-    grad_sign: F,
+    /// −1 with maximize, else 1, times the step's gradient scale
+    /// (see [`ElementwiseRule::scale_grads`]).
+    grad_factor: F,
     weight_decay: F,
     /// `1 − lr·wd` (decoupled decay).
     decay_factor: F,
@@ -96,7 +98,7 @@ impl<F: Element> RadamCoefficients<F> {
         };
         let lerp_weight = F::from_f64(1.0 - beta1);
         RadamCoefficients {
-            grad_sign: if config.maximize { -F::ONE } else { F::ONE },
+            grad_factor: if config.maximize { -F::ONE } else { F::ONE },
             weight_decay: F::from_f64(config.weight_decay),
             decay_factor: F::from_f64(1.0 - config.lr * config.weight_decay),
             lerp_weight,
@@ -121,6 +123,10 @@ const DECOUPLED_DECAY: u8 = 2;
 
 impl ElementwiseRule for RadamConfig {
     type Coefficients<F: Element> = RadamCoefficients<F>;
+
+    fn scale_grads<F: Element>(c: &mut RadamCoefficients<F>, scale: F) {
+        c.grad_factor = c.grad_factor * scale;
+    }
 
     fn slot_count(&self) -> usize {
         2
@@ -166,7 +172,7 @@ fn update<F: Element, const DECAY: u8, const RECTIFIED: bool>(
     let lerp_coefficient = if c.lerp_from_start { c.lerp_weight } else { c.lerp_weight - F::ONE };
     for i in 0..n {
         let mut theta = param[i];
-        let mut g = grad[i] * c.grad_sign;
+        let mut g = grad[i] * c.grad_factor;
         if DECAY == DECOUPLED_DECAY {
             theta = theta * c.decay_factor;
         } else if DECAY == COUPLED_DECAY {

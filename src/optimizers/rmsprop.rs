@@ -66,7 +66,9 @@ impl RmspropConfig {
 /// Per-tensor constants, rounded to the element type once per step.
 #[derive(Clone, Copy)]
 pub struct RmspropCoefficients<F> {
-    grad_sign: F,
+    /// −1 with maximize, else 1, times the step's gradient scale
+    /// (see [`ElementwiseRule::scale_grads`]).
+    grad_factor: F,
     weight_decay: F,
     alpha: F,
     one_minus_alpha: F,
@@ -79,6 +81,10 @@ pub struct RmspropCoefficients<F> {
 impl ElementwiseRule for RmspropConfig {
     type Coefficients<F: Element> = RmspropCoefficients<F>;
 
+    fn scale_grads<F: Element>(c: &mut RmspropCoefficients<F>, scale: F) {
+        c.grad_factor = c.grad_factor * scale;
+    }
+
     fn slot_count(&self) -> usize {
         1 + usize::from(self.has_momentum()) + usize::from(self.centered)
     }
@@ -86,7 +92,7 @@ impl ElementwiseRule for RmspropConfig {
     fn begin_tensor<F: Element>(&self, scalars: &mut Scalars, _fresh_slots: u8) -> RmspropCoefficients<F> {
         scalars[0] = float32_step(scalars[0]);
         RmspropCoefficients {
-            grad_sign: if self.maximize { -F::ONE } else { F::ONE },
+            grad_factor: if self.maximize { -F::ONE } else { F::ONE },
             weight_decay: F::from_f64(self.weight_decay),
             alpha: F::from_f64(self.alpha),
             one_minus_alpha: F::from_f64(1.0 - self.alpha),
@@ -146,7 +152,7 @@ fn update<F: Element, const DECAY: bool, const MOMENTUM: bool, const CENTERED: b
     let grad_avg = if CENTERED { &mut grad_avg[..n] } else { &mut grad_avg[..0] };
     for i in 0..n {
         let theta = param[i];
-        let mut g = grad[i] * c.grad_sign;
+        let mut g = grad[i] * c.grad_factor;
         if DECAY {
             g = c.weight_decay.mul_add(theta, g);
         }

@@ -54,7 +54,9 @@ impl Default for RpropConfig {
 /// Per-tensor constants, rounded to the element type once per step.
 #[derive(Clone, Copy)]
 pub struct RpropCoefficients<F> {
-    grad_sign: F,
+    /// −1 with maximize, else 1, times the step's gradient scale
+    /// (see [`ElementwiseRule::scale_grads`]).
+    grad_factor: F,
     eta_plus: F,
     /// σ where the gradient's sign flipped: η−, or 1 when η− rounds to 0
     /// (torch's later `σ == 0 → 1` mask catches it).
@@ -67,6 +69,10 @@ pub struct RpropCoefficients<F> {
 impl ElementwiseRule for RpropConfig {
     type Coefficients<F: Element> = RpropCoefficients<F>;
 
+    fn scale_grads<F: Element>(c: &mut RpropCoefficients<F>, scale: F) {
+        c.grad_factor = c.grad_factor * scale;
+    }
+
     fn slot_count(&self) -> usize {
         2
     }
@@ -75,7 +81,7 @@ impl ElementwiseRule for RpropConfig {
         scalars[0] = float32_step(scalars[0]);
         let eta_minus = F::from_f64(self.eta_minus);
         RpropCoefficients {
-            grad_sign: if self.maximize { -F::ONE } else { F::ONE },
+            grad_factor: if self.maximize { -F::ONE } else { F::ONE },
             eta_plus: F::from_f64(self.eta_plus),
             flipped_factor: if eta_minus == F::ZERO { F::ONE } else { eta_minus },
             eta_minus,
@@ -90,7 +96,7 @@ impl ElementwiseRule for RpropConfig {
         let n = param.len();
         let grad = &grad[..n];
         for i in 0..n {
-            let g = grad[i] * c.grad_sign;
+            let g = grad[i] * c.grad_factor;
             let product = g * prev[i];
             let factor = if product > F::ZERO {
                 c.eta_plus

@@ -40,7 +40,9 @@ impl Default for SgdConfig {
 pub struct SgdCoefficients<F> {
     /// A new momentum buffer takes the gradient as is (torch's first-step rule).
     new_buffer: bool,
-    grad_sign: F,
+    /// −1 with maximize, else 1, times the step's gradient scale
+    /// (see [`ElementwiseRule::scale_grads`]).
+    grad_factor: F,
     weight_decay: F,
     momentum: F,
     one_minus_dampening: F,
@@ -51,7 +53,7 @@ impl<F: Element> SgdCoefficients<F> {
     fn new(config: &SgdConfig, new_buffer: bool) -> Self {
         SgdCoefficients {
             new_buffer,
-            grad_sign: if config.maximize { -F::ONE } else { F::ONE },
+            grad_factor: if config.maximize { -F::ONE } else { F::ONE },
             weight_decay: F::from_f64(config.weight_decay),
             momentum: F::from_f64(config.momentum),
             one_minus_dampening: F::from_f64(1.0 - config.dampening),
@@ -68,6 +70,10 @@ const MOMENTUM: u8 = 2;
 
 impl ElementwiseRule for SgdConfig {
     type Coefficients<F: Element> = SgdCoefficients<F>;
+
+    fn scale_grads<F: Element>(c: &mut SgdCoefficients<F>, scale: F) {
+        c.grad_factor = c.grad_factor * scale;
+    }
 
     fn slot_count(&self) -> usize {
         usize::from(self.momentum != 0.0)
@@ -115,7 +121,7 @@ fn update<F: Element, const MOMENTUM_KIND: u8, const DECAY: bool, const NESTEROV
     let buffer = if MOMENTUM_KIND == NO_MOMENTUM { &mut buffer[..0] } else { &mut buffer[..n] };
     for i in 0..n {
         let theta = param[i];
-        let mut g = grad[i] * c.grad_sign;
+        let mut g = grad[i] * c.grad_factor;
         if DECAY {
             g = c.weight_decay.mul_add(theta, g);
         }

@@ -19,16 +19,34 @@ use pyo3::types::PyList;
 /// per-tensor norms, float64 if any gradient is. Nothing is written.
 #[pyfunction]
 fn total_norm<'py>(py: Python<'py>, grads: Bound<'py, PyList>, norm_type: f64) -> PyResult<f64> {
+    catch_panics(py, || Ok(read_total_norm(py, &grads, norm_type)?.value()))
+}
+
+/// The total norm of the gradients (as `total_norm`) and the coefficient
+/// `clip_grad_norm` would scale them by, `min(max_norm / (total + 1e-6), 1)`
+/// computed in the total's dtype. Nothing is written.
+#[pyfunction]
+fn clip_grad_norm_scale<'py>(
+    py: Python<'py>,
+    grads: Bound<'py, PyList>,
+    max_norm: f64,
+    norm_type: f64,
+) -> PyResult<(f64, f64)> {
     catch_panics(py, || {
-        let order = NormOrder::new(norm_type).map_err(|e| optim_error(py, e))?;
-        let reads = ReadGrads::new(&grads, order)?;
-        // SAFETY: the grads are only read by this call.
-        let (values32, values64) = unsafe { reads.values() };
-        let elements = element_count(&values32, &values64);
-        let total = run_kernel(py, elements, || total_norm_kernel(&values32, &values64, reads.f64_first, order))
-            .map_err(|e| optim_error(py, e))?;
-        Ok(total.value())
+        let total = read_total_norm(py, &grads, norm_type)?;
+        Ok((total.value(), clip_coefficient_for(max_norm, total).value()))
     })
+}
+
+/// The total norm of `grads`, in its dtype, reading them only.
+fn read_total_norm<'py>(py: Python<'py>, grads: &Bound<'py, PyList>, norm_type: f64) -> PyResult<TotalNorm> {
+    let order = NormOrder::new(norm_type).map_err(|e| optim_error(py, e))?;
+    let reads = ReadGrads::new(grads, order)?;
+    // SAFETY: the grads are only read by this call.
+    let (values32, values64) = unsafe { reads.values() };
+    let elements = element_count(&values32, &values64);
+    run_kernel(py, elements, || total_norm_kernel(&values32, &values64, reads.f64_first, order))
+        .map_err(|e| optim_error(py, e))
 }
 
 /// The `norm_type`-norm of each gradient (`None` entries skipped), each
@@ -264,6 +282,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(total_norm, m)?)?;
     m.add_function(wrap_pyfunction!(tensor_norms, m)?)?;
     m.add_function(wrap_pyfunction!(clip_grad_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(clip_grad_norm_scale, m)?)?;
     m.add_function(wrap_pyfunction!(clip_grads_with_norm, m)?)?;
     m.add_function(wrap_pyfunction!(clip_grad_value, m)?)?;
     Ok(())

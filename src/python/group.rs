@@ -170,6 +170,12 @@ impl<'py> GroupReader<'_, 'py> {
 }
 
 /// The value of a finite real-number object, or None.
+/// A step argument that must be a finite real number (`grad_scale`), or a
+/// `HyperparameterError` naming it.
+pub(super) fn finite_real(what: &str, value: &Bound<'_, PyAny>) -> Result<f64, InputError> {
+    real_value(value).ok_or_else(|| not_real(what, value))
+}
+
 fn real_value(value: &Bound<'_, PyAny>) -> Option<f64> {
     let x = if value.is_exact_instance_of::<PyFloat>() {
         value.cast::<PyFloat>().ok()?.value()

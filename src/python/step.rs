@@ -1,13 +1,14 @@
 //! The one step entry point of every element-wise optimizer.
 //!
-//! `_core.step(rule, batches, state, defaults=None)` applies one optimizer step
+//! `_core.step(rule, batches, state, defaults=None, grad_scale=None)` applies one optimizer step
 //! to every param group at once. Each batch is `(group_index, group, params,
 //! grads, entries, positions)`: a param group's dict, the `Parameter`s that have
 //! a gradient, their gradients, their state dicts (`None` for a param without
 //! state yet) and, when some params of the group were skipped, each param's
 //! position in the group (for messages). `defaults` is the optimizer's
 //! `defaults` dict, for the few values torch reads from the constructor rather
-//! than from the group.
+//! than from the group. `grad_scale`, a finite real number, scales every
+//! gradient as the kernels read it (see [`elementwise::step_with_grad_scale`]).
 //!
 //! The whole step is all-or-nothing:
 //!
@@ -23,7 +24,7 @@
 use super::arrays::{AliasCheck, DType, GradArray, ParamArray, Role, Site, StateArray, param_dtype};
 use super::errors::{InputError, catch_panics};
 use super::gil::run_kernel;
-use super::group::GroupReader;
+use super::group::{GroupReader, finite_real};
 use super::keys::key as state_key;
 use super::rules::{RuleBinding, with_rule};
 use crate::elementwise::{self, MAX_SCALARS, MAX_SLOTS, Scalars, Tensor, empty_slots};
@@ -34,16 +35,19 @@ use pyo3::types::{PyDict, PyFloat, PyList, PyTuple};
 
 /// Applies one step of the rule named `rule` to every batch, in place.
 #[pyfunction]
-#[pyo3(signature = (rule, batches, state, defaults=None))]
+#[pyo3(signature = (rule, batches, state, defaults=None, grad_scale=None))]
 fn step<'py>(
     py: Python<'py>,
     rule: &str,
     batches: Bound<'py, PyList>,
     state: Bound<'py, PyDict>,
     defaults: Option<Bound<'py, PyDict>>,
+    grad_scale: Option<Bound<'py, PyAny>>,
 ) -> PyResult<()> {
     catch_panics(py, || {
-        with_rule!(rule, R => run_step::<R>(py, &batches, &state, defaults.as_ref()),
+        let grad_scale =
+            grad_scale.map(|scale| finite_real("grad_scale", &scale)).transpose().map_err(|e| e.into_pyerr(py))?;
+        with_rule!(rule, R => run_step::<R>(py, &batches, &state, defaults.as_ref(), grad_scale),
             |other: &str| Err(InputError::Value(format!("unknown optimizer rule {other:?}"))))
         .map_err(|e| e.into_pyerr(py))
     })
@@ -78,6 +82,7 @@ fn run_step<'py, R: RuleBinding>(
     batches: &Bound<'py, PyList>,
     state: &Bound<'py, PyDict>,
     defaults: Option<&Bound<'py, PyDict>>,
+    grad_scale: Option<f64>,
 ) -> Result<(), InputError> {
     let mut aliases = AliasCheck::with_capacity(0, 0);
     let mut prepared: Vec<PreparedBatch<'py, R>> = Vec::with_capacity(batches.len());
@@ -99,8 +104,8 @@ fn run_step<'py, R: RuleBinding>(
             prepared.iter_mut().map(|b| (&b.rule, tensors(&mut b.float32), tensors(&mut b.float64))).collect();
         run_kernel(py, elements, || {
             for (rule, float32, float64) in work.iter_mut() {
-                elementwise::step(*rule, float32)?;
-                elementwise::step(*rule, float64)?;
+                elementwise::step_with_grad_scale(*rule, float32, grad_scale)?;
+                elementwise::step_with_grad_scale(*rule, float64, grad_scale)?;
             }
             Ok::<(), crate::OptimError>(())
         })?;

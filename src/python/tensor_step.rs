@@ -1,9 +1,9 @@
 //! The step entry point of the optimizers that update each tensor as a whole
 //! (Adafactor, Muon; see `crate::tensorwise`).
 //!
-//! `_core.tensor_step(rule, batches, state)` takes the same batches as
-//! `_core.step` (`(group_index, group, params, grads, entries, positions)` per
-//! param group) and keeps the same all-or-nothing contract:
+//! `_core.tensor_step(rule, batches, state, grad_scale=None)` takes the same
+//! batches and `grad_scale` as `_core.step` (`(group_index, group, params, grads,
+//! entries, positions)` per param group) and keeps the same all-or-nothing contract:
 //!
 //! 1. every group's hyperparameters, every array (dtype, shape, layout,
 //!    alignment, writeability; state arrays of the shapes the rule gives), every
@@ -19,7 +19,7 @@
 use super::arrays::{AliasCheck, DType, GradArray, ParamArray, Role, Site, StateArray, param_dtype, shape_string};
 use super::errors::{InputError, allocation_error, catch_panics};
 use super::gil::run_kernel;
-use super::group::GroupReader;
+use super::group::{GroupReader, finite_real};
 use super::rules::{TensorRuleBinding, with_tensor_rule};
 use super::step::{scalar, type_name};
 use crate::elementwise::{MAX_SCALARS, MAX_SLOTS, Scalars, empty_slots};
@@ -31,14 +31,18 @@ use pyo3::types::{PyDict, PyFloat, PyList, PyTuple};
 
 /// Applies one step of the whole-tensor rule named `rule` to every batch, in place.
 #[pyfunction]
+#[pyo3(signature = (rule, batches, state, grad_scale=None))]
 fn tensor_step<'py>(
     py: Python<'py>,
     rule: &str,
     batches: Bound<'py, PyList>,
     state: Bound<'py, PyDict>,
+    grad_scale: Option<Bound<'py, PyAny>>,
 ) -> PyResult<()> {
     catch_panics(py, || {
-        with_tensor_rule!(rule, R => run_step::<R>(py, &batches, &state),
+        let grad_scale =
+            grad_scale.map(|scale| finite_real("grad_scale", &scale)).transpose().map_err(|e| e.into_pyerr(py))?;
+        with_tensor_rule!(rule, R => run_step::<R>(py, &batches, &state, grad_scale),
             |other: &str| Err(InputError::Value(format!("unknown optimizer rule {other:?}")).into_pyerr(py)))
     })
 }
@@ -71,6 +75,7 @@ fn run_step<'py, R: TensorRuleBinding>(
     py: Python<'py>,
     batches: &Bound<'py, PyList>,
     state: &Bound<'py, PyDict>,
+    grad_scale: Option<f64>,
 ) -> PyResult<()> {
     let mut aliases = AliasCheck::with_capacity(0, 0);
     let mut prepared: Vec<PreparedBatch<'py, R>> = Vec::with_capacity(batches.len());
@@ -78,8 +83,9 @@ fn run_step<'py, R: TensorRuleBinding>(
         prepared.push(prepare_batch::<R>(&batch, &mut aliases).map_err(|e| e.into_pyerr(py))?);
     }
     aliases.verify().map_err(|e| e.into_pyerr(py))?;
-    let mut workspace32 = workspace_for(&prepared, |b| &b.float32)?;
-    let mut workspace64 = workspace_for(&prepared, |b| &b.float64)?;
+    let scales_grads = grad_scale.is_some();
+    let mut workspace32 = workspace_for(&prepared, |b| &b.float32, scales_grads)?;
+    let mut workspace64 = workspace_for(&prepared, |b| &b.float64, scales_grads)?;
 
     let elements: usize = prepared
         .iter()
@@ -94,8 +100,8 @@ fn run_step<'py, R: TensorRuleBinding>(
             prepared.iter_mut().map(|b| (&b.rule, tensors(&mut b.float32), tensors(&mut b.float64))).collect();
         run_kernel(py, elements, || {
             for (rule, float32, float64) in work.iter_mut() {
-                tensorwise::step(*rule, float32, &mut workspace32)?;
-                tensorwise::step(*rule, float64, &mut workspace64)?;
+                tensorwise::step_with_grad_scale(*rule, float32, &mut workspace32, grad_scale)?;
+                tensorwise::step_with_grad_scale(*rule, float64, &mut workspace64, grad_scale)?;
             }
             Ok::<(), crate::OptimError>(())
         })
@@ -118,13 +124,17 @@ fn run_step<'py, R: TensorRuleBinding>(
     Ok(())
 }
 
-/// Scratch memory for the largest tensor of one dtype, or a `MemoryError`.
+/// Scratch memory for the largest tensor of one dtype (and, when the step
+/// scales gradients, for its scaled gradient), or a `MemoryError`.
 fn workspace_for<'py, R: TensorRuleBinding, F: NumpyElement + crate::Element>(
     prepared: &[PreparedBatch<'py, R>],
     tensors: for<'b> fn(&'b PreparedBatch<'py, R>) -> &'b Vec<Prepared<'py, F>>,
+    scales_grads: bool,
 ) -> PyResult<Workspace<F>> {
     let sizes = prepared.iter().flat_map(|b| tensors(b).iter().map(|t| b.rule.workspace(&t.shape)));
+    let largest = prepared.iter().flat_map(|b| tensors(b).iter().map(|t| t.param.len())).max().unwrap_or(0);
     Workspace::try_new(sizes)
+        .and_then(|w| w.try_with_scaled_grad(if scales_grads { largest } else { 0 }))
         .map_err(|(bytes, e)| allocation_error("the scratch memory of an optimizer step", bytes, e))
 }
 
