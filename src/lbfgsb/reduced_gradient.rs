@@ -53,8 +53,8 @@ pub fn reduced_gradient(
                     *ri = -g[i] - theta * (z[i] - x[i]);
                 }
                 // W·(M·c) in `combine`'s order: y_0, s_0, y_1, s_1, …
-                for j in 0..k {
-                    for (coefficient, vector) in [(a[j], memory.y(j)), (b[j], memory.s(j))] {
+                for ((s, y), (&a, &b)) in memory.pairs().zip(a.iter().zip(b)) {
+                    for (coefficient, vector) in [(a, y), (b, s)] {
                         for (ri, &v) in block.iter_mut().zip(&vector[start..end]) {
                             *ri = coefficient.mul_add(v, *ri);
                         }
@@ -66,17 +66,16 @@ pub fn reduced_gradient(
                     }
                 }
                 let whole = start..end.min(body);
-                for j in 0..k {
-                    let rb = &r[whole.clone()];
-                    lanes[j] = dot_lanes(lanes[j], &memory.y(j)[whole.clone()], rb);
-                    lanes[k + j] = dot_lanes(lanes[k + j], &memory.s(j)[whole.clone()], rb);
+                let rb = &r[whole.clone()];
+                for (j, (s, y)) in memory.pairs().enumerate() {
+                    lanes[j] = dot_lanes(lanes[j], &y[whole.clone()], rb);
+                    lanes[k + j] = dot_lanes(lanes[k + j], &s[whole.clone()], rb);
                 }
                 start = end;
             }
         },
     );
-    for j in 0..k {
-        let (y, s) = (memory.y(j), memory.s(j));
+    for (j, (s, y)) in memory.pairs().enumerate() {
         for (lane, i) in (body..n).enumerate() {
             lanes[j][lane] += y[i] * r[i];
             lanes[k + j][lane] += s[i] * r[i];
