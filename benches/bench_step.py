@@ -610,8 +610,9 @@ def profile_small(out: Printer, opt_keys: Sequence[str], wl_keys: Sequence[str],
     out.heading("Where the time goes in small steps")
     out.text(
         "step(): opt.step() with .grad set; step(grads=): opt.step(grads=[...]); native call: the "
-        "rustoptim._core function step() ends in (_core.step), called directly with a prebuilt "
-        "batch, i.e. argument conversion + validation + kernel; empty native call: the same function with "
+        "rustoptim._core function step() ends in (_core.step_groups, which reads the params, their .grad and "
+        "their state itself), called directly on the optimizer's param_groups, i.e. reading + validation + "
+        "kernel + storing the state; empty native call: the same function with "
         "no tensors (the fixed cost of entering it); Python = step() - native call (median of the per-round differences). "
         "For 1000 x 1000, 'native, 1 tensor' is the native call on one tensor with the same 1e6 elements: "
         "the difference to 'native call' is the per-tensor cost."
@@ -670,27 +671,23 @@ def small_step_runs(spec: OptimizerSpec, p0, grads, flat: bool):
     opt = spec.rust(params, **spec.rust_kwargs)
     for _ in range(3):
         opt.step()
-    group = opt.param_groups[0]
     glist = list(grads)
     rule = opt._rule
-    entries = [opt.state.get(p) for p in params]
-    batches = [(0, group, params, glist, entries, None)]
 
     def native():
-        _core.step(rule, batches, opt.state, opt.defaults)
+        _core.step_groups(rule, opt.param_groups, opt.state, opt.defaults)
 
     def empty():
-        _core.step(rule, [], opt.state, opt.defaults)
+        _core.step_groups(rule, [], opt.state, opt.defaults)
 
     # The same elements as one tensor: per-tensor cost excluded.
     flat_param = rustoptim.Parameter(np.concatenate([p.data.reshape(-1) for p in params]))
     flat_opt = spec.rust([flat_param], **spec.rust_kwargs)
-    flat_grad = [np.concatenate([g.reshape(-1) for g in glist])]
-    flat_opt.step(grads=flat_grad)
-    flat_batches = [(0, flat_opt.param_groups[0], [flat_param], flat_grad, [flat_opt.state.get(flat_param)], None)]
+    flat_param.grad = np.concatenate([g.reshape(-1) for g in glist])
+    flat_opt.step()
 
     def native_flat():
-        _core.step(rule, flat_batches, flat_opt.state, flat_opt.defaults)
+        _core.step_groups(rule, flat_opt.param_groups, flat_opt.state, flat_opt.defaults)
 
     step = opt.step
     runs = {

@@ -88,9 +88,12 @@ pub struct SharedMut<'a, T> {
     _borrow: PhantomData<&'a mut [T]>,
 }
 
-// SAFETY: access goes through `piece`, whose contract requires disjoint ranges
-// across threads; `T: Send` makes moving element access across threads sound.
+// SAFETY: a `SharedMut` is an exclusive borrow of the slice, which may move to
+// another thread when its elements can (`T: Send`).
 unsafe impl<T: Send> Send for SharedMut<'_, T> {}
+// SAFETY: through a shared `SharedMut`, elements are only reached by `piece`,
+// whose contract requires the ranges of live pieces to be disjoint, so no two
+// threads reach the same element; each thread gets `&mut T`, which needs `T: Send`.
 unsafe impl<T: Send> Sync for SharedMut<'_, T> {}
 
 impl<'a, T> SharedMut<'a, T> {

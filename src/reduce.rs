@@ -36,7 +36,7 @@ use crate::element::{Element, nan_max};
 use crate::error::OptimError;
 use crate::partition::MIN_ELEMENTS_PER_TASK;
 use crate::pool;
-use crate::simd::{self, SimdLevel};
+use crate::simd;
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -162,7 +162,8 @@ pub fn tensor_norms<F: NormElement>(tensors: &[&[F]], order: NormOrder) -> Resul
     let partials_of = |unit: &Unit| {
         let values = &tensors[unit.tensor][unit.elements.clone()];
         if runs_vectorized(unit.chunks, order) {
-            dispatch_256(
+            // The accumulators are 256-bit (8 float32 lanes, as in torch's).
+            simd::dispatch_avx2(
                 #[inline(always)]
                 || unit_partials(values, unit.chunks, order),
             )
@@ -290,27 +291,6 @@ fn work_units<F>(tensors: &[&[F]]) -> Vec<Unit> {
 /// independent chains.
 fn runs_vectorized(chunks: usize, order: NormOrder) -> bool {
     chunks == 1 || !matches!(order, NormOrder::One | NormOrder::Power(_))
-}
-
-/// Runs `kernel` compiled for AVX2 at the AVX2 and AVX-512 levels (else for
-/// the baseline). The accumulators here are 256-bit (8 float32 lanes, as in
-/// torch); compiled for AVX-512, LLVM packs two of them into one register
-/// with extra shuffles, which is slower. Same operations at every level.
-#[inline(always)]
-fn dispatch_256<R>(kernel: impl FnOnce() -> R) -> R {
-    match simd::active_level() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `active_level` only returns levels the CPU supports, and
-        // both AVX2 and AVX-512 imply AVX2 and FMA.
-        SimdLevel::Avx2 | SimdLevel::Avx512 => unsafe { run_avx2(kernel) },
-        _ => kernel(),
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn run_avx2<R>(kernel: impl FnOnce() -> R) -> R {
-    kernel()
 }
 
 /// The partial results of a unit's chunks (`chunks` of them, in order).

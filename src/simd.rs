@@ -137,13 +137,32 @@ pub fn dispatch<R>(kernel: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Runs `kernel` compiled for AVX2 at the AVX2 and AVX-512 levels (else for the
+/// baseline), with the closure rules of [`dispatch`]. For kernels that keep
+/// 256-bit accumulators: compiled for AVX-512, LLVM packs two of them into one
+/// register with extra shuffles, which is slower. Same operations at every level.
+#[inline(always)]
+pub fn dispatch_avx2<R>(kernel: impl FnOnce() -> R) -> R {
+    match active_level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `active_level` only returns levels the CPU was detected to
+        // support, and the AVX-512 level is only detected with AVX2 and FMA.
+        SimdLevel::Avx2 | SimdLevel::Avx512 => unsafe { x86::run_avx2(kernel) },
+        _ => kernel(),
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn run_avx2<R>(kernel: impl FnOnce() -> R) -> R {
         kernel()
     }
 
+    /// # Safety
+    /// The CPU must support AVX-512 F/VL/BW/DQ, AVX2 and FMA.
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
     pub(super) unsafe fn run_avx512<R>(kernel: impl FnOnce() -> R) -> R {
         kernel()

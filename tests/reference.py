@@ -64,281 +64,10 @@ def fma(a, b, c, dtype):
     return np.asarray(s + (t + e), np.float64)
 
 
-class ReferenceAdam:
-    """Adam/AdamW on copies of ``params``; ``step(grads)`` with None entries skipping a param.
-
-    Hyperparameters are attributes and may be changed between steps.
-    """
-
-    def __init__(
-        self,
-        params: Sequence[np.ndarray],
-        lr: float = 1e-3,
-        betas=(0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        amsgrad: bool = False,
-        maximize: bool = False,
-        decoupled_weight_decay: bool = False,
-    ) -> None:
-        self.params = [np.array(p, copy=True) for p in params]
-        self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
-        self.amsgrad, self.maximize, self.decoupled_weight_decay = amsgrad, maximize, decoupled_weight_decay
-        self.state: List[Optional[Dict[str, object]]] = [None] * len(self.params)
-
-    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
-        for i, grad in enumerate(grads):
-            if grad is not None:
-                self._update(i, grad)
-
-    def _update(self, i: int, grad: np.ndarray) -> None:
-        p = self.params[i]
-        dt = p.dtype.type
-        lr, (beta1, beta2), eps, wd = self.lr, self.betas, self.eps, self.weight_decay
-        if self.state[i] is None:
-            self.state[i] = {"step": 0.0, "exp_avg": np.zeros_like(p), "exp_avg_sq": np.zeros_like(p)}
-            if self.amsgrad:
-                self.state[i]["max_exp_avg_sq"] = np.zeros_like(p)
-        st = self.state[i]
-        g = -grad if self.maximize else np.array(grad, copy=True)
-        st["step"] += 1.0
-        t = st["step"]
-        if wd != 0:
-            if self.decoupled_weight_decay:
-                p *= dt(1 - lr * wd)
-            else:
-                g = fma(dt(wd), p, g, p.dtype)
-        # exp_avg.lerp_(g, 1 - beta1)
-        m = st["exp_avg"]
-        w = dt(1 - beta1)
-        if abs(w) < 0.5:
-            m[...] = fma(w, g - m, m, p.dtype)
-        else:
-            m[...] = fma(-(g - m), dt(1) - w, g, p.dtype)
-        # exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        v = st["exp_avg_sq"]
-        v *= dt(beta2)
-        v[...] = fma(dt(1 - beta2) * g, g, v, p.dtype)
-        bias_correction1 = 1 - beta1**t
-        bias_correction2 = 1 - beta2**t
-        step_size = lr / bias_correction1
-        bias_correction2_sqrt = bias_correction2**0.5  # torch: C pow, not sqrt
-        if self.amsgrad:
-            vmax = st["max_exp_avg_sq"]
-            np.maximum(vmax, v, out=vmax)
-            denom = np.sqrt(vmax) / dt(bias_correction2_sqrt) + dt(eps)
-        else:
-            denom = np.sqrt(v) / dt(bias_correction2_sqrt) + dt(eps)
-        # param.addcdiv_(exp_avg, denom, value=-step_size)
-        p += (dt(-step_size) * m) / denom
-
-
-class ReferenceSGD:
-    """SGD on copies of ``params``; ``step(grads)`` with None entries skipping a param."""
-
-    def __init__(
-        self,
-        params: Sequence[np.ndarray],
-        lr: float = 1e-3,
-        momentum: float = 0.0,
-        dampening: float = 0.0,
-        weight_decay: float = 0.0,
-        nesterov: bool = False,
-        maximize: bool = False,
-    ) -> None:
-        self.params = [np.array(p, copy=True) for p in params]
-        self.lr, self.momentum, self.dampening, self.weight_decay = lr, momentum, dampening, weight_decay
-        self.nesterov, self.maximize = nesterov, maximize
-        self.state: List[Optional[Dict[str, np.ndarray]]] = [None] * len(self.params)
-
-    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
-        for i, grad in enumerate(grads):
-            if grad is not None:
-                self._update(i, grad)
-
-    def _update(self, i: int, grad: np.ndarray) -> None:
-        p = self.params[i]
-        dt = p.dtype.type
-        g = -grad if self.maximize else np.array(grad, copy=True)
-        if self.weight_decay != 0:
-            g = fma(dt(self.weight_decay), p, g, p.dtype)
-        if self.momentum != 0:
-            if self.state[i] is None:
-                self.state[i] = {"momentum_buffer": np.array(g, copy=True)}
-            else:
-                buf = self.state[i]["momentum_buffer"]
-                buf[...] = fma(dt(1 - self.dampening), g, buf * dt(self.momentum), p.dtype)
-            buf = self.state[i]["momentum_buffer"]
-            g = fma(dt(self.momentum), buf, g, p.dtype) if self.nesterov else buf
-        p[...] = fma(dt(-self.lr), g, p, p.dtype)
-
-
-# ------------------------------------------------------------ RAdam, ASGD, Rprop
-
 
 def _float32_step(step: float) -> float:
     """``step += 1`` on torch's float32 0-d step tensor."""
     return float(np.float32(step) + np.float32(1))
-
-
-class ReferenceRAdam:
-    """RAdam on copies of ``params``; ``step(grads)`` with None entries skipping a param."""
-
-    def __init__(
-        self,
-        params: Sequence[np.ndarray],
-        lr: float = 1e-3,
-        betas=(0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        decoupled_weight_decay: bool = False,
-        maximize: bool = False,
-    ) -> None:
-        self.params = [np.array(p, copy=True) for p in params]
-        self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
-        self.decoupled_weight_decay, self.maximize = decoupled_weight_decay, maximize
-        self.state: List[Optional[Dict[str, object]]] = [None] * len(self.params)
-
-    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
-        for i, grad in enumerate(grads):
-            if grad is not None:
-                self._update(i, grad)
-
-    def _update(self, i: int, grad: np.ndarray) -> None:
-        p = self.params[i]
-        dt = p.dtype.type
-        lr, (beta1, beta2), eps, wd = self.lr, self.betas, self.eps, self.weight_decay
-        if self.state[i] is None:
-            self.state[i] = {"step": 0.0, "exp_avg": np.zeros_like(p), "exp_avg_sq": np.zeros_like(p)}
-        st = self.state[i]
-        g = -grad if self.maximize else np.array(grad, copy=True)
-        st["step"] = t = _float32_step(st["step"])
-        if wd != 0:
-            if self.decoupled_weight_decay:
-                p *= dt(1 - lr * wd)
-            else:
-                g = fma(dt(wd), p, g, p.dtype)
-        m = st["exp_avg"]
-        w = dt(1 - beta1)
-        if abs(w) < 0.5:
-            m[...] = fma(w, g - m, m, p.dtype)
-        else:
-            m[...] = fma(-(g - m), dt(1) - w, g, p.dtype)
-        v = st["exp_avg_sq"]
-        v *= dt(beta2)
-        v[...] = fma(dt(1 - beta2) * g, g, v, p.dtype)
-        bias_correction1 = 1 - beta1**t
-        bias_correction2 = 1 - beta2**t
-        m_hat = m / dt(bias_correction1)
-        rho_inf = 2 / (1 - beta2) - 1
-        rho_t = rho_inf - 2 * t * (beta2**t) / bias_correction2
-        if rho_t > 5.0:
-            # (bias_correction2 ** 0.5) / (sqrt(v) + eps): torch's scalar / tensor is reciprocal * scalar.
-            adaptive_lr = (dt(1) / (np.sqrt(v) + dt(eps))) * dt(bias_correction2**0.5)
-            rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
-            update = ((m_hat * dt(lr)) * adaptive_lr) * dt(rect)
-        else:
-            update = m_hat * dt(lr)
-        p -= update
-
-
-class ReferenceASGD:
-    """ASGD on copies of ``params``; ``step(grads)`` with None entries skipping a param.
-    ``step``, ``eta`` and ``mu`` are float32 values, as torch keeps them."""
-
-    def __init__(
-        self,
-        params: Sequence[np.ndarray],
-        lr: float = 1e-2,
-        lambd: float = 1e-4,
-        alpha: float = 0.75,
-        t0: float = 1e6,
-        weight_decay: float = 0.0,
-        maximize: bool = False,
-    ) -> None:
-        self.params = [np.array(p, copy=True) for p in params]
-        self.lr, self.lambd, self.alpha, self.t0, self.weight_decay = lr, lambd, alpha, t0, weight_decay
-        self.maximize = maximize
-        self.state: List[Optional[Dict[str, object]]] = [None] * len(self.params)
-
-    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
-        for i, grad in enumerate(grads):
-            if grad is not None:
-                self._update(i, grad)
-
-    def _update(self, i: int, grad: np.ndarray) -> None:
-        p = self.params[i]
-        dt = p.dtype.type
-        lr, lambd = self.lr, self.lambd
-        if self.state[i] is None:
-            self.state[i] = {"step": 0.0, "eta": float(np.float32(lr)), "mu": 1.0, "ax": np.zeros_like(p)}
-        st = self.state[i]
-        g = -grad if self.maximize else np.array(grad, copy=True)
-        st["step"] = t = _float32_step(st["step"])
-        if self.weight_decay != 0:
-            g = fma(dt(self.weight_decay), p, g, p.dtype)
-        eta, mu = st["eta"], st["mu"]
-        p *= dt(1 - lambd * eta)
-        p[...] = fma(dt(-eta), g, p, p.dtype)
-        ax = st["ax"]
-        if mu != 1:
-            ax[...] = ax + (p - ax) * dt(mu)
-        else:
-            ax[...] = p
-        st["eta"] = float(np.float32(lr / ((1 + lambd * lr * t) ** self.alpha)))
-        st["mu"] = float(np.float32(1 / max(1, t - self.t0)))
-
-
-class ReferenceRprop:
-    """Rprop on copies of ``params``; ``step(grads)`` with None entries skipping a param.
-
-    Follows torch's masked assignments literally (σ from the sign of the
-    rounded product, then ``σ>0 → η+``, ``σ<0 → η−``, ``σ=0 → 1`` in that order,
-    and zeroing where ``σ == η−``), with torch's ``sign(NaN) = 0``.
-    """
-
-    def __init__(
-        self,
-        params: Sequence[np.ndarray],
-        lr: float = 1e-2,
-        etas=(0.5, 1.2),
-        step_sizes=(1e-6, 50),
-        maximize: bool = False,
-    ) -> None:
-        self.params = [np.array(p, copy=True) for p in params]
-        self.lr, self.etas, self.step_sizes, self.maximize = lr, tuple(etas), tuple(step_sizes), maximize
-        self.state: List[Optional[Dict[str, object]]] = [None] * len(self.params)
-
-    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
-        for i, grad in enumerate(grads):
-            if grad is not None:
-                self._update(i, grad)
-
-    @staticmethod
-    def _torch_sign(x: np.ndarray) -> np.ndarray:
-        return np.where(np.isnan(x), 0, np.sign(x)).astype(x.dtype)
-
-    def _update(self, i: int, grad: np.ndarray) -> None:
-        p = self.params[i]
-        dt = p.dtype.type
-        (etaminus, etaplus), (size_min, size_max) = self.etas, self.step_sizes
-        if self.state[i] is None:
-            self.state[i] = {"step": 0.0, "prev": np.zeros_like(p), "step_size": np.full_like(p, dt(self.lr))}
-        st = self.state[i]
-        g = -grad if self.maximize else np.array(grad, copy=True)
-        st["step"] = _float32_step(st["step"])
-        prev, step_size = st["prev"], st["step_size"]
-        sign = self._torch_sign(np.asarray(g * prev))
-        sign = np.where(sign > 0, dt(etaplus), sign)
-        sign = np.where(sign < 0, dt(etaminus), sign)
-        sign = np.where(sign == 0, dt(1), sign)
-        step_size[...] = np.minimum(np.maximum(step_size * sign, dt(size_min)), dt(size_max))
-        g = np.where(sign == dt(etaminus), dt(0), g)
-        p[...] = fma(-self._torch_sign(np.asarray(g)), step_size, p, p.dtype)
-        prev[...] = g
-
-
-# ------------------------------------------- Adagrad, RMSprop, Adadelta, Adamax, NAdam
 
 
 def lerp(start, end, weight: float, dtype):
@@ -350,9 +79,30 @@ def lerp(start, end, weight: float, dtype):
     return fma(w - dt(1), end - start, end, dtype)
 
 
+def decay_add_square(v: np.ndarray, g: np.ndarray, beta: float) -> None:
+    """``v.mul_(beta).addcmul_(g, g, value=1 - beta)``: a running average of squares, in place."""
+    dt = v.dtype.type
+    v *= dt(beta)
+    v[...] = fma(dt(1 - beta) * g, g, v, v.dtype)
+
+
+def with_weight_decay(p: np.ndarray, g: np.ndarray, weight_decay: float, lr: float = 0.0,
+                      decoupled: bool = False) -> np.ndarray:
+    """torch's weight decay: ``g.add(p, alpha=weight_decay)`` (one FMA), or, decoupled
+    (AdamW's), ``p.mul_(1 - lr * weight_decay)`` in place with ``g`` unchanged."""
+    dt = p.dtype.type
+    if weight_decay == 0:
+        return g
+    if decoupled:
+        p *= dt(1 - lr * weight_decay)
+        return g
+    return fma(dt(weight_decay), p, g, p.dtype)
+
+
 class _Reference:
     """Shared bookkeeping: copies of the params, per-param state, ``step(grads)``
-    with None entries skipping a param."""
+    with None entries skipping a param. Hyperparameters are attributes and may be
+    changed between steps."""
 
     def __init__(self, params: Sequence[np.ndarray]) -> None:
         self.params = [np.array(p, copy=True) for p in params]
@@ -370,6 +120,209 @@ class _Reference:
         raise NotImplementedError
 
 
+class ReferenceAdam(_Reference):
+    """Adam/AdamW."""
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        maximize: bool = False,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
+        super().__init__(params)
+        self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
+        self.amsgrad, self.maximize, self.decoupled_weight_decay = amsgrad, maximize, decoupled_weight_decay
+
+    def _update(self, i, p, grad):
+        dt = p.dtype.type
+        lr, (beta1, beta2), eps = self.lr, self.betas, self.eps
+        if self.state[i] is None:
+            self.state[i] = {"step": 0.0, "exp_avg": np.zeros_like(p), "exp_avg_sq": np.zeros_like(p)}
+            if self.amsgrad:
+                self.state[i]["max_exp_avg_sq"] = np.zeros_like(p)
+        st = self.state[i]
+        g = self._grad(grad)
+        st["step"] += 1.0
+        t = st["step"]
+        g = with_weight_decay(p, g, self.weight_decay, lr, self.decoupled_weight_decay)
+        m, v = st["exp_avg"], st["exp_avg_sq"]
+        m[...] = lerp(m, g, 1 - beta1, p.dtype)
+        decay_add_square(v, g, beta2)
+        bias_correction1 = 1 - beta1**t
+        bias_correction2 = 1 - beta2**t
+        step_size = lr / bias_correction1
+        bias_correction2_sqrt = bias_correction2**0.5  # torch: C pow, not sqrt
+        if self.amsgrad:
+            vmax = st["max_exp_avg_sq"]
+            np.maximum(vmax, v, out=vmax)
+            denom = np.sqrt(vmax) / dt(bias_correction2_sqrt) + dt(eps)
+        else:
+            denom = np.sqrt(v) / dt(bias_correction2_sqrt) + dt(eps)
+        # param.addcdiv_(exp_avg, denom, value=-step_size)
+        p += (dt(-step_size) * m) / denom
+
+
+class ReferenceSGD(_Reference):
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(params)
+        self.lr, self.momentum, self.dampening, self.weight_decay = lr, momentum, dampening, weight_decay
+        self.nesterov, self.maximize = nesterov, maximize
+
+    def _update(self, i, p, grad):
+        dt = p.dtype.type
+        g = with_weight_decay(p, self._grad(grad), self.weight_decay)
+        if self.momentum != 0:
+            if self.state[i] is None:
+                self.state[i] = {"momentum_buffer": np.array(g, copy=True)}
+            else:
+                buf = self.state[i]["momentum_buffer"]
+                buf[...] = fma(dt(1 - self.dampening), g, buf * dt(self.momentum), p.dtype)
+            buf = self.state[i]["momentum_buffer"]
+            g = fma(dt(self.momentum), buf, g, p.dtype) if self.nesterov else buf
+        p[...] = fma(dt(-self.lr), g, p, p.dtype)
+
+
+# ------------------------------------------------------------ RAdam, ASGD, Rprop
+
+
+class ReferenceRAdam(_Reference):
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled_weight_decay: bool = False,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(params)
+        self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
+        self.decoupled_weight_decay, self.maximize = decoupled_weight_decay, maximize
+
+    def _update(self, i, p, grad):
+        dt = p.dtype.type
+        lr, (beta1, beta2), eps = self.lr, self.betas, self.eps
+        if self.state[i] is None:
+            self.state[i] = {"step": 0.0, "exp_avg": np.zeros_like(p), "exp_avg_sq": np.zeros_like(p)}
+        st = self.state[i]
+        g = self._grad(grad)
+        st["step"] = t = _float32_step(st["step"])
+        g = with_weight_decay(p, g, self.weight_decay, lr, self.decoupled_weight_decay)
+        m, v = st["exp_avg"], st["exp_avg_sq"]
+        m[...] = lerp(m, g, 1 - beta1, p.dtype)
+        decay_add_square(v, g, beta2)
+        bias_correction1 = 1 - beta1**t
+        bias_correction2 = 1 - beta2**t
+        m_hat = m / dt(bias_correction1)
+        rho_inf = 2 / (1 - beta2) - 1
+        rho_t = rho_inf - 2 * t * (beta2**t) / bias_correction2
+        if rho_t > 5.0:
+            # (bias_correction2 ** 0.5) / (sqrt(v) + eps): torch's scalar / tensor is reciprocal * scalar.
+            adaptive_lr = (dt(1) / (np.sqrt(v) + dt(eps))) * dt(bias_correction2**0.5)
+            rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+            update = ((m_hat * dt(lr)) * adaptive_lr) * dt(rect)
+        else:
+            update = m_hat * dt(lr)
+        p -= update
+
+
+
+class ReferenceASGD(_Reference):
+    """ASGD. ``step``, ``eta`` and ``mu`` are float32 values, as torch keeps them."""
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: float = 1e-2,
+        lambd: float = 1e-4,
+        alpha: float = 0.75,
+        t0: float = 1e6,
+        weight_decay: float = 0.0,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(params)
+        self.lr, self.lambd, self.alpha, self.t0, self.weight_decay = lr, lambd, alpha, t0, weight_decay
+        self.maximize = maximize
+
+    def _update(self, i, p, grad):
+        dt = p.dtype.type
+        lr, lambd = self.lr, self.lambd
+        if self.state[i] is None:
+            self.state[i] = {"step": 0.0, "eta": float(np.float32(lr)), "mu": 1.0, "ax": np.zeros_like(p)}
+        st = self.state[i]
+        g = self._grad(grad)
+        st["step"] = t = _float32_step(st["step"])
+        g = with_weight_decay(p, g, self.weight_decay)
+        eta, mu = st["eta"], st["mu"]
+        p *= dt(1 - lambd * eta)
+        p[...] = fma(dt(-eta), g, p, p.dtype)
+        ax = st["ax"]
+        if mu != 1:
+            ax[...] = ax + (p - ax) * dt(mu)
+        else:
+            ax[...] = p
+        st["eta"] = float(np.float32(lr / ((1 + lambd * lr * t) ** self.alpha)))
+        st["mu"] = float(np.float32(1 / max(1, t - self.t0)))
+
+
+class ReferenceRprop(_Reference):
+    """Rprop. Follows torch's masked assignments literally (σ from the sign of the
+    rounded product, then ``σ>0 → η+``, ``σ<0 → η−``, ``σ=0 → 1`` in that order,
+    and zeroing where ``σ == η−``), with torch's ``sign(NaN) = 0``.
+    """
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: float = 1e-2,
+        etas=(0.5, 1.2),
+        step_sizes=(1e-6, 50),
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(params)
+        self.lr, self.etas, self.step_sizes, self.maximize = lr, tuple(etas), tuple(step_sizes), maximize
+
+    @staticmethod
+    def _torch_sign(x: np.ndarray) -> np.ndarray:
+        return np.where(np.isnan(x), 0, np.sign(x)).astype(x.dtype)
+
+    def _update(self, i, p, grad):
+        dt = p.dtype.type
+        (etaminus, etaplus), (size_min, size_max) = self.etas, self.step_sizes
+        if self.state[i] is None:
+            self.state[i] = {"step": 0.0, "prev": np.zeros_like(p), "step_size": np.full_like(p, dt(self.lr))}
+        st = self.state[i]
+        g = self._grad(grad)
+        st["step"] = _float32_step(st["step"])
+        prev, step_size = st["prev"], st["step_size"]
+        sign = self._torch_sign(np.asarray(g * prev))
+        sign = np.where(sign > 0, dt(etaplus), sign)
+        sign = np.where(sign < 0, dt(etaminus), sign)
+        sign = np.where(sign == 0, dt(1), sign)
+        step_size[...] = np.minimum(np.maximum(step_size * sign, dt(size_min)), dt(size_max))
+        g = np.where(sign == dt(etaminus), dt(0), g)
+        p[...] = fma(-self._torch_sign(np.asarray(g)), step_size, p, p.dtype)
+        prev[...] = g
+
+
+# ------------------------------------------- Adagrad, RMSprop, Adadelta, Adamax, NAdam
+
+
 class ReferenceAdagrad(_Reference):
     """Adagrad; its state exists from construction, as in torch."""
 
@@ -383,9 +336,7 @@ class ReferenceAdagrad(_Reference):
         dt = p.dtype.type
         st = self.state[i]
         st["step"] = _float32_step(st["step"])
-        g = self._grad(grad)
-        if self.weight_decay != 0:
-            g = fma(dt(self.weight_decay), p, g, p.dtype)
+        g = with_weight_decay(p, self._grad(grad), self.weight_decay)
         clr = self.lr / (1 + (st["step"] - 1) * self.lr_decay)
         s = st["sum"]
         s[...] = fma(g, g, s, p.dtype)                      # sum.addcmul_(g, g, value=1)
@@ -411,11 +362,9 @@ class ReferenceRMSprop(_Reference):
         st = self.state[i]
         g = self._grad(grad)
         st["step"] = _float32_step(st["step"])
-        if self.weight_decay != 0:
-            g = fma(dt(self.weight_decay), p, g, p.dtype)
+        g = with_weight_decay(p, g, self.weight_decay)
         v = st["square_avg"]
-        v *= dt(self.alpha)
-        v[...] = fma(dt(1 - self.alpha) * g, g, v, p.dtype)
+        decay_add_square(v, g, self.alpha)
         if self.centered:
             ga = st["grad_avg"]
             ga[...] = lerp(ga, g, 1 - self.alpha, p.dtype)
@@ -443,16 +392,12 @@ class ReferenceAdadelta(_Reference):
             self.state[i] = {"step": 0.0, "square_avg": np.zeros_like(p), "acc_delta": np.zeros_like(p)}
         st = self.state[i]
         st["step"] = _float32_step(st["step"])
-        g = self._grad(grad)
-        if self.weight_decay != 0:
-            g = fma(dt(self.weight_decay), p, g, p.dtype)
+        g = with_weight_decay(p, self._grad(grad), self.weight_decay)
         v, u = st["square_avg"], st["acc_delta"]
-        v *= dt(self.rho)
-        v[...] = fma(dt(1 - self.rho) * g, g, v, p.dtype)
+        decay_add_square(v, g, self.rho)
         std = np.sqrt(v + dt(self.eps))
         delta = np.sqrt(u + dt(self.eps)) / std * g
-        u *= dt(self.rho)
-        u[...] = fma(dt(1 - self.rho) * delta, delta, u, p.dtype)
+        decay_add_square(u, delta, self.rho)
         p[...] = fma(dt(-self.lr), delta, p, p.dtype)
 
 
@@ -468,8 +413,7 @@ class ReferenceAdamax(_Reference):
         st = self.state[i]
         g = self._grad(grad)
         st["step"] = _float32_step(st["step"])
-        if self.weight_decay != 0:
-            g = fma(dt(self.weight_decay), p, g, p.dtype)
+        g = with_weight_decay(p, g, self.weight_decay)
         beta1, beta2 = self.betas
         m, u = st["exp_avg"], st["exp_inf"]
         m[...] = lerp(m, g, 1 - beta1, p.dtype)
@@ -495,18 +439,13 @@ class ReferenceNAdam(_Reference):
         st["step"] = t = _float32_step(st["step"])
         lr, (beta1, beta2), psi = self.lr, self.betas, self.momentum_decay
         bias_correction2 = 1 - beta2**t
-        if self.weight_decay != 0:
-            if self.decoupled_weight_decay:
-                p *= dt(1 - lr * self.weight_decay)
-            else:
-                g = fma(dt(self.weight_decay), p, g, p.dtype)
+        g = with_weight_decay(p, g, self.weight_decay, lr, self.decoupled_weight_decay)
         mu = beta1 * (1.0 - 0.5 * (0.96 ** (t * psi)))
         mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((t + 1) * psi)))
         st["mu_product"] = mu_product = float(np.float32(st["mu_product"]) * np.float32(mu))
         m, v = st["exp_avg"], st["exp_avg_sq"]
         m[...] = lerp(m, g, 1 - beta1, p.dtype)
-        v *= dt(beta2)
-        v[...] = fma(dt(1 - beta2) * g, g, v, p.dtype)
+        decay_add_square(v, g, beta2)
         denom = np.sqrt(v / dt(bias_correction2)) + dt(self.eps)
         p[...] = p + (dt(-lr * (1.0 - mu) / (1.0 - mu_product)) * g) / denom
         mu_product_next = mu_product * mu_next
@@ -558,14 +497,13 @@ def sum_of_squares(x: np.ndarray) -> float:
     return float(_sequential_sum(row_sums_of_squares(x).reshape(-1), axis=0))
 
 
-class ReferenceAdafactor:
-    """torch 2.15's Adafactor on copies of ``params``; ``step(grads)`` with None skipping a param."""
+class ReferenceAdafactor(_Reference):
+    """torch 2.15's Adafactor."""
 
     def __init__(self, params, lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, maximize=False):
-        self.params = [np.array(p, copy=True) for p in params]
+        super().__init__(params)
         self.lr, self.beta2_decay, self.eps, self.d = lr, beta2_decay, tuple(eps), d
         self.weight_decay, self.maximize = weight_decay, maximize
-        self.state: List[Optional[Dict[str, object]]] = [None] * len(self.params)
 
     def step(self, grads) -> None:
         present = [i for i, g in enumerate(grads) if g is not None]
@@ -573,10 +511,9 @@ class ReferenceAdafactor:
         if eps1 is None and present:
             eps1 = float(np.finfo(self.params[present[0]].dtype).eps)  # the group's first param, as torch
         for i in present:
-            self._update(i, grads[i], eps1)
+            self._update(i, self.params[i], grads[i], eps1)
 
-    def _update(self, i, grad, eps1) -> None:
-        p = self.params[i]
+    def _update(self, i, p, grad, eps1) -> None:
         dtype = p.dtype
         dt = dtype.type
         if self.state[i] is None:
@@ -588,8 +525,7 @@ class ReferenceAdafactor:
                 state["variance"] = np.zeros(p.shape, dtype)
             self.state[i] = state
         st = self.state[i]
-        st["step"] = float(np.float32(st["step"]) + np.float32(1))
-        step = st["step"]
+        st["step"] = step = _float32_step(st["step"])
         n = p.size
         if n == 0:
             return
@@ -597,7 +533,7 @@ class ReferenceAdafactor:
         rho = min(self.lr, 1 / step ** 0.5)
         param_norm = float(dt(math.sqrt(sum_of_squares(p))))
         alpha = max(self.eps[1], param_norm / n ** 0.5) * rho
-        g = -grad if self.maximize else np.array(grad, copy=True)
+        g = self._grad(grad)
         if p.ndim >= 2:
             rows, cols = p.shape[-2], p.shape[-1]
             row_norm = np.sqrt(row_sums_of_squares(g)).astype(dtype).reshape(st["row_var"].shape)
@@ -618,21 +554,15 @@ class ReferenceAdafactor:
         p[...] = fma(dt(-alpha / denominator), u, p * decay, dtype)
 
 
-class ReferenceMuon:
+class ReferenceMuon(_Reference):
     """torch 2.15's Muon with the Newton-Schulz iteration in the params' dtype
     (NumPy's matrix products: equal to the Rust core's up to rounding)."""
 
     def __init__(self, params, lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
                  ns_coefficients=(3.4445, -4.7750, 2.0315), eps=1e-7, ns_steps=5, adjust_lr_fn=None):
-        self.params = [np.array(p, copy=True) for p in params]
+        super().__init__(params)
         self.lr, self.weight_decay, self.momentum, self.nesterov = lr, weight_decay, momentum, nesterov
         self.ns_coefficients, self.eps, self.ns_steps, self.adjust_lr_fn = ns_coefficients, eps, ns_steps, adjust_lr_fn
-        self.state: List[Optional[Dict[str, np.ndarray]]] = [None] * len(self.params)
-
-    def step(self, grads) -> None:
-        for i, grad in enumerate(grads):
-            if grad is not None:
-                self._update(i, grad)
 
     def _ratio(self, a: int, b: int) -> float:
         if self.adjust_lr_fn in (None, "original"):
@@ -641,8 +571,7 @@ class ReferenceMuon:
             return 0.2 * math.sqrt(max(a, b))
         return math.sqrt(a / b)
 
-    def _update(self, i, grad) -> None:
-        p = self.params[i]
+    def _update(self, i, p, grad) -> None:
         dtype = p.dtype
         dt = dtype.type
         if self.state[i] is None:

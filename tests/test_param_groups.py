@@ -23,6 +23,7 @@ from rustoptim import (
     Parameter,
     ReadOnlyError,
     RMSprop,
+    ShapeError,
 )
 
 ALL = (Adam, AdamW, SGD, Adagrad, RMSprop, Adadelta, Adamax, NAdam)
@@ -535,6 +536,47 @@ def test_duplicate_param_in_a_group_is_updated_twice(cls, kwargs):
         np.testing.assert_array_equal(twice.data, single.data)
     assert optimizer.state_dict()["param_groups"][0]["params"] == [2, 1, 2]  # torch's numbering
     assert optimizer.params == [twice, other]
+
+
+def test_duplicate_empty_param_steps_twice():
+    """A param without elements has no memory the alias check could see; listed
+    twice, its step count still advances once per appearance."""
+    empty = Parameter(np.zeros((0, 3), np.float32))
+    with pytest.warns(UserWarning, match="duplicate parameters"):
+        optimizer = Adam([empty, param(2), empty])
+    for p in optimizer.params:
+        p.grad = np.zeros_like(p.data)
+    optimizer.step()
+    assert optimizer.state[empty]["step"] == 2.0
+
+
+def test_state_edits_between_steps_are_seen():
+    """Each step reads the state as it is: a replaced or resized state array, a
+    changed step count and a changed hyperparameter all count at the next step."""
+    p = param(4)
+    optimizer = Adam([p], lr=0.1)
+    p.grad = np.ones(4)
+    optimizer.step()
+    state = optimizer.state[p]
+    state["exp_avg"] = np.full(4, 0.5)
+    state["step"] = 10.0
+    optimizer.param_groups[0]["betas"] = (0.5, 0.999)
+    reference = Parameter(p.data.copy())
+    expected = Adam([reference], lr=0.1, betas=(0.5, 0.999))
+    reference.grad = np.ones(4)
+    expected.state[reference] = dict(step=10.0, exp_avg=np.full(4, 0.5), exp_avg_sq=state["exp_avg_sq"].copy())
+    optimizer.step()
+    expected.step()
+    np.testing.assert_array_equal(p.data, reference.data)
+    assert state["step"] == 11.0
+    state["exp_avg_sq"].resize((5,), refcheck=False)
+    with pytest.raises(ShapeError, match="state 'exp_avg_sq' of param 0 of param_groups\\[0\\]"):
+        optimizer.step()
+    state["exp_avg_sq"] = np.zeros(4)
+    state["exp_avg"].setflags(write=False)
+    with pytest.raises(ReadOnlyError, match="state 'exp_avg' of param 0"):
+        optimizer.step()
+    assert state["step"] == 11.0
 
 
 def test_same_array_maps_to_one_parameter():

@@ -42,6 +42,24 @@ def step(
     number, else ``HyperparameterError``) multiplies every gradient as it is
     read, without writing it."""
 
+def step_groups(
+    rule: str,
+    groups: List[Dict[str, Any]],
+    state: Dict[Any, Dict[str, Any]],
+    defaults: Optional[Dict[str, Any]] = None,
+    grad_scale: Optional[float] = None,
+    grads: Optional[Sequence[Any]] = None,
+) -> Optional[int]:
+    """``step`` over every param of ``groups`` (an optimizer's ``param_groups``)
+    whose ``.grad`` is not None, with the batches read by the core (each state
+    entry looked up with ``state.get``); returns how many params were stepped.
+    ``grads`` (a list or tuple with one array per param of the groups, in
+    order) replaces ``.grad``. Returns None, having changed nothing, when a
+    group lists a param twice, a group or its ``'params'`` is not a dict or
+    list, or ``grads`` has a None entry, another length or type: the caller
+    then makes the batches itself (with its own checks and messages) and steps
+    each occurrence with ``step``."""
+
 def state_keys(rule: str, group: Dict[str, Any], group_index: int = 0) -> Tuple[List[str], List[str]]:
     """``(scalar state keys, state-array keys)`` of ``rule`` under ``group``'s configuration."""
 

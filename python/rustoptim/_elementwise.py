@@ -48,6 +48,9 @@ class ElementwiseOptimizer(Optimizer):
     _rule: ClassVar[str]
     #: Every state-array key the optimizer may keep, in torch's order.
     _state_slots: ClassVar[Tuple[str, ...]] = ()
+    #: Whether the rule runs through ``_core.step_groups`` (gradients read from
+    #: ``.grad`` by the core); the whole-tensor rules go through ``_run_batches``.
+    _steps_groups: ClassVar[bool] = True
 
     def step(
         self,
@@ -92,6 +95,15 @@ class ElementwiseOptimizer(Optimizer):
                 "opt.step(grads=[...]) with one array (or None) per param"
             )
         with self._step_lock:
+            if grads is not None and closure is None and self._steps_groups:
+                # One gradient per param, read by the core: when no param is listed
+                # twice and none is skipped; otherwise (or for a malformed ``grads``)
+                # the core changes nothing and the general path below decides.
+                stepped = _core.step_groups(
+                    self._rule, self.param_groups, self.state, self.defaults, grad_scale, grads
+                )
+                if stepped is not None:
+                    return None
             # The length of ``grads`` is checked before the closure runs.
             with_grads = None if grads is None else self._split_grads(grads)
             loss = None
@@ -101,16 +113,18 @@ class ElementwiseOptimizer(Optimizer):
                     # An LBFGS-style closure returning (loss, grads).
                     loss, closure_grads = loss
                     with_grads = self._split_grads(closure_grads)
+            if with_grads is None and self._steps_groups:
+                # The common case: gradients in ``.grad``, read by the core itself.
+                stepped = _core.step_groups(self._rule, self.param_groups, self.state, self.defaults, grad_scale)
+                if stepped is not None:
+                    if stepped == 0:
+                        _warn_no_gradient()
+                    return loss
+                # A group lists a param twice: nothing was done; step each occurrence below.
             if with_grads is None:
                 with_grads = self._split_grads(None)
                 if not any(params for params, _, _ in with_grads):
-                    warnings.warn(
-                        "step() did nothing: no param has a gradient. Params given as plain arrays get "
-                        "theirs through opt.step(grads=[...]) (one array or None per param, in the order "
-                        "of opt.params); Parameters through .grad",
-                        NoGradientWarning,
-                        stacklevel=2,
-                    )
+                    _warn_no_gradient()
             state_get = self.state.get
             batches: List[_Batch] = []
             rounds: List[List[_Batch]] = []
@@ -196,6 +210,16 @@ class ElementwiseOptimizer(Optimizer):
                 state[key] = state_copy(repr(key), saved[key], param.data)
         return state
 
+
+
+def _warn_no_gradient() -> None:
+    warnings.warn(
+        "step() did nothing: no param has a gradient. Params given as plain arrays get "
+        "theirs through opt.step(grads=[...]) (one array or None per param, in the order "
+        "of opt.params); Parameters through .grad",
+        NoGradientWarning,
+        stacklevel=3,
+    )
 
 
 def _is_loss_and_grads(result: Any) -> bool:

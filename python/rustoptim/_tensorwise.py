@@ -26,6 +26,7 @@ class TensorwiseOptimizer(ElementwiseOptimizer):
 
     #: Scalar state keys (a Python float each), before the arrays in torch's order.
     _scalar_keys: ClassVar[Tuple[str, ...]] = ()
+    _steps_groups: ClassVar[bool] = False
 
     def _run_batches(self, batches: List[Any], grad_scale: Optional[float] = None) -> None:
         _core.tensor_step(self._rule, batches, self.state, grad_scale)

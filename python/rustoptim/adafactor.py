@@ -83,6 +83,7 @@ class Adafactor(TensorwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "adafactor"
+    _tuple_keys: ClassVar[Tuple[str, ...]] = ("eps",)
     _scalar_keys: ClassVar[Tuple[str, ...]] = ("step",)
     _state_slots: ClassVar[Tuple[str, ...]] = ("row_var", "col_var", "variance")
     _flag_defaults: ClassVar[Dict[str, Any]] = dict(foreach=None, maximize=False)
@@ -128,11 +129,6 @@ class Adafactor(TensorwiseOptimizer):
             raise ValueError(f"Clipping threshold d should be >= 1 but is: {d}")
         check_non_negative("weight_decay", group["weight_decay"], "weight_decay should be >= 0 but is: {}")
         check_flags(group, ("maximize",), optional_bools=("foreach",))
-
-    def _restore_group(self, group: Dict[str, Any]) -> None:
-        super()._restore_group(group)
-        if isinstance(group.get("eps"), list):
-            group["eps"] = tuple(group["eps"])
 
     def _state_shapes(self, shape: Tuple[int, ...]) -> Dict[str, Tuple[int, ...]]:
         if len(shape) >= 2:

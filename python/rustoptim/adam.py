@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple
 
-import numpy as np
-
 from ._elementwise import ElementwiseOptimizer
-from .optimizer import check_flags, check_non_negative
+from .optimizer import check_betas, check_flags, check_non_negative
 
 __all__ = ["Adam", "AdamW"]
 
@@ -71,6 +69,7 @@ class Adam(ElementwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "adam"
+    _tuple_keys: ClassVar[Tuple[str, ...]] = ("betas",)
     _state_slots: ClassVar[Tuple[str, ...]] = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _flag_defaults: ClassVar[Dict[str, Any]] = dict(
         amsgrad=False,
@@ -121,22 +120,11 @@ class Adam(ElementwiseOptimizer):
         check_non_negative("lr", group["lr"], "Invalid learning rate: {}")
         check_non_negative("eps", group["eps"], "Invalid epsilon value: {}")
         betas = group["betas"]
-        if isinstance(betas, np.ndarray) or not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"betas must be a pair of floats, got {betas!r}")
-        for i, beta in enumerate(betas):
-            if isinstance(beta, np.ndarray):
-                raise ValueError("betas must be Python floats: rustoptim has no array betas")
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
+        check_betas(betas)
         check_non_negative("weight_decay", group["weight_decay"], "Invalid weight_decay value: {}")
         if not (isinstance(betas[0], float) and isinstance(betas[1], float)):
             raise ValueError("betas must be either both floats or both Tensors")
         check_flags(group, ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay"))
-
-    def _restore_group(self, group: Dict[str, Any]) -> None:
-        super()._restore_group(group)
-        if isinstance(group.get("betas"), list):
-            group["betas"] = tuple(group["betas"])
 
 
 class AdamW(Adam):

@@ -59,6 +59,7 @@ class Adamax(ElementwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "adamax"
+    _tuple_keys: ClassVar[Tuple[str, ...]] = ("betas",)
     _state_slots: ClassVar[Tuple[str, ...]] = ("exp_avg", "exp_inf")
     _flag_defaults: ClassVar[Dict[str, Any]] = dict(foreach=None, maximize=False, differentiable=False, capturable=False)
 
@@ -95,8 +96,3 @@ class Adamax(ElementwiseOptimizer):
         check_betas(group["betas"])
         check_non_negative("weight_decay", group["weight_decay"], "Invalid weight_decay value: {}")
         check_flags(group, ("maximize", "differentiable", "capturable"), optional_bools=("foreach",))
-
-    def _restore_group(self, group: Dict[str, Any]) -> None:
-        super()._restore_group(group)
-        if isinstance(group.get("betas"), list):
-            group["betas"] = tuple(group["betas"])

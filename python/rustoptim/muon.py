@@ -77,6 +77,7 @@ class Muon(TensorwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "muon"
+    _tuple_keys: ClassVar[Tuple[str, ...]] = ("ns_coefficients",)
     _state_slots: ClassVar[Tuple[str, ...]] = ("momentum_buffer",)
 
     def __init__(
@@ -138,11 +139,6 @@ class Muon(TensorwiseOptimizer):
                 raise ValueError(
                     f"Muon only supports 2D parameters whereas we found a parameter with size: {p.data.shape}"
                 )
-
-    def _restore_group(self, group: Dict[str, Any]) -> None:
-        super()._restore_group(group)
-        if isinstance(group.get("ns_coefficients"), list):
-            group["ns_coefficients"] = tuple(group["ns_coefficients"])
 
     def _state_shapes(self, shape: Tuple[int, ...]) -> Dict[str, Tuple[int, ...]]:
         return {"momentum_buffer": shape}

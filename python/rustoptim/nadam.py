@@ -77,6 +77,7 @@ class NAdam(ElementwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "nadam"
+    _tuple_keys: ClassVar[Tuple[str, ...]] = ("betas",)
     _state_slots: ClassVar[Tuple[str, ...]] = ("exp_avg", "exp_avg_sq")
     _flag_defaults: ClassVar[Dict[str, Any]] = dict(
         maximize=False, foreach=None, capturable=False, differentiable=False, decoupled_weight_decay=False
@@ -124,8 +125,3 @@ class NAdam(ElementwiseOptimizer):
             ("decoupled_weight_decay", "maximize", "capturable", "differentiable"),
             optional_bools=("foreach",),
         )
-
-    def _restore_group(self, group: Dict[str, Any]) -> None:
-        super()._restore_group(group)
-        if isinstance(group.get("betas"), list):
-            group["betas"] = tuple(group["betas"])

@@ -32,6 +32,7 @@ from typing import (
     List,
     Optional,
     Sequence,
+    Tuple,
 )
 
 import numpy as np
@@ -159,6 +160,10 @@ class Optimizer:
     #: them (state dicts written before the flag existed), like torch's ``__setstate__``.
     _flag_defaults: ClassVar[Dict[str, Any]] = {}
 
+    #: Hyperparameters kept as tuples (torch's ``betas``, ...): ``_restore_group``
+    #: turns a loaded group's lists back into tuples.
+    _tuple_keys: ClassVar[Tuple[str, ...]] = ()
+
     def __init__(self, params: Iterable[Any], defaults: Dict[str, Any]) -> None:
         self.defaults = defaults
         self._step_lock = threading.RLock()
@@ -284,6 +289,9 @@ class Optimizer:
         """Bring a loaded or unpickled group up to date (missing flags, ...), in place."""
         for name, value in self._flag_defaults.items():
             group.setdefault(name, value)
+        for key in self._tuple_keys:
+            if isinstance(group.get(key), list):
+                group[key] = tuple(group[key])
 
     def _import_param_state(self, param: Parameter, saved: Mapping, group: Dict[str, Any]) -> Dict[str, Any]:
         """The state of ``param`` built from a state-dict entry: validated and copied.

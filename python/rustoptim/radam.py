@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple
 
-import numpy as np
-
 from ._elementwise import ElementwiseOptimizer
-from .optimizer import check_flags, check_non_negative
+from .optimizer import check_betas, check_flags, check_non_negative
 
 __all__ = ["RAdam"]
 
@@ -78,6 +76,7 @@ class RAdam(ElementwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "radam"
+    _tuple_keys: ClassVar[Tuple[str, ...]] = ("betas",)
     _state_slots: ClassVar[Tuple[str, ...]] = ("exp_avg", "exp_avg_sq")
     _flag_defaults: ClassVar[Dict[str, Any]] = dict(
         foreach=None,
@@ -119,21 +118,10 @@ class RAdam(ElementwiseOptimizer):
     def _check_group(self, group: Dict[str, Any]) -> None:
         check_non_negative("lr", group["lr"], "Invalid learning rate: {}")
         check_non_negative("eps", group["eps"], "Invalid epsilon value: {}")
-        betas = group["betas"]
-        if isinstance(betas, np.ndarray) or not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"betas must be a pair of floats, got {betas!r}")
-        for i, beta in enumerate(betas):
-            check_non_negative(f"betas[{i}]", beta, f"Invalid beta parameter at index {i}: {{}}")
-            if not beta < 1.0:
-                raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
+        check_betas(group["betas"])
         check_non_negative("weight_decay", group["weight_decay"], "Invalid weight_decay value: {}")
         check_flags(
             group,
             ("maximize", "capturable", "decoupled_weight_decay", "differentiable"),
             optional_bools=("foreach",),
         )
-
-    def _restore_group(self, group: Dict[str, Any]) -> None:
-        super()._restore_group(group)
-        if isinstance(group.get("betas"), list):
-            group["betas"] = tuple(group["betas"])

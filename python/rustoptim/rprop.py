@@ -69,6 +69,7 @@ class Rprop(ElementwiseOptimizer):
     """
 
     _rule: ClassVar[str] = "rprop"
+    _tuple_keys: ClassVar[Tuple[str, ...]] = ("etas", "step_sizes")
     _state_slots: ClassVar[Tuple[str, ...]] = ("prev", "step_size")
     _flag_defaults: ClassVar[Dict[str, Any]] = dict(
         foreach=None,
@@ -114,12 +115,6 @@ class Rprop(ElementwiseOptimizer):
                 f"Invalid step_sizes: {step_sizes[0]}, {step_sizes[1]} (rustoptim needs finite bounds)"
             )
         check_flags(group, ("maximize", "differentiable", "capturable"), optional_bools=("foreach",))
-
-    def _restore_group(self, group: Dict[str, Any]) -> None:
-        super()._restore_group(group)
-        for key in ("etas", "step_sizes"):
-            if isinstance(group.get(key), list):
-                group[key] = tuple(group[key])
 
 
 def _real_pair(name: str, value: Any) -> Tuple[Any, Any]:

@@ -214,6 +214,9 @@ mod wide {
     const _: () = assert!(LANES == 16, "the wide kernels keep 16 f64 lanes in four registers");
 
     /// The four lane registers stored in lane order.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn lanes(acc: [__m256d; 4]) -> [f64; LANES] {
@@ -226,6 +229,9 @@ mod wide {
     }
 
     /// `dot_chunk`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(super) unsafe fn dot_chunk_f64(a: &[f64], b: &[f64]) -> f64 {
@@ -255,6 +261,9 @@ mod wide {
     /// `y ← y + α·x` (one FMA per element), then `z·y`, in one pass over the
     /// chunk: each element gets the FMA, then the product and the addition into
     /// its lane of `dot_chunk_f64`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(super) unsafe fn axpy_dot_chunk_f64(alpha: f64, x: &[f64], y: &mut [f64], z: &[f64]) -> f64 {
@@ -290,6 +299,9 @@ mod wide {
     /// `|a_i·scale|`) or its first NaN. `_mm256_max_pd(v, acc)` is
     /// `v > acc ? v : acc` exactly, which keeps a NaN `acc`; the blend then
     /// takes a NaN `v`, as the portable form does.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(super) unsafe fn max_abs_chunk_f64<const SCALED: bool>(a: &[f64], scale: f64) -> f64 {

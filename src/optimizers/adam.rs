@@ -123,27 +123,35 @@ impl ElementwiseRule for AdamConfig {
             (true, false) => COUPLED_DECAY,
             (true, true) => DECOUPLED_DECAY,
         };
+        // Every choice that is fixed for the piece (decay, amsgrad, the lerp form)
+        // is a compile-time parameter of its own loop: a choice left inside the
+        // loop is made again for every vector of elements (LLVM does not unswitch
+        // loops this large), about 15% more instructions per element.
+        macro_rules! run {
+            ($amsgrad:literal, $($slices:expr),*) => {
+                match (decay, c.lerp_from_start) {
+                    (NO_DECAY, true) => update::<F, NO_DECAY, $amsgrad, true>($($slices,)* c),
+                    (NO_DECAY, false) => update::<F, NO_DECAY, $amsgrad, false>($($slices,)* c),
+                    (COUPLED_DECAY, true) => update::<F, COUPLED_DECAY, $amsgrad, true>($($slices,)* c),
+                    (COUPLED_DECAY, false) => update::<F, COUPLED_DECAY, $amsgrad, false>($($slices,)* c),
+                    (_, true) => update::<F, DECOUPLED_DECAY, $amsgrad, true>($($slices,)* c),
+                    (_, false) => update::<F, DECOUPLED_DECAY, $amsgrad, false>($($slices,)* c),
+                }
+            };
+        }
         if self.amsgrad {
             let (param, grad, [exp_avg, exp_avg_sq, max_exp_avg_sq]) = split_piece::<F, 3>(piece);
-            match decay {
-                NO_DECAY => update::<F, NO_DECAY, true>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c),
-                COUPLED_DECAY => update::<F, COUPLED_DECAY, true>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c),
-                _ => update::<F, DECOUPLED_DECAY, true>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c),
-            }
+            run!(true, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
         } else {
             let (param, grad, [exp_avg, exp_avg_sq]) = split_piece::<F, 2>(piece);
-            match decay {
-                NO_DECAY => update::<F, NO_DECAY, false>(param, grad, exp_avg, exp_avg_sq, &mut [], c),
-                COUPLED_DECAY => update::<F, COUPLED_DECAY, false>(param, grad, exp_avg, exp_avg_sq, &mut [], c),
-                _ => update::<F, DECOUPLED_DECAY, false>(param, grad, exp_avg, exp_avg_sq, &mut [], c),
-            }
+            run!(false, param, grad, exp_avg, exp_avg_sq, &mut [])
         }
     }
 }
 
 /// The element-wise update of one piece. Inlined into each SIMD level's copy.
 #[inline(always)]
-fn update<F: Element, const DECAY: u8, const AMSGRAD: bool>(
+fn update<F: Element, const DECAY: u8, const AMSGRAD: bool, const LERP_FROM_START: bool>(
     param: &mut [F],
     grad: &[F],
     exp_avg: &mut [F],
@@ -155,9 +163,9 @@ fn update<F: Element, const DECAY: u8, const AMSGRAD: bool>(
     let (grad, exp_avg, exp_avg_sq) = (&grad[..n], &mut exp_avg[..n], &mut exp_avg_sq[..n]);
     // An empty slice stands in when amsgrad is off; it is never indexed then.
     let max_exp_avg_sq = if AMSGRAD { &mut max_exp_avg_sq[..n] } else { &mut max_exp_avg_sq[..0] };
-    // The lerp form is fixed per tensor; resolve it to a (coefficient, base) pair:
-    // w < 0.5: m + w·(g − m);  otherwise g + (w − 1)·(g − m).
-    let lerp_coefficient = if c.lerp_from_start { c.lerp_weight } else { c.lerp_weight - F::ONE };
+    // The lerp form is fixed per tensor (`LERP_FROM_START` is `c.lerp_from_start`);
+    // as a (coefficient, base) pair: w < 0.5: m + w·(g − m);  otherwise g + (w − 1)·(g − m).
+    let lerp_coefficient = if LERP_FROM_START { c.lerp_weight } else { c.lerp_weight - F::ONE };
     for i in 0..n {
         let mut theta = param[i];
         let mut g = grad[i] * c.grad_factor;
@@ -167,7 +175,7 @@ fn update<F: Element, const DECAY: u8, const AMSGRAD: bool>(
             g = c.weight_decay.mul_add(theta, g);
         }
         let m_old = exp_avg[i];
-        let lerp_base = if c.lerp_from_start { m_old } else { g };
+        let lerp_base = if LERP_FROM_START { m_old } else { g };
         let m = lerp_coefficient.mul_add(g - m_old, lerp_base);
         exp_avg[i] = m;
         let v = (c.one_minus_beta2 * g).mul_add(g, exp_avg_sq[i] * c.beta2);

@@ -100,12 +100,12 @@ impl<'py> AliasCheck<'py> {
     }
 
     pub fn verify(mut self) -> Result<(), InputError> {
-        let in_call_order: Vec<(usize, usize)> = self.written.iter().map(|r| (r.start, r.end)).collect();
-        if let Some(known) = recent_match(&in_call_order) {
+        if let Some(known) = recent_match(&self.written) {
             // The written arrays are disjoint; a read range touching any of them
             // must still be looked at (with its array known, for the message).
             return self.check_reads_against(&known.sorted);
         }
+        let in_call_order: Vec<(usize, usize)> = self.written.iter().map(|r| (r.start, r.end)).collect();
         self.written.sort_unstable_by_key(|r| r.start);
         let mut all_disjoint = true;
         let mut furthest = 0usize;
@@ -194,9 +194,13 @@ impl<'py> AliasCheck<'py> {
     }
 }
 
-fn recent_match(in_call_order: &[(usize, usize)]) -> Option<Arc<VerifiedWrites>> {
+fn recent_match(written: &[Range]) -> Option<Arc<VerifiedWrites>> {
     let recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
-    recent.iter().find(|known| known.in_call_order == in_call_order).cloned()
+    let same = |known: &VerifiedWrites| {
+        known.in_call_order.len() == written.len()
+            && known.in_call_order.iter().zip(written).all(|(&(start, end), r)| start == r.start && end == r.end)
+    };
+    recent.iter().find(|known| same(known)).cloned()
 }
 
 fn remember(verified: VerifiedWrites) {
@@ -215,6 +219,11 @@ fn byte_range(array: &Bound<'_, PyUntypedArray>, item_size: usize) -> Option<(us
     }
     // SAFETY: reading the data pointer of a live array.
     let data = unsafe { (*_PyArray_GET_ITEM_DATA(array.as_array_ptr())).data } as isize;
+    if array.is_contiguous() {
+        // `len` consecutive items from `data`.
+        let len: usize = shape.iter().product();
+        return Some((data as usize, data as usize + len * item_size));
+    }
     let (mut low, mut high) = (data, data);
     for (&n, &stride) in shape.iter().zip(array.strides()) {
         let span = (n as isize - 1) * stride;

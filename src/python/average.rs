@@ -3,9 +3,8 @@
 //! the current weights, float32 and float64 alike. Every array is validated
 //! (dtype, shape, writeability, shared memory) before any is written.
 
-use super::alias::AliasCheck;
+use super::arrays::{AliasCheck, FloatArray, Label, ReadArray, WriteArray, shape_string};
 use super::errors::{InputError, catch_panics, optim_error};
-use super::float_arrays::{FloatArray, ReadArray, WriteArray, shape_string};
 use super::gil::run_kernel;
 use crate::average::{AveragePair, AverageRule, update_averages as update_kernel};
 use numpy::{Element as NumpyElement, PyArrayDyn, PyUntypedArrayMethods};
@@ -38,75 +37,79 @@ fn update_averages<'py>(
                 .into_pyerr(py));
             }
         };
-        if currents.len() != averages.len() {
-            return Err(InputError::Value(format!(
-                "got {} current arrays for {} averaged arrays; pass one per averaged array, in order",
-                currents.len(),
-                averages.len()
-            ))
-            .into_pyerr(py));
-        }
-        let mut aliases = AliasCheck::with_capacity(averages.len(), averages.len());
-        let (mut pairs32, mut pairs64) = (Vec::new(), Vec::new());
-        for (index, (average, current)) in averages.iter().zip(currents.iter()).enumerate() {
-            let average = FloatArray::new(&average, "average", index).map_err(|e| e.into_pyerr(py))?;
-            let current = FloatArray::new(&current, "current", index).map_err(|e| e.into_pyerr(py))?;
-            match (average, current) {
-                (FloatArray::F32(a), FloatArray::F32(c)) => pairs32.push(pair(&a, &c, index, &mut aliases)?),
-                (FloatArray::F64(a), FloatArray::F64(c)) => pairs64.push(pair(&a, &c, index, &mut aliases)?),
-                (average, current) => {
-                    return Err(InputError::DType(format!(
-                        "current {index} has dtype {}, but its average has dtype {}",
-                        current.untyped().dtype(),
-                        average.untyped().dtype()
-                    ))
-                    .into_pyerr(py));
-                }
-            }
-        }
-        aliases.verify().map_err(|e| e.into_pyerr(py))?;
+        let (pairs32, pairs64) = checked_pairs(&averages, &currents).map_err(|e| e.into_pyerr(py))?;
         run(py, pairs32, rule)?;
         run(py, pairs64, rule)
     })
 }
 
+/// Every (average, current) pair, validated (dtypes, shapes, writeability) and
+/// checked for shared memory, by dtype.
+fn checked_pairs<'py>(
+    averages: &Bound<'py, PyList>,
+    currents: &Bound<'py, PyList>,
+) -> Result<(Pairs<'py, f32>, Pairs<'py, f64>), InputError> {
+    if currents.len() != averages.len() {
+        return Err(InputError::Value(format!(
+            "got {} current arrays for {} averaged arrays; pass one per averaged array, in order",
+            currents.len(),
+            averages.len()
+        )));
+    }
+    let mut aliases = AliasCheck::with_capacity(averages.len(), averages.len());
+    let (mut pairs32, mut pairs64) = (Vec::new(), Vec::new());
+    for (index, (average, current)) in averages.iter().zip(currents.iter()).enumerate() {
+        let average = FloatArray::new(&average, Label::entry("average", index))?;
+        let current = FloatArray::new(&current, Label::entry("current", index))?;
+        match (average, current) {
+            (FloatArray::F32(a), FloatArray::F32(c)) => pairs32.push(pair(&a, &c, index, &mut aliases)?),
+            (FloatArray::F64(a), FloatArray::F64(c)) => pairs64.push(pair(&a, &c, index, &mut aliases)?),
+            (average, current) => {
+                return Err(InputError::DType(format!(
+                    "current {index} has dtype {}, but its average has dtype {}",
+                    current.untyped().dtype(),
+                    average.untyped().dtype()
+                )));
+            }
+        }
+    }
+    aliases.verify()?;
+    Ok((pairs32, pairs64))
+}
+
 /// A validated (average, current) pair, the current read in the average's element order.
 type Pair<'py, F> = (WriteArray<'py, F>, ReadArray<'py, F>);
+type Pairs<'py, F> = Vec<Pair<'py, F>>;
 
 fn pair<'py, F: NumpyElement + Copy>(
     average: &Bound<'py, PyArrayDyn<F>>,
     current: &Bound<'py, PyArrayDyn<F>>,
     index: usize,
     aliases: &mut AliasCheck<'py>,
-) -> PyResult<Pair<'py, F>> {
-    let average = WriteArray::new(average, "average", index, aliases)?;
+) -> Result<Pair<'py, F>, InputError> {
+    let average = WriteArray::new(average, Label::entry("average", index), "; it is updated in place", true, aliases)?;
     if current.shape() != average.shape() {
         return Err(InputError::Shape(format!(
             "current {index} has shape {}, but its average has shape {}",
             shape_string(current.shape()),
             shape_string(average.shape())
-        ))
-        .into_pyerr(current.py()));
+        )));
     }
-    let current = ReadArray::new(current, Some(average.order), "current", index, Some(aliases))?;
+    let current = ReadArray::new(current, Some(average.order), Label::entry("current", index), Some(aliases))?;
     Ok((average, current))
 }
 
-fn run<F: NumpyElement + crate::Element>(
-    py: Python<'_>,
-    mut pairs: Vec<Pair<'_, F>>,
-    rule: AverageRule,
-) -> PyResult<()> {
+fn run<F: NumpyElement + crate::Element>(py: Python<'_>, mut pairs: Pairs<'_, F>, rule: AverageRule) -> PyResult<()> {
     if pairs.is_empty() {
         return Ok(());
     }
     let elements = pairs.iter().map(|(average, _)| average.len()).sum();
     {
-        // SAFETY: the alias check of the whole call passed, and each array's slice is taken once.
         let mut slices: Vec<AveragePair<'_, F>> = pairs
             .iter_mut()
-            .map(|(average, current)| unsafe {
-                AveragePair { average: average.values_mut(), current: current.values() }
+            .map(|(average, current)| {
+                // SAFETY: the alias check of the whole call passed, and each array's slice is taken once.
+                unsafe { AveragePair { average: average.values_mut(), current: current.values() } }
             })
             .collect();
         run_kernel(py, elements, || update_kernel(&mut slices, rule)).map_err(|e| optim_error(py, e))?;

@@ -56,15 +56,17 @@ where
         rests.push(rest);
     }
     aliases.verify()?;
-    // SAFETY: the alias check passed, and each array's slice is taken once.
     let mut tensors: Vec<StreamTensor<'_, F>> = firsts
         .iter_mut()
         .zip(rests.iter_mut())
         .zip(&read_arrays)
-        .map(|((first, rest), read)| unsafe {
-            let mut updated = vec![first.values_mut()];
-            updated.extend(rest.iter_mut().map(|a| a.values_mut()));
-            StreamTensor { read: read.values(), updated }
+        .map(|((first, rest), read)| {
+            // SAFETY: the alias check passed, and each array's slice is taken once.
+            unsafe {
+                let mut updated = vec![first.values_mut()];
+                updated.extend(rest.iter_mut().map(|a| a.values_mut()));
+                StreamTensor { read: read.values(), updated }
+            }
         })
         .collect();
     let elements = tensors.iter().map(|t| t.read.len()).sum();

@@ -5,9 +5,8 @@
 //! array is validated before any is written, and large work runs with the GIL
 //! released.
 
-use super::alias::AliasCheck;
+use super::arrays::{AliasCheck, FloatArray, Label, ReadArray, WriteArray, shape_string};
 use super::errors::{InputError, catch_panics, optim_error};
-use super::float_arrays::{FloatArray, ReadArray, WriteArray, shape_string};
 use super::gil::run_kernel;
 use crate::clip::{clamp_in_place, clip_coefficient_for, scale_by_coefficient};
 use crate::reduce::{NormOrder, TotalNorm, tensor_norms as tensor_norms_kernel, total_norm as total_norm_kernel};
@@ -41,7 +40,7 @@ fn clip_grad_norm_scale<'py>(
 /// The total norm of `grads`, in its dtype, reading them only.
 fn read_total_norm<'py>(py: Python<'py>, grads: &Bound<'py, PyList>, norm_type: f64) -> PyResult<TotalNorm> {
     let order = NormOrder::new(norm_type).map_err(|e| optim_error(py, e))?;
-    let reads = ReadGrads::new(grads, order)?;
+    let reads = ReadGrads::new(grads, order).map_err(|e| e.into_pyerr(py))?;
     // SAFETY: the grads are only read by this call.
     let (values32, values64) = unsafe { reads.values() };
     let elements = element_count(&values32, &values64);
@@ -56,7 +55,7 @@ fn read_total_norm<'py>(py: Python<'py>, grads: &Bound<'py, PyList>, norm_type: 
 fn tensor_norms<'py>(py: Python<'py>, grads: Bound<'py, PyList>, norm_type: f64) -> PyResult<Vec<f64>> {
     catch_panics(py, || {
         let order = NormOrder::new(norm_type).map_err(|e| optim_error(py, e))?;
-        let reads = ReadGrads::new(&grads, order)?;
+        let reads = ReadGrads::new(&grads, order).map_err(|e| e.into_pyerr(py))?;
         // SAFETY: the grads are only read by this call.
         let (values32, values64) = unsafe { reads.values() };
         let elements = element_count(&values32, &values64);
@@ -86,17 +85,17 @@ struct ReadGrads<'py> {
 
 impl<'py> ReadGrads<'py> {
     /// Validates every gradient (dtype, layout, and that its norm of `order` is defined).
-    fn new(grads: &Bound<'py, PyList>, order: NormOrder) -> PyResult<Self> {
-        let py = grads.py();
+    fn new(grads: &Bound<'py, PyList>, order: NormOrder) -> Result<Self, InputError> {
         let arrays = float_arrays(grads)?;
         let f64_first = f64_group_first(&arrays);
         let mut reads = ReadGrads { reads32: Vec::new(), reads64: Vec::new(), is_f64: Vec::new(), f64_first };
         for (index, array) in arrays {
-            check_norm_defined(&array, index, order).map_err(|e| e.into_pyerr(py))?;
+            check_norm_defined(&array, index, order)?;
             reads.is_f64.push(matches!(array, FloatArray::F64(_)));
+            let label = Label::entry("grad", index);
             match array {
-                FloatArray::F32(a) => reads.reads32.push(ReadArray::new(&a, None, "grad", index, None)?),
-                FloatArray::F64(a) => reads.reads64.push(ReadArray::new(&a, None, "grad", index, None)?),
+                FloatArray::F32(a) => reads.reads32.push(ReadArray::new(&a, None, label, None)?),
+                FloatArray::F64(a) => reads.reads64.push(ReadArray::new(&a, None, label, None)?),
             }
         }
         Ok(reads)
@@ -126,7 +125,7 @@ fn clip_grad_norm<'py>(
 ) -> PyResult<f64> {
     catch_panics(py, || {
         let order = NormOrder::new(norm_type).map_err(|e| optim_error(py, e))?;
-        let mut writes = WrittenGrads::new(&grads, Some(order))?;
+        let mut writes = WrittenGrads::new(&grads, Some(order)).map_err(|e| e.into_pyerr(py))?;
         let f64_first = writes.f64_first;
         let total = writes.run(py, |grads| {
             let read32: Vec<&[f32]> = grads.f32s.iter().map(|g| &**g).collect();
@@ -154,7 +153,7 @@ fn clip_grads_with_norm<'py>(
     total_norm: f64,
 ) -> PyResult<()> {
     catch_panics(py, || {
-        let mut writes = WrittenGrads::new(&grads, None)?;
+        let mut writes = WrittenGrads::new(&grads, None).map_err(|e| e.into_pyerr(py))?;
         let total =
             if writes.grads64.is_empty() { TotalNorm::F32(total_norm as f32) } else { TotalNorm::F64(total_norm) };
         let coefficient = clip_coefficient_for(max_norm, total);
@@ -169,7 +168,7 @@ fn clip_grads_with_norm<'py>(
 #[pyfunction]
 fn clip_grad_value<'py>(py: Python<'py>, grads: Bound<'py, PyList>, clip_value: f64) -> PyResult<()> {
     catch_panics(py, || {
-        let mut writes = WrittenGrads::new(&grads, None)?;
+        let mut writes = WrittenGrads::new(&grads, None).map_err(|e| e.into_pyerr(py))?;
         writes.run(py, |grads| {
             clamp_in_place(&mut grads.f32s, clip_value);
             clamp_in_place(&mut grads.f64s, clip_value);
@@ -197,22 +196,22 @@ struct GradSlices<'a> {
 impl<'py> WrittenGrads<'py> {
     /// Validates every gradient (dtype, writeability, layout, and, when a norm
     /// of `order` follows, that it is defined), then checks that no two share memory.
-    fn new(grads: &Bound<'py, PyList>, order: Option<NormOrder>) -> PyResult<Self> {
-        let py = grads.py();
+    fn new(grads: &Bound<'py, PyList>, order: Option<NormOrder>) -> Result<Self, InputError> {
         let arrays = float_arrays(grads)?;
         let f64_first = f64_group_first(&arrays);
         let mut aliases = AliasCheck::with_capacity(arrays.len(), 0);
         let (mut grads32, mut grads64) = (Vec::new(), Vec::new());
         for (index, array) in arrays {
             if let Some(order) = order {
-                check_norm_defined(&array, index, order).map_err(|e| e.into_pyerr(py))?;
+                check_norm_defined(&array, index, order)?;
             }
+            let (label, why) = (Label::entry("grad", index), "; it is updated in place");
             match array {
-                FloatArray::F32(a) => grads32.push(WriteArray::new(&a, "grad", index, &mut aliases)?),
-                FloatArray::F64(a) => grads64.push(WriteArray::new(&a, "grad", index, &mut aliases)?),
+                FloatArray::F32(a) => grads32.push(WriteArray::new(&a, label, why, true, &mut aliases)?),
+                FloatArray::F64(a) => grads64.push(WriteArray::new(&a, label, why, true, &mut aliases)?),
             }
         }
-        aliases.verify().map_err(|e| e.into_pyerr(py))?;
+        aliases.verify()?;
         Ok(WrittenGrads { grads32, grads64, f64_first })
     }
 
@@ -227,6 +226,7 @@ impl<'py> WrittenGrads<'py> {
         let result = {
             // SAFETY: the alias check passed in `new`, and each array's slice is taken once.
             let f32s: Vec<&mut [f32]> = self.grads32.iter_mut().map(|g| unsafe { g.values_mut() }).collect();
+            // SAFETY: as for the float32 gradients.
             let f64s: Vec<&mut [f64]> = self.grads64.iter_mut().map(|g| unsafe { g.values_mut() }).collect();
             let elements = f32s.iter().map(|v| v.len()).sum::<usize>() + f64s.iter().map(|v| v.len()).sum::<usize>();
             let mut slices = GradSlices { f32s, f32_zero_dim: &f32_zero_dim, f64s };
@@ -249,12 +249,11 @@ fn f64_group_first(arrays: &[(usize, FloatArray<'_>)]) -> bool {
 }
 
 /// The arrays of a gradient list with their positions, `None` entries skipped.
-fn float_arrays<'py>(grads: &Bound<'py, PyList>) -> PyResult<Vec<(usize, FloatArray<'py>)>> {
-    let py = grads.py();
+fn float_arrays<'py>(grads: &Bound<'py, PyList>) -> Result<Vec<(usize, FloatArray<'py>)>, InputError> {
     let mut arrays = Vec::with_capacity(grads.len());
     for (index, object) in grads.iter().enumerate() {
         if !object.is_none() {
-            arrays.push((index, FloatArray::new(&object, "grad", index).map_err(|e| e.into_pyerr(py))?));
+            arrays.push((index, FloatArray::new(&object, Label::entry("grad", index))?));
         }
     }
     Ok(arrays)

@@ -22,6 +22,8 @@ pub enum InputError {
     /// A param group's hyperparameter is missing, not a finite number or not a bool.
     Hyperparameter(String),
     Value(String),
+    /// A buffer the call needs (a copy of a strided array) cannot be allocated.
+    OutOfMemory(String),
 }
 
 impl InputError {
@@ -34,6 +36,7 @@ impl InputError {
             InputError::Layout(_) => "LayoutError",
             InputError::Hyperparameter(_) => "HyperparameterError",
             InputError::Value(_) => "ValueError",
+            InputError::OutOfMemory(_) => "MemoryError",
         }
     }
 
@@ -45,15 +48,18 @@ impl InputError {
             | InputError::Alias(m)
             | InputError::Layout(m)
             | InputError::Hyperparameter(m)
-            | InputError::Value(m) => m,
+            | InputError::Value(m)
+            | InputError::OutOfMemory(m) => m,
         }
     }
 
     pub fn into_pyerr(self, py: Python<'_>) -> PyErr {
         let class_name = self.class_name();
         let message = self.message();
-        if class_name == "ValueError" {
-            return PyValueError::new_err(message);
+        match class_name {
+            "ValueError" => return PyValueError::new_err(message),
+            "MemoryError" => return PyMemoryError::new_err(message),
+            _ => {}
         }
         match error_class(py, class_name) {
             Ok(class) => PyErr::from_type(class, message),

@@ -7,7 +7,6 @@ mod average;
 mod bandwidth;
 mod clip;
 mod errors;
-mod float_arrays;
 mod gil;
 mod group;
 mod keys;

@@ -7,7 +7,8 @@ use super::errors::InputError;
 use super::group::GroupReader;
 use crate::elementwise::ElementwiseRule;
 use crate::optimizers::{
-    AdadeltaConfig, AdagradConfig, AdamConfig, AdamaxConfig, NadamConfig, RmspropConfig, SgdConfig,
+    AdadeltaConfig, AdagradConfig, AdamConfig, AdamaxConfig, AsgdConfig, NadamConfig, RadamConfig, RmspropConfig,
+    RpropConfig, SgdConfig,
 };
 use pyo3::intern;
 
@@ -29,287 +30,225 @@ pub trait RuleBinding: ElementwiseRule + Sized {
     }
 }
 
-impl RuleBinding for AdamConfig {
-    const SCALARS: &'static [(&'static str, f64)] = &[("step", 0.0)];
-
-    fn from_group(group: &GroupReader<'_, '_>) -> Result<Self, InputError> {
+/// Reads a config from a param group: `field: kind "key"` for each
+/// hyperparameter, `kind` a [`GroupReader`] method (`real`, `flag`,
+/// `constructor_real`), or `first, second: pair "key"` for a pair. Keys are
+/// read in the order listed, which is the order their errors are found in.
+macro_rules! read_config {
+    ($group:expr, $config:ident { $($($field:ident),+ : $kind:ident $key:literal),+ $(,)? }) => {{
+        let group = $group;
         let py = group.dict.py();
-        let (beta1, beta2) = group.pair(intern!(py, "betas"))?;
-        Ok(AdamConfig {
-            lr: group.real(intern!(py, "lr"))?,
-            beta1,
-            beta2,
-            eps: group.real(intern!(py, "eps"))?,
-            weight_decay: group.real(intern!(py, "weight_decay"))?,
-            amsgrad: group.flag(intern!(py, "amsgrad"))?,
-            maximize: group.flag(intern!(py, "maximize"))?,
-            decoupled_weight_decay: group.flag(intern!(py, "decoupled_weight_decay"))?,
-        })
-    }
-
-    fn slot_keys(&self) -> &'static [&'static str] {
-        if self.amsgrad { &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"] } else { &["exp_avg", "exp_avg_sq"] }
-    }
+        $(read_config!(@read group, py, $kind $key => $($field),+);)+
+        Ok($config { $($($field),+),+ })
+    }};
+    (@read $group:ident, $py:ident, pair $key:literal => $first:ident, $second:ident) => {
+        let ($first, $second) = $group.pair(intern!($py, $key))?;
+    };
+    (@read $group:ident, $py:ident, $kind:ident $key:literal => $field:ident) => {
+        let $field = $group.$kind(intern!($py, $key))?;
+    };
 }
 
-impl RuleBinding for SgdConfig {
-    const SCALARS: &'static [(&'static str, f64)] = &[];
+/// An element-wise optimizer's binding as a declaration: its scalar state
+/// keys with their initial values, its hyperparameters (as [`read_config!`]
+/// reads them), its slot keys, and optionally the value a slot starts at.
+macro_rules! rule_binding {
+    ($config:ident {
+        scalars: [$($scalar:expr),* $(,)?],
+        hyperparameters: { $($hyperparameters:tt)* },
+        slot_keys($this:ident) => $slot_keys:expr,
+        $(slot_initial_value($this_again:ident, $slot:ident) => $initial:expr,)?
+    }) => {
+        impl RuleBinding for $config {
+            const SCALARS: &'static [(&'static str, f64)] = &[$($scalar),*];
 
-    fn from_group(group: &GroupReader<'_, '_>) -> Result<Self, InputError> {
-        let py = group.dict.py();
-        Ok(SgdConfig {
-            lr: group.real(intern!(py, "lr"))?,
-            momentum: group.real(intern!(py, "momentum"))?,
-            dampening: group.real(intern!(py, "dampening"))?,
-            weight_decay: group.real(intern!(py, "weight_decay"))?,
-            nesterov: group.flag(intern!(py, "nesterov"))?,
-            maximize: group.flag(intern!(py, "maximize"))?,
-        })
-    }
+            fn from_group(group: &GroupReader<'_, '_>) -> Result<Self, InputError> {
+                read_config!(group, $config { $($hyperparameters)* })
+            }
 
-    fn slot_keys(&self) -> &'static [&'static str] {
-        if self.momentum != 0.0 { &["momentum_buffer"] } else { &[] }
-    }
-}
+            fn slot_keys(&self) -> &'static [&'static str] {
+                let $this = self;
+                $slot_keys
+            }
 
-impl RuleBinding for AdagradConfig {
-    const SCALARS: &'static [(&'static str, f64)] = &[("step", 0.0)];
-
-    fn from_group(group: &GroupReader<'_, '_>) -> Result<Self, InputError> {
-        let py = group.dict.py();
-        Ok(AdagradConfig {
-            lr: group.real(intern!(py, "lr"))?,
-            lr_decay: group.real(intern!(py, "lr_decay"))?,
-            weight_decay: group.real(intern!(py, "weight_decay"))?,
-            eps: group.real(intern!(py, "eps"))?,
-            // torch fills a lazily created `sum` with the constructor's value,
-            // whatever the group says.
-            initial_accumulator_value: group.constructor_real(intern!(py, "initial_accumulator_value"))?,
-            maximize: group.flag(intern!(py, "maximize"))?,
-        })
-    }
-
-    fn slot_keys(&self) -> &'static [&'static str] {
-        &["sum"]
-    }
-
-    fn slot_initial_value(&self, _slot: usize) -> f64 {
-        self.initial_accumulator_value
-    }
-}
-
-impl RuleBinding for RmspropConfig {
-    const SCALARS: &'static [(&'static str, f64)] = &[("step", 0.0)];
-
-    fn from_group(group: &GroupReader<'_, '_>) -> Result<Self, InputError> {
-        let py = group.dict.py();
-        Ok(RmspropConfig {
-            lr: group.real(intern!(py, "lr"))?,
-            alpha: group.real(intern!(py, "alpha"))?,
-            eps: group.real(intern!(py, "eps"))?,
-            weight_decay: group.real(intern!(py, "weight_decay"))?,
-            momentum: group.real(intern!(py, "momentum"))?,
-            centered: group.flag(intern!(py, "centered"))?,
-            maximize: group.flag(intern!(py, "maximize"))?,
-        })
-    }
-
-    fn slot_keys(&self) -> &'static [&'static str] {
-        match (self.momentum > 0.0, self.centered) {
-            (false, false) => &["square_avg"],
-            (true, false) => &["square_avg", "momentum_buffer"],
-            (false, true) => &["square_avg", "grad_avg"],
-            (true, true) => &["square_avg", "momentum_buffer", "grad_avg"],
+            $(fn slot_initial_value(&self, $slot: usize) -> f64 {
+                let $this_again = self;
+                $initial
+            })?
         }
-    }
+    };
 }
 
-impl RuleBinding for AdadeltaConfig {
-    const SCALARS: &'static [(&'static str, f64)] = &[("step", 0.0)];
+rule_binding!(AdamConfig {
+    scalars: [("step", 0.0)],
+    hyperparameters: {
+        beta1, beta2: pair "betas",
+        lr: real "lr",
+        eps: real "eps",
+        weight_decay: real "weight_decay",
+        amsgrad: flag "amsgrad",
+        maximize: flag "maximize",
+        decoupled_weight_decay: flag "decoupled_weight_decay",
+    },
+    slot_keys(config) => {
+        if config.amsgrad { &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"] } else { &["exp_avg", "exp_avg_sq"] }
+    },
+});
 
-    fn from_group(group: &GroupReader<'_, '_>) -> Result<Self, InputError> {
-        let py = group.dict.py();
-        Ok(AdadeltaConfig {
-            lr: group.real(intern!(py, "lr"))?,
-            rho: group.real(intern!(py, "rho"))?,
-            eps: group.real(intern!(py, "eps"))?,
-            weight_decay: group.real(intern!(py, "weight_decay"))?,
-            maximize: group.flag(intern!(py, "maximize"))?,
-        })
-    }
+rule_binding!(SgdConfig {
+    scalars: [],
+    hyperparameters: {
+        lr: real "lr",
+        momentum: real "momentum",
+        dampening: real "dampening",
+        weight_decay: real "weight_decay",
+        nesterov: flag "nesterov",
+        maximize: flag "maximize",
+    },
+    slot_keys(config) => if config.momentum != 0.0 { &["momentum_buffer"] } else { &[] },
+});
 
-    fn slot_keys(&self) -> &'static [&'static str] {
-        &["square_avg", "acc_delta"]
-    }
-}
+rule_binding!(AdagradConfig {
+    scalars: [("step", 0.0)],
+    hyperparameters: {
+        lr: real "lr",
+        lr_decay: real "lr_decay",
+        weight_decay: real "weight_decay",
+        eps: real "eps",
+        // torch fills a lazily created `sum` with the constructor's value,
+        // whatever the group says.
+        initial_accumulator_value: constructor_real "initial_accumulator_value",
+        maximize: flag "maximize",
+    },
+    slot_keys(_config) => &["sum"],
+    slot_initial_value(config, _slot) => config.initial_accumulator_value,
+});
 
-impl RuleBinding for AdamaxConfig {
-    const SCALARS: &'static [(&'static str, f64)] = &[("step", 0.0)];
+rule_binding!(RmspropConfig {
+    scalars: [("step", 0.0)],
+    hyperparameters: {
+        lr: real "lr",
+        alpha: real "alpha",
+        eps: real "eps",
+        weight_decay: real "weight_decay",
+        momentum: real "momentum",
+        centered: flag "centered",
+        maximize: flag "maximize",
+    },
+    slot_keys(config) => match (config.momentum > 0.0, config.centered) {
+        (false, false) => &["square_avg"],
+        (true, false) => &["square_avg", "momentum_buffer"],
+        (false, true) => &["square_avg", "grad_avg"],
+        (true, true) => &["square_avg", "momentum_buffer", "grad_avg"],
+    },
+});
 
-    fn from_group(group: &GroupReader<'_, '_>) -> Result<Self, InputError> {
-        let py = group.dict.py();
-        let (beta1, beta2) = group.pair(intern!(py, "betas"))?;
-        Ok(AdamaxConfig {
-            lr: group.real(intern!(py, "lr"))?,
-            beta1,
-            beta2,
-            eps: group.real(intern!(py, "eps"))?,
-            weight_decay: group.real(intern!(py, "weight_decay"))?,
-            maximize: group.flag(intern!(py, "maximize"))?,
-        })
-    }
+rule_binding!(AdadeltaConfig {
+    scalars: [("step", 0.0)],
+    hyperparameters: {
+        lr: real "lr",
+        rho: real "rho",
+        eps: real "eps",
+        weight_decay: real "weight_decay",
+        maximize: flag "maximize",
+    },
+    slot_keys(_config) => &["square_avg", "acc_delta"],
+});
 
-    fn slot_keys(&self) -> &'static [&'static str] {
-        &["exp_avg", "exp_inf"]
-    }
-}
+rule_binding!(AdamaxConfig {
+    scalars: [("step", 0.0)],
+    hyperparameters: {
+        beta1, beta2: pair "betas",
+        lr: real "lr",
+        eps: real "eps",
+        weight_decay: real "weight_decay",
+        maximize: flag "maximize",
+    },
+    slot_keys(_config) => &["exp_avg", "exp_inf"],
+});
 
-impl RuleBinding for NadamConfig {
-    const SCALARS: &'static [(&'static str, f64)] = &[("step", 0.0), ("mu_product", 1.0)];
+rule_binding!(NadamConfig {
+    scalars: [("step", 0.0), ("mu_product", 1.0)],
+    hyperparameters: {
+        beta1, beta2: pair "betas",
+        lr: real "lr",
+        eps: real "eps",
+        weight_decay: real "weight_decay",
+        momentum_decay: real "momentum_decay",
+        decoupled_weight_decay: flag "decoupled_weight_decay",
+        maximize: flag "maximize",
+    },
+    slot_keys(_config) => &["exp_avg", "exp_avg_sq"],
+});
 
-    fn from_group(group: &GroupReader<'_, '_>) -> Result<Self, InputError> {
-        let py = group.dict.py();
-        let (beta1, beta2) = group.pair(intern!(py, "betas"))?;
-        Ok(NadamConfig {
-            lr: group.real(intern!(py, "lr"))?,
-            beta1,
-            beta2,
-            eps: group.real(intern!(py, "eps"))?,
-            weight_decay: group.real(intern!(py, "weight_decay"))?,
-            momentum_decay: group.real(intern!(py, "momentum_decay"))?,
-            decoupled_weight_decay: group.flag(intern!(py, "decoupled_weight_decay"))?,
-            maximize: group.flag(intern!(py, "maximize"))?,
-        })
-    }
+rule_binding!(RadamConfig {
+    scalars: [("step", 0.0)],
+    hyperparameters: {
+        beta1, beta2: pair "betas",
+        lr: real "lr",
+        eps: real "eps",
+        weight_decay: real "weight_decay",
+        maximize: flag "maximize",
+        decoupled_weight_decay: flag "decoupled_weight_decay",
+    },
+    slot_keys(_config) => &["exp_avg", "exp_avg_sq"],
+});
 
-    fn slot_keys(&self) -> &'static [&'static str] {
-        &["exp_avg", "exp_avg_sq"]
-    }
-}
+rule_binding!(AsgdConfig {
+    // A new state's `eta` is the group's lr: the rule sets it when it sees a
+    // fresh `ax`, so the 0 here is never used.
+    scalars: [("step", 0.0), ("eta", 0.0), ("mu", 1.0)],
+    hyperparameters: {
+        lr: real "lr",
+        lambd: real "lambd",
+        alpha: real "alpha",
+        t0: real "t0",
+        weight_decay: real "weight_decay",
+        maximize: flag "maximize",
+    },
+    slot_keys(_config) => &["ax"],
+});
+
+rule_binding!(RpropConfig {
+    scalars: [("step", 0.0)],
+    hyperparameters: {
+        eta_minus, eta_plus: pair "etas",
+        step_size_min, step_size_max: pair "step_sizes",
+        lr: real "lr",
+        maximize: flag "maximize",
+    },
+    slot_keys(_config) => &["prev", "step_size"],
+    // `step_size` starts at the group's lr (torch's `full_like(grad, lr)`).
+    slot_initial_value(config, slot) => if slot == 1 { config.lr } else { 0.0 },
+});
 
 /// Runs `$body` with `$rule` bound to the rule type named `$name`.
 macro_rules! with_rule {
     ($name:expr, $rule:ident => $body:expr, $unknown:expr) => {
+        with_rule!(@table $name, $rule => $body, $unknown;
+            "adam" => AdamConfig,
+            "sgd" => SgdConfig,
+            "adagrad" => AdagradConfig,
+            "rmsprop" => RmspropConfig,
+            "adadelta" => AdadeltaConfig,
+            "adamax" => AdamaxConfig,
+            "nadam" => NadamConfig,
+            "radam" => RadamConfig,
+            "asgd" => AsgdConfig,
+            "rprop" => RpropConfig,
+        )
+    };
+    (@table $name:expr, $rule:ident => $body:expr, $unknown:expr; $($key:literal => $config:ident,)+) => {
         match $name {
-            "adam" => {
-                type $rule = $crate::optimizers::AdamConfig;
+            $($key => {
+                type $rule = $crate::optimizers::$config;
                 $body
-            }
-            "sgd" => {
-                type $rule = $crate::optimizers::SgdConfig;
-                $body
-            }
-            "adagrad" => {
-                type $rule = $crate::optimizers::AdagradConfig;
-                $body
-            }
-            "rmsprop" => {
-                type $rule = $crate::optimizers::RmspropConfig;
-                $body
-            }
-            "adadelta" => {
-                type $rule = $crate::optimizers::AdadeltaConfig;
-                $body
-            }
-            "adamax" => {
-                type $rule = $crate::optimizers::AdamaxConfig;
-                $body
-            }
-            "nadam" => {
-                type $rule = $crate::optimizers::NadamConfig;
-                $body
-            }
-            // RAdam, ASGD, Rprop.
-            "radam" => {
-                type $rule = $crate::optimizers::RadamConfig;
-                $body
-            }
-            "asgd" => {
-                type $rule = $crate::optimizers::AsgdConfig;
-                $body
-            }
-            "rprop" => {
-                type $rule = $crate::optimizers::RpropConfig;
-                $body
-            }
+            })+
             other => $unknown(other),
         }
     };
 }
 pub(crate) use with_rule;
-
-// ------------------------------------------------------------- RAdam, ASGD, Rprop
-
-impl RuleBinding for crate::optimizers::RadamConfig {
-    const SCALARS: &'static [(&'static str, f64)] = &[("step", 0.0)];
-
-    fn from_group(group: &GroupReader<'_, '_>) -> Result<Self, InputError> {
-        let py = group.dict.py();
-        let (beta1, beta2) = group.pair(intern!(py, "betas"))?;
-        Ok(crate::optimizers::RadamConfig {
-            lr: group.real(intern!(py, "lr"))?,
-            beta1,
-            beta2,
-            eps: group.real(intern!(py, "eps"))?,
-            weight_decay: group.real(intern!(py, "weight_decay"))?,
-            maximize: group.flag(intern!(py, "maximize"))?,
-            decoupled_weight_decay: group.flag(intern!(py, "decoupled_weight_decay"))?,
-        })
-    }
-
-    fn slot_keys(&self) -> &'static [&'static str] {
-        &["exp_avg", "exp_avg_sq"]
-    }
-}
-
-impl RuleBinding for crate::optimizers::AsgdConfig {
-    // A new state's `eta` is the group's lr: the rule sets it when it sees a
-    // fresh `ax`, so the 0 here is never used.
-    const SCALARS: &'static [(&'static str, f64)] = &[("step", 0.0), ("eta", 0.0), ("mu", 1.0)];
-
-    fn from_group(group: &GroupReader<'_, '_>) -> Result<Self, InputError> {
-        let py = group.dict.py();
-        Ok(crate::optimizers::AsgdConfig {
-            lr: group.real(intern!(py, "lr"))?,
-            lambd: group.real(intern!(py, "lambd"))?,
-            alpha: group.real(intern!(py, "alpha"))?,
-            t0: group.real(intern!(py, "t0"))?,
-            weight_decay: group.real(intern!(py, "weight_decay"))?,
-            maximize: group.flag(intern!(py, "maximize"))?,
-        })
-    }
-
-    fn slot_keys(&self) -> &'static [&'static str] {
-        &["ax"]
-    }
-}
-
-impl RuleBinding for crate::optimizers::RpropConfig {
-    const SCALARS: &'static [(&'static str, f64)] = &[("step", 0.0)];
-
-    fn from_group(group: &GroupReader<'_, '_>) -> Result<Self, InputError> {
-        let py = group.dict.py();
-        let (eta_minus, eta_plus) = group.pair(intern!(py, "etas"))?;
-        let (step_size_min, step_size_max) = group.pair(intern!(py, "step_sizes"))?;
-        Ok(crate::optimizers::RpropConfig {
-            lr: group.real(intern!(py, "lr"))?,
-            eta_minus,
-            eta_plus,
-            step_size_min,
-            step_size_max,
-            maximize: group.flag(intern!(py, "maximize"))?,
-        })
-    }
-
-    fn slot_keys(&self) -> &'static [&'static str] {
-        &["prev", "step_size"]
-    }
-
-    /// `step_size` starts at the group's lr (torch's `full_like(grad, lr)`).
-    fn slot_initial_value(&self, slot: usize) -> f64 {
-        if slot == 1 { self.lr } else { 0.0 }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Whole-tensor optimizers (`_core.tensor_step`): Adafactor and Muon.

@@ -44,6 +44,9 @@ pub enum Role {
     State(&'static str),
     /// Anything else, by a short description.
     Other(&'static str),
+    /// An entry of a call's flat list of arrays (the gradients to clip, the
+    /// averaged arrays), named by its kind and its position alone: "grad 2".
+    Entry(&'static str),
 }
 
 /// An array of a step and the param it belongs to.
@@ -56,6 +59,11 @@ pub struct Label {
 impl Label {
     pub fn new(role: Role, site: Site) -> Self {
         Label { role, site }
+    }
+
+    /// Entry `position` of a call's flat list of `what`s: "grad 2".
+    pub fn entry(what: &'static str, position: usize) -> Self {
+        Label { role: Role::Entry(what), site: Site::flat(position) }
     }
 
     /// Orders labels by param, then param before grad before state.
@@ -71,6 +79,7 @@ impl fmt::Display for Label {
             Role::Grad => write!(f, "the grad of {}", self.site),
             Role::State(key) => write!(f, "state '{key}' of {}", self.site),
             Role::Other(what) => write!(f, "{what} of {}", self.site),
+            Role::Entry(what) => write!(f, "{what} {}", self.site.position),
         }
     }
 }

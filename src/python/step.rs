@@ -31,7 +31,7 @@ use crate::elementwise::{self, MAX_SCALARS, MAX_SLOTS, Scalars, Tensor, empty_sl
 use numpy::{Element as NumpyElement, PyArrayDyn};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFloat, PyList, PyTuple};
+use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple};
 
 /// Applies one step of the rule named `rule` to every batch, in place.
 #[pyfunction]
@@ -48,6 +48,54 @@ fn step<'py>(
         let grad_scale =
             grad_scale.map(|scale| finite_real("grad_scale", &scale)).transpose().map_err(|e| e.into_pyerr(py))?;
         with_rule!(rule, R => run_step::<R>(py, &batches, &state, defaults.as_ref(), grad_scale),
+            |other: &str| Err(InputError::Value(format!("unknown optimizer rule {other:?}"))))
+        .map_err(|e| e.into_pyerr(py))
+    })
+}
+
+/// Applies one step of the rule named `rule` to every param of `groups` (the
+/// optimizer's `param_groups`) that has a `.grad`, in place; returns how many
+/// params were stepped, or None, having changed nothing, when a group lists a
+/// param twice (the caller then steps each occurrence in turn with [`step`]).
+///
+/// `grads`, when given, replaces `.grad`: a list or tuple with one array per
+/// param of the groups in order (`step(grads=...)` when no param is listed
+/// twice). Anything else (a None entry, another length or type) returns None
+/// and leaves the checks and messages to the caller.
+///
+/// This is [`step`] with the batches read in Rust: the common `opt.step()` pays
+/// no Python list building per param.
+#[pyfunction]
+#[pyo3(signature = (rule, groups, state, defaults=None, grad_scale=None, grads=None))]
+fn step_groups<'py>(
+    py: Python<'py>,
+    rule: &str,
+    groups: Bound<'py, PyList>,
+    state: Bound<'py, PyDict>,
+    defaults: Option<Bound<'py, PyDict>>,
+    grad_scale: Option<Bound<'py, PyAny>>,
+    grads: Option<Bound<'py, PyAny>>,
+) -> PyResult<Option<usize>> {
+    catch_panics(py, || {
+        let grad_scale =
+            grad_scale.map(|scale| finite_real("grad_scale", &scale)).transpose().map_err(|e| e.into_pyerr(py))?;
+        let grads: Option<Vec<Bound<'py, PyAny>>> = match grads {
+            None => None,
+            Some(grads) => {
+                let items: Vec<Bound<'py, PyAny>> = if let Ok(list) = grads.cast::<PyList>() {
+                    list.iter().collect()
+                } else if let Ok(tuple) = grads.cast::<PyTuple>() {
+                    tuple.iter().collect()
+                } else {
+                    return Ok(None);
+                };
+                if items.iter().any(|g| g.is_none()) {
+                    return Ok(None);
+                }
+                Some(items)
+            }
+        };
+        with_rule!(rule, R => run_groups::<R>(py, &groups, &state, defaults.as_ref(), grad_scale, grads.as_deref()),
             |other: &str| Err(InputError::Value(format!("unknown optimizer rule {other:?}"))))
         .map_err(|e| e.into_pyerr(py))
     })
@@ -73,8 +121,14 @@ type GroupWork<'a, R> = (&'a R, Vec<Tensor<'a, f32>>, Vec<Tensor<'a, f64>>);
 /// One param group's config and its validated tensors of each dtype.
 struct PreparedBatch<'py, R> {
     rule: R,
+    keys: RuleKeys<'py>,
+    /// The number of params the batch was made for (at most this many tensors).
+    params: usize,
     float32: Vec<Prepared<'py, f32>>,
     float64: Vec<Prepared<'py, f64>>,
+    /// Identities of the params without elements, which the alias check does
+    /// not see: a group that lists one twice is found by comparing them.
+    empty_params: Vec<usize>,
 }
 
 fn run_step<'py, R: RuleBinding>(
@@ -90,7 +144,53 @@ fn run_step<'py, R: RuleBinding>(
         prepared.push(prepare_batch::<R>(&batch, defaults, &mut aliases)?);
     }
     aliases.verify()?;
+    run_prepared(py, prepared, state, grad_scale)
+}
 
+fn run_groups<'py, R: RuleBinding>(
+    py: Python<'py>,
+    groups: &Bound<'py, PyList>,
+    state: &Bound<'py, PyDict>,
+    defaults: Option<&Bound<'py, PyDict>>,
+    grad_scale: Option<f64>,
+    grads: Option<&[Bound<'py, PyAny>]>,
+) -> Result<Option<usize>, InputError> {
+    let mut aliases = AliasCheck::with_capacity(0, 0);
+    let mut prepared: Vec<PreparedBatch<'py, R>> = Vec::with_capacity(groups.len());
+    let mut stepped = 0;
+    // Where the current group's entries start in `grads`.
+    let mut offset = 0;
+    for (group_index, group) in groups.iter().enumerate() {
+        let Ok(group) = group.cast_into::<PyDict>() else { return Ok(None) };
+        let batch = prepare_group_params::<R>(group_index, &group, state, defaults, grads, &mut offset, &mut aliases)?;
+        let Some(batch) = batch else { return Ok(None) };
+        stepped += batch.float32.len() + batch.float64.len();
+        prepared.push(batch);
+    }
+    if grads.is_some_and(|grads| grads.len() != offset) {
+        return Ok(None);
+    }
+    if let Err(error) = aliases.verify() {
+        // A param listed twice shares memory with itself: not an error, but
+        // torch's "update it twice", which the caller does occurrence by occurrence.
+        if let InputError::Alias(_) = error {
+            if prepared.iter().any(|batch| batch.lists_a_param_twice()) {
+                return Ok(None);
+            }
+        }
+        return Err(error);
+    }
+    run_prepared(py, prepared, state, grad_scale)?;
+    Ok(Some(stepped))
+}
+
+/// Runs the kernels of validated batches and stores the new state.
+fn run_prepared<'py, R: RuleBinding>(
+    py: Python<'py>,
+    mut prepared: Vec<PreparedBatch<'py, R>>,
+    state: &Bound<'py, PyDict>,
+    grad_scale: Option<f64>,
+) -> Result<(), InputError> {
     let elements: usize = prepared
         .iter()
         .map(|b| {
@@ -122,12 +222,11 @@ fn run_step<'py, R: RuleBinding>(
         batch.float64.iter_mut().zip(float64).for_each(|(p, scalars)| p.scalars = scalars);
     }
     for batch in prepared {
-        let keys = batch.rule.slot_keys();
         for tensor in batch.float32 {
-            commit::<R, f32>(py, tensor, keys, state)?;
+            commit::<R, f32>(py, tensor, &batch.keys, state)?;
         }
         for tensor in batch.float64 {
-            commit::<R, f64>(py, tensor, keys, state)?;
+            commit::<R, f64>(py, tensor, &batch.keys, state)?;
         }
     }
     Ok(())
@@ -190,34 +289,157 @@ fn prepare_batch<'py, R: RuleBinding>(
     }
 
     let rule = R::from_group(&GroupReader { dict: group, index: group_index, defaults })?;
-    let mut prepared = PreparedBatch { rule, float32: Vec::new(), float64: Vec::new() };
-    let py = batch.py();
+    let mut prepared = PreparedBatch::new(batch.py(), rule, n);
     for i in 0..n {
         let position = match &positions {
             Some(list) => list.get_item(i).and_then(|p| p.extract()).map_err(|_| malformed())?,
             None => i,
         };
-        let site = Site::in_group(group_index, position);
         let key = params.get_item(i).map_err(|_| malformed())?;
-        let data = key
-            .getattr(intern!(py, "data"))
-            .map_err(|_| InputError::DType(format!("{site} is not a rustoptim.Parameter (it has no .data)")))?;
         let grad = grads.get_item(i).map_err(|_| malformed())?;
         let entry = entries.get_item(i).map_err(|_| malformed())?;
-        match param_dtype(&data, site)? {
-            DType::Float32 => {
-                prepared.float32.push(prepare_tensor(&prepared.rule, key, &data, &grad, &entry, site, aliases)?)
-            }
-            DType::Float64 => {
-                prepared.float64.push(prepare_tensor(&prepared.rule, key, &data, &grad, &entry, site, aliases)?)
-            }
-        }
+        prepared.add(key, &grad, &entry, Site::in_group(group_index, position), aliases)?;
     }
     Ok(prepared)
 }
 
+/// A param group's batch read from the group itself: every param with a
+/// `.grad`, its gradient and its state entry. None when the group's `params` is
+/// not a list, or a param without memory (no elements), which the alias check
+/// cannot see, is listed twice.
+#[allow(clippy::too_many_arguments)]
+fn prepare_group_params<'py, R: RuleBinding>(
+    group_index: usize,
+    group: &Bound<'py, PyDict>,
+    state: &Bound<'py, PyDict>,
+    defaults: Option<&Bound<'py, PyDict>>,
+    grads: Option<&[Bound<'py, PyAny>]>,
+    offset: &mut usize,
+    aliases: &mut AliasCheck<'py>,
+) -> Result<Option<PreparedBatch<'py, R>>, InputError> {
+    let py = group.py();
+    // Anything but a list (the optimizer keeps lists) goes the general way.
+    let Ok(Some(params)) = group.get_item(intern!(py, "params")) else { return Ok(None) };
+    let Ok(params) = params.cast_into::<PyList>() else { return Ok(None) };
+    let start = *offset;
+    *offset += params.len();
+    let grads = match grads {
+        Some(grads) if grads.len() < *offset => return Ok(None),
+        Some(grads) => Some(&grads[start..*offset]),
+        None => None,
+    };
+    let rule = R::from_group(&GroupReader { dict: group, index: group_index, defaults })?;
+    let mut prepared = PreparedBatch::new(py, rule, params.len());
+    for (position, key) in params.iter().enumerate() {
+        let site = Site::in_group(group_index, position);
+        let grad = match grads {
+            Some(grads) => grads[position].clone(),
+            None => key
+                .getattr(intern!(py, "grad"))
+                .map_err(|_| InputError::DType(format!("{site} is not a rustoptim.Parameter (it has no .grad)")))?,
+        };
+        if grad.is_none() {
+            continue;
+        }
+        // `dict.get`: the optimizer's `defaultdict` must not grow an entry here.
+        let entry = state.get_item(&key).map_err(|e| InputError::Value(format!("state lookup of {site}: {e}")))?;
+        let entry = entry.unwrap_or_else(|| py.None().into_bound(py));
+        prepared.add(key, &grad, &entry, site, aliases)?;
+    }
+    if prepared.empty_params.len() > 1 && lists_a_key_twice(&prepared.empty_params) {
+        return Ok(None);
+    }
+    Ok(Some(prepared))
+}
+
+/// Whether some object appears twice among `keys` (Python identity).
+fn lists_a_key_twice(keys: &[usize]) -> bool {
+    let mut sorted = keys.to_vec();
+    sorted.sort_unstable();
+    sorted.windows(2).any(|pair| pair[0] == pair[1])
+}
+
+/// The Python strings of a rule's state keys, made once per batch rather than
+/// looked up for every param.
+struct RuleKeys<'py> {
+    scalars: Vec<Bound<'py, PyString>>,
+    slots: Vec<Bound<'py, PyString>>,
+}
+
+impl<'py> RuleKeys<'py> {
+    fn new<R: RuleBinding>(py: Python<'py>, rule: &R) -> Self {
+        RuleKeys {
+            scalars: R::SCALARS.iter().map(|&(name, _)| state_key(py, name)).collect(),
+            slots: rule.slot_keys().iter().map(|&name| state_key(py, name)).collect(),
+        }
+    }
+}
+
+impl<'py, R: RuleBinding> PreparedBatch<'py, R> {
+    /// An empty batch for a group of `params` params, most of which usually
+    /// share one dtype: room for all of them in each list is made on its first
+    /// push, so the lists of large structs are never copied while growing.
+    fn new(py: Python<'py>, rule: R, params: usize) -> Self {
+        let keys = RuleKeys::new(py, &rule);
+        PreparedBatch { rule, keys, params, float32: Vec::new(), float64: Vec::new(), empty_params: Vec::new() }
+    }
+
+    /// Validates one param with its gradient and state entry (None: no state yet).
+    fn add(
+        &mut self,
+        key: Bound<'py, PyAny>,
+        grad: &Bound<'py, PyAny>,
+        entry: &Bound<'py, PyAny>,
+        site: Site,
+        aliases: &mut AliasCheck<'py>,
+    ) -> Result<(), InputError> {
+        let py = key.py();
+        let identity = key.as_ptr() as usize;
+        let data = key
+            .getattr(intern!(py, "data"))
+            .map_err(|_| InputError::DType(format!("{site} is not a rustoptim.Parameter (it has no .data)")))?;
+        let len = match param_dtype(&data, site)? {
+            DType::Float32 => {
+                let tensor = prepare_tensor(&self.rule, &self.keys, key, &data, grad, entry, site, aliases)?;
+                let len = tensor.param.len();
+                if self.float32.capacity() == 0 {
+                    self.float32.reserve_exact(self.params);
+                }
+                self.float32.push(tensor);
+                len
+            }
+            DType::Float64 => {
+                let tensor = prepare_tensor(&self.rule, &self.keys, key, &data, grad, entry, site, aliases)?;
+                let len = tensor.param.len();
+                if self.float64.capacity() == 0 {
+                    self.float64.reserve_exact(self.params);
+                }
+                self.float64.push(tensor);
+                len
+            }
+        };
+        if len == 0 {
+            self.empty_params.push(identity);
+        }
+        Ok(())
+    }
+
+    /// Whether a param object appears twice in the batch.
+    fn lists_a_param_twice(&self) -> bool {
+        let keys: Vec<usize> = self
+            .float32
+            .iter()
+            .map(|t| t.key.as_ptr() as usize)
+            .chain(self.float64.iter().map(|t| t.key.as_ptr() as usize))
+            .collect();
+        lists_a_key_twice(&keys)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn prepare_tensor<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
     rule: &R,
+    keys: &RuleKeys<'py>,
     key: Bound<'py, PyAny>,
     data: &Bound<'py, PyAny>,
     grad: &Bound<'py, PyAny>,
@@ -242,7 +464,7 @@ fn prepare_tensor<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
     for (k, &(name, initial)) in R::SCALARS.iter().enumerate() {
         scalars[k] = match existing {
             None => initial,
-            Some(dict) => scalar(dict, name, site)?,
+            Some(dict) => scalar_at(dict, &keys.scalars[k], name, site)?,
         };
     }
     let mut slots: [Option<StateArray<'py, F>>; MAX_SLOTS] = Default::default();
@@ -250,7 +472,7 @@ fn prepare_tensor<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
     let mut fresh_slots = 0u8;
     for (slot, &name) in rule.slot_keys().iter().enumerate() {
         let stored = match existing {
-            Some(dict) => dict.get_item(state_key(dict.py(), name)).ok().flatten(),
+            Some(dict) => dict.get_item(&keys.slots[slot]).ok().flatten(),
             None => None,
         };
         let array = match stored {
@@ -269,7 +491,12 @@ fn prepare_tensor<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
 
 /// A scalar state value (step count, ...) stored in a state dict.
 pub(super) fn scalar(entry: &Bound<'_, PyDict>, name: &'static str, site: Site) -> Result<f64, InputError> {
-    let value = entry.get_item(state_key(entry.py(), name)).ok().flatten().ok_or_else(|| {
+    scalar_at(entry, &state_key(entry.py(), name), name, site)
+}
+
+/// [`scalar`] with the key's Python string made by the caller.
+fn scalar_at(entry: &Bound<'_, PyDict>, key: &Bound<'_, PyString>, name: &str, site: Site) -> Result<f64, InputError> {
+    let value = entry.get_item(key).ok().flatten().ok_or_else(|| {
         InputError::Value(format!("the state of {site} has no {name:?} (it holds other state: was it edited?)"))
     })?;
     if let Ok(f) = value.cast_exact::<PyFloat>() {
@@ -293,7 +520,7 @@ pub(super) fn scalar(entry: &Bound<'_, PyDict>, name: &'static str, site: Site) 
 fn commit<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
     py: Python<'py>,
     tensor: Prepared<'py, F>,
-    keys: &[&'static str],
+    keys: &RuleKeys<'py>,
     state: &Bound<'py, PyDict>,
 ) -> Result<(), InputError> {
     tensor.param.scatter_back();
@@ -306,11 +533,11 @@ fn commit<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
         Some(entry) => (entry, false),
         None => (PyDict::new(py), true),
     };
-    for (k, &(name, _)) in R::SCALARS.iter().enumerate() {
-        entry.set_item(state_key(py, name), PyFloat::new(py, tensor.scalars[k])).map_err(set_failed)?;
+    for (k, key) in keys.scalars.iter().enumerate() {
+        entry.set_item(key, PyFloat::new(py, tensor.scalars[k])).map_err(set_failed)?;
     }
     for (slot, array) in tensor.created {
-        entry.set_item(state_key(py, keys[slot]), array).map_err(set_failed)?;
+        entry.set_item(&keys.slots[slot], array).map_err(set_failed)?;
     }
     if is_new {
         state.set_item(tensor.key, entry).map_err(set_failed)?;
@@ -342,5 +569,6 @@ fn state_keys<'py>(
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(step, m)?)?;
+    m.add_function(wrap_pyfunction!(step_groups, m)?)?;
     m.add_function(wrap_pyfunction!(state_keys, m)?)
 }
