@@ -335,3 +335,24 @@ def test_unaligned_arrays_are_refused_before_any_write(cls, kwargs, make, role):
     assert_unchanged(params, optimizer, before)
     if raw_before is not None:
         assert bytes(memoryview(base).cast("B")) == raw_before
+
+
+@pytest.mark.parametrize("entry", ["adam", "adafactor"])
+@pytest.mark.parametrize(
+    "batch",
+    [
+        "not a tuple",
+        (0, {}, [], [], []),  # five fields
+        (0, [], [], [], [], None),  # group not a dict
+        (0, {}, [1], [], [None], None),  # grads shorter than params
+        (0, {}, [], [], [], [3]),  # positions longer than params
+        ("0", {}, [], [], [], None),  # index not an int
+    ],
+)
+def test_malformed_core_batches_are_refused(entry, batch):
+    """The core's step entry points refuse batches the optimizer classes never build."""
+    from rustoptim import _core
+
+    step = _core.step if entry == "adam" else _core.tensor_step
+    with pytest.raises(ValueError, match="a step batch must be"):
+        step(entry, [batch], {})

@@ -533,6 +533,39 @@ def test_the_objective_gets_a_fresh_array_each_call():
     assert len({id(x) for x in seen}) == len(seen)
 
 
+@pytest.mark.parametrize("keep", ["nothing", "weakref", "view", "readonly", "reshaped"])
+def test_an_x_array_is_reused_only_when_nothing_can_see_it(keep):
+    """The array of the last call is refilled only if nothing but rustoptim
+    references it; anything the objective kept keeps its values."""
+    import weakref
+
+    kept, snapshots, ids = [], [], []
+
+    def fun(x):
+        ids.append(id(x))
+        snapshots.append(x.copy())
+        if keep == "weakref":
+            kept.append(weakref.ref(x))
+        elif keep == "view":
+            kept.append(x[::-1])
+        elif keep == "readonly":
+            x.flags.writeable = False
+        elif keep == "reshaped":
+            x.shape = (1, x.size)
+        value = float(np.sum((x - 1) ** 2)), 2 * (x.ravel() - 1)
+        return value
+
+    result = minimize(fun, [4.0, -2.0, 0.5], jac=True)
+    assert result.success and result.nfev == len(snapshots) >= 3
+    if keep == "nothing":
+        assert len(set(ids)) == 1  # refilled in place
+    if keep == "view":
+        for view, snapshot in zip(kept, snapshots):
+            assert np.array_equal(view[::-1], snapshot)
+    if keep == "weakref":
+        assert all(ref() is None for ref in kept[:-1])  # freed, not refilled
+
+
 def test_runs_are_deterministic():
     problem = PROBLEMS["chebyquad_8"]
     a = minimize(problem.objective, problem.start, jac=True, options=TIGHT)

@@ -113,9 +113,10 @@ impl Bounds {
         // Branch-free passes (they vectorize); NaN is looked for separately
         // because max/min skip it.
         if self.constrained {
-            max_abs_nan(g.len(), |i| g[i].max(x[i] - self.upper[i]).min(x[i] - self.lower[i]), |i| g[i])
+            let clamped = |gi: f64, xi: f64, l: f64, u: f64| gi.max(xi - u).min(xi - l);
+            max_abs_nan(g, [x, &self.lower, &self.upper], clamped)
         } else {
-            max_abs_nan(g.len(), |i| g[i], |i| g[i])
+            max_abs_nan(g, [g, g, g], |gi, _, _, _| gi)
         }
     }
 
@@ -149,31 +150,39 @@ impl Bounds {
     }
 }
 
-/// `max_i |value(i)|` (0 if `n = 0`), or NaN if some `check(i)` is NaN: in
-/// lanes, compiled for the SIMD level (`max` by comparison, NaN looked for
-/// separately, so the pass vectorizes).
+/// `max_i |value(g_i, a_i, b_i, c_i)|` (0 for empty vectors), or NaN if some
+/// `g_i` is NaN: in lanes, compiled for the SIMD level (`max` by comparison,
+/// NaN looked for separately, so the pass vectorizes). A maximum does not
+/// depend on the order of the comparisons.
 #[inline(always)]
-fn max_abs_nan(n: usize, value: impl Fn(usize) -> f64, check: impl Fn(usize) -> f64) -> f64 {
+fn max_abs_nan(g: &[f64], [a, b, c]: [&[f64]; 3], value: impl Fn(f64, f64, f64, f64) -> f64) -> f64 {
     const LANES: usize = 8;
+    let n = g.len();
+    assert!(a.len() == n && b.len() == n && c.len() == n, "vectors of different lengths");
     crate::simd::dispatch(
         #[inline(always)]
         || {
             let mut largest = [0.0f64; LANES];
             let mut nan = [false; LANES];
+            let mut fold = |lane: usize, gi: f64, ai: f64, bi: f64, ci: f64| {
+                let v = value(gi, ai, bi, ci).abs();
+                largest[lane] = if v > largest[lane] { v } else { largest[lane] };
+                nan[lane] |= gi.is_nan();
+            };
+            // Index loops: iterator adapters are not always inlined into
+            // the SIMD-compiled closure.
             let body = n / LANES * LANES;
             let mut i = 0;
             while i < body {
+                let chunk = i..i + LANES;
+                let (g, a, b, c) = (&g[chunk.clone()], &a[chunk.clone()], &b[chunk.clone()], &c[chunk]);
                 for lane in 0..LANES {
-                    let v = value(i + lane).abs();
-                    largest[lane] = if v > largest[lane] { v } else { largest[lane] };
-                    nan[lane] |= check(i + lane).is_nan();
+                    fold(lane, g[lane], a[lane], b[lane], c[lane]);
                 }
                 i += LANES;
             }
-            for (lane, j) in (body..n).enumerate() {
-                let v = value(j).abs();
-                largest[lane] = if v > largest[lane] { v } else { largest[lane] };
-                nan[lane] |= check(j).is_nan();
+            for (lane, i) in (body..n).enumerate() {
+                fold(lane, g[i], a[i], b[i], c[i]);
             }
             if nan.iter().any(|&b| b) { f64::NAN } else { largest.iter().fold(0.0f64, |m, &v| m.max(v)) }
         },

@@ -88,39 +88,34 @@ impl PartialEq for Breakpoint {
 }
 impl Eq for Breakpoint {}
 
-/// The breakpoints in increasing order, sorted lazily: the first comes from
-/// one scan; only if the path goes past it are the rest put in a heap. Often
-/// the Cauchy point is before the second breakpoint, and the `O(n)` heap
-/// construction is skipped.
+/// The breakpoints in increasing order, sorted lazily: the first is found
+/// while they are listed; only if the path goes past it are the rest put in a
+/// heap. Often the Cauchy point is before the second breakpoint, and the
+/// `O(n)` heap construction is skipped.
 enum Breakpoints {
-    /// None taken yet.
-    Unsorted(Vec<Breakpoint>),
+    /// None taken yet; the position of the first (the smallest `t`, ties by
+    /// the smallest index: the heap's order).
+    Unsorted(Vec<Breakpoint>, usize),
     /// The first one taken; the rest as they were.
     FirstTaken(Vec<Breakpoint>),
     Heap(BinaryHeap<Breakpoint>),
 }
 
 impl Breakpoints {
-    /// Takes the breakpoints out of `storage` (given back by [`release`](Self::release)).
-    fn new(storage: &mut Vec<Breakpoint>) -> Self {
-        Breakpoints::Unsorted(std::mem::take(storage))
+    /// Takes the breakpoints out of `storage` (given back by
+    /// [`release`](Self::release)); `first` is the position of the first one
+    /// (see [`FirstBreakpoint`]).
+    fn new(storage: &mut Vec<Breakpoint>, first: usize) -> Self {
+        Breakpoints::Unsorted(std::mem::take(storage), first)
     }
 
     fn pop(&mut self) -> Option<Breakpoint> {
         match self {
-            Breakpoints::Unsorted(list) => {
-                // The heap's first: the smallest t, ties by the smallest index
-                // (breakpoints are never NaN, and were pushed by increasing index).
-                let mut first = 0;
-                for (position, breakpoint) in list.iter().enumerate().skip(1) {
-                    if breakpoint.t < list[first].t {
-                        first = position;
-                    }
-                }
+            Breakpoints::Unsorted(list, first) => {
                 if list.is_empty() {
                     return None;
                 }
-                let next = list.swap_remove(first);
+                let next = list.swap_remove(*first);
                 *self = Breakpoints::FirstTaken(std::mem::take(list));
                 Some(next)
             }
@@ -136,7 +131,7 @@ impl Breakpoints {
 
     fn is_empty(&self) -> bool {
         match self {
-            Breakpoints::Unsorted(list) | Breakpoints::FirstTaken(list) => list.is_empty(),
+            Breakpoints::Unsorted(list, _) | Breakpoints::FirstTaken(list) => list.is_empty(),
             Breakpoints::Heap(heap) => heap.is_empty(),
         }
     }
@@ -144,11 +139,32 @@ impl Breakpoints {
     /// Puts the (emptied) storage back for the next call.
     fn release(self, storage: &mut Vec<Breakpoint>) {
         let mut list = match self {
-            Breakpoints::Unsorted(list) | Breakpoints::FirstTaken(list) => list,
+            Breakpoints::Unsorted(list, _) | Breakpoints::FirstTaken(list) => list,
             Breakpoints::Heap(heap) => heap.into_vec(),
         };
         list.clear();
         *storage = list;
+    }
+}
+
+/// The position of the heap's first breakpoint (the smallest `t`, ties by the
+/// smallest index), followed while the breakpoints are pushed in order of
+/// their index (never NaN), so that no second scan is needed.
+#[derive(Default)]
+struct FirstBreakpoint {
+    position: usize,
+    t: f64,
+}
+
+impl FirstBreakpoint {
+    /// Pushes `breakpoint` onto `list`, keeping track of the first.
+    #[inline(always)]
+    fn push(&mut self, list: &mut Vec<Breakpoint>, breakpoint: Breakpoint) {
+        if list.is_empty() || breakpoint.t < self.t {
+            self.position = list.len();
+            self.t = breakpoint.t;
+        }
+        list.push(breakpoint);
     }
 }
 
@@ -213,6 +229,7 @@ pub fn cauchy_point(
 
     // Classify the variables, build d = −g on the moving ones and the breakpoints.
     breakpoints.clear();
+    let mut first = FirstBreakpoint::default();
     let mut d_squared = 0.0;
     // Whether every moving variable stops at a bound somewhere on the path.
     let mut bounded_path = true;
@@ -243,9 +260,9 @@ pub fn cauchy_point(
         d[i] = -gi;
         d_squared += gi * gi;
         if gi > 0.0 && bounds.has_lower(i) {
-            breakpoints.push(Breakpoint { t: (x[i] - bounds.lower()[i]) / gi, index: i });
+            first.push(breakpoints, Breakpoint { t: (x[i] - bounds.lower()[i]) / gi, index: i });
         } else if gi < 0.0 && bounds.has_upper(i) {
-            breakpoints.push(Breakpoint { t: (x[i] - bounds.upper()[i]) / gi, index: i });
+            first.push(breakpoints, Breakpoint { t: (x[i] - bounds.upper()[i]) / gi, index: i });
         } else {
             bounded_path = false;
         }
@@ -270,7 +287,7 @@ pub fn cauchy_point(
     let mut t_total = 0.0;
     *segments = 1;
 
-    let mut queue = Breakpoints::new(breakpoints);
+    let mut queue = Breakpoints::new(breakpoints, first.position);
     while let Some(Breakpoint { t: t_break, index: b }) = queue.pop() {
         let length = t_break - t_start;
         if step_in_segment < length {

@@ -154,6 +154,18 @@ impl LimitedMemory {
         &self.y[start..start + self.n]
     }
 
+    /// The pairs `(s, y)`, oldest first (slot after slot, without a division
+    /// per pair as [`s`](Self::s) and [`y`](Self::y) need).
+    pub fn pairs(&self) -> impl Iterator<Item = (&[f64], &[f64])> + '_ {
+        let (n, slots) = (self.n, self.capacity + 1);
+        let mut slot = self.head;
+        (0..self.len).map(move |_| {
+            let range = slot * n..(slot + 1) * n;
+            slot = if slot + 1 == slots { 0 } else { slot + 1 };
+            (&self.s[range.clone()], &self.y[range])
+        })
+    }
+
     /// `s_iᵀ·y_j` by position.
     pub fn sy(&self, i: usize, j: usize) -> f64 {
         self.sy.get(i, j)

@@ -45,7 +45,7 @@ use super::dense::NotPositiveDefinite;
 use super::error::{LbfgsbError, allocate};
 use super::line_search::{MoreThuente, NotADescentDirection, Outcome, Tolerances};
 use super::subspace::{SubspaceWork, subspace_minimize};
-use super::vectors::{all_finite, axpy_into, difference, dot, dots};
+use super::vectors::{all_finite, axpy_into, difference, dot, dots, pair_and_curvature};
 
 /// The longest line-search step without bounds (L-BFGS-B's constant).
 const UNBOUNDED_MAX_STEP: f64 = 1e10;
@@ -159,7 +159,8 @@ pub struct Lbfgsb {
     /// the previous iterate and gradient (the buffers are swapped, not copied).
     trial: Vec<f64>,
     trial_g: Vec<f64>,
-    /// Cauchy point, then subspace minimizer.
+    /// Cauchy point, then subspace minimizer (empty without bounds, as are
+    /// `status`, `free`, `active` and the work of `cauchy` and `subspace`).
     z: Vec<f64>,
     /// Search direction `z − x`.
     d: Vec<f64>,
@@ -193,12 +194,17 @@ impl Lbfgsb {
         config.validate()?;
         let n = bounds.len();
         let m = config.memory;
+        // The Cauchy point and the subspace minimization only run with bounds
+        // (see `search_direction`): without, their storage is left empty, so a
+        // run does not pay for touching pages it never uses.
+        let n_box = if bounds.is_constrained() { n } else { 0 };
         let mut free = Vec::new();
         let mut active = Vec::new();
-        let index_bytes = n.saturating_mul(std::mem::size_of::<usize>());
-        free.try_reserve_exact(n).map_err(|_| LbfgsbError::Allocation { what: "the free set", bytes: index_bytes })?;
+        let index_bytes = n_box.saturating_mul(std::mem::size_of::<usize>());
+        free.try_reserve_exact(n_box)
+            .map_err(|_| LbfgsbError::Allocation { what: "the free set", bytes: index_bytes })?;
         active
-            .try_reserve_exact(n)
+            .try_reserve_exact(n_box)
             .map_err(|_| LbfgsbError::Allocation { what: "the active set", bytes: index_bytes })?;
         Ok(Lbfgsb {
             config,
@@ -208,13 +214,13 @@ impl Lbfgsb {
             g: allocate("the gradient", n)?,
             trial: allocate("the trial point", n)?,
             trial_g: allocate("the trial gradient", n)?,
-            z: allocate("the subspace point", n)?,
+            z: allocate("the subspace point", n_box)?,
             d: allocate("the search direction", n)?,
-            status: allocate("the variable status", n)?,
+            status: allocate("the variable status", n_box)?,
             free,
             active,
-            cauchy: CauchyWork::try_new(n, m)?,
-            subspace: SubspaceWork::try_new(n, m)?,
+            cauchy: CauchyWork::try_new(n_box, m)?,
+            subspace: SubspaceWork::try_new(n_box, m)?,
             alpha: allocate("the two-loop coefficients", m)?,
             bounds,
             search: None,
@@ -244,9 +250,9 @@ impl Lbfgsb {
         self.bounds.project(&mut self.trial);
         self.x.copy_from_slice(&self.trial);
         self.memory.reset();
+        // `status`, `free` and `active` are set by every `search_direction`.
         self.status.fill(Status::Unbounded);
         self.free.clear();
-        self.free.extend(0..self.x.len());
         self.active.clear();
         self.search = None;
         self.fresh = true;
@@ -435,9 +441,7 @@ impl Lbfgsb {
         // The pair is computed in the memory's staging slot: kept by `commit`
         // without a copy, or left there to be overwritten.
         let (s, y) = self.memory.staging_mut();
-        difference(s, &self.x, &self.trial);
-        difference(y, &self.g, &self.trial_g);
-        let [sy, yy] = dots([(s, y), (y, y)]);
+        let [sy, yy] = pair_and_curvature(s, y, [&self.x, &self.trial], [&self.g, &self.trial_g]);
         if sy.is_nan() || sy <= f64::EPSILON * yy {
             self.skipped_updates += 1;
             return;

@@ -10,6 +10,7 @@
 //!   the two-loop recursion for `−B⁻¹g` (problems without bounds);
 //! - [`cauchy`]: the generalized Cauchy point along the projected gradient path;
 //! - [`subspace`]: minimization over the free variables, with the 3.0 projection;
+//!   [`reduced_gradient`]: its first pass over the pairs;
 //! - [`line_search`]: Moré–Thuente (MINPACK-2 `dcsrch`/`dcstep`);
 //! - [`bounds`]: the box; [`finite_diff`]: scipy's forward-difference steps;
 //! - [`dense`]: Cholesky and triangular solves of order ≤ m; [`vectors`]:
@@ -23,6 +24,7 @@ pub mod driver;
 pub mod error;
 pub mod finite_diff;
 pub mod line_search;
+pub mod reduced_gradient;
 pub mod subspace;
 pub mod vectors;
 

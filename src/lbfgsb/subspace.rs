@@ -43,6 +43,8 @@ use super::cauchy::Status;
 use super::compact::{GATHER_BLOCK, LimitedMemory};
 use super::dense::{NotPositiveDefinite, Square, cholesky, solve_lower, solve_lower_rows, solve_lower_transposed};
 use super::error::{LbfgsbError, allocate};
+use super::reduced_gradient::reduced_gradient;
+use super::vectors::LANES;
 
 /// Scratch space of the subspace minimization, allocated once per problem.
 pub struct SubspaceWork {
@@ -61,6 +63,8 @@ pub struct SubspaceWork {
     mc: Vec<f64>,
     /// Gathered entries of the pairs for the restricted products.
     gathered: Vec<f64>,
+    /// Partial sums of the products with `W` (`2m`).
+    lanes: Vec<[f64; LANES]>,
 }
 
 impl SubspaceWork {
@@ -82,6 +86,7 @@ impl SubspaceWork {
             wv: allocate("the subspace work vectors", 2 * m)?,
             mc: allocate("the subspace work vectors", 2 * m)?,
             gathered: allocate("the subspace gather buffer", 2 * m * GATHER_BLOCK)?,
+            lanes: allocate("the subspace work vectors", 2 * m)?,
         })
     }
 }
@@ -117,29 +122,22 @@ pub fn subspace_minimize(
 ) -> Result<Projection, NotPositiveDefinite> {
     let k = memory.len();
     let theta = memory.theta();
-    let n = x.len();
     debug_assert!(k > 0 && !free.is_empty());
 
-    // r = −Zᵀ(g + θ(z − x) − W·M·c), stored full length with zeros off Z.
-    let r = &mut work.step;
+    // r = −Zᵀ(g + θ(z − x) − W·M·c), stored full length with zeros off Z,
+    // and wv = WᵀZ·r = Wᵀr, in one pass over the pairs.
     let mc = &mut work.mc[..2 * k];
     memory.middle_product(&c[..2 * k], mc);
-    for i in 0..n {
-        r[i] = -g[i] - theta * (z[i] - x[i]);
-    }
     let (a, b) = mc.split_at_mut(k);
     // W·(M·c) = Y·a + θ·S·b
     b.iter_mut().for_each(|v| *v *= theta);
-    memory.add_combination(a, b, r);
-    for &i in active {
-        r[i] = 0.0;
-    }
+    let wv = &mut work.wv[..2 * k];
+    reduced_gradient(memory, [x, g, z], status, a, b, &mut work.step, wv, &mut work.lanes);
 
     factor_k(memory, free, active, work)?;
 
-    // wv = K⁻¹·WᵀZ·r (r is zero off Z, so WᵀZ·r = Wᵀr).
+    // wv ← K⁻¹·wv
     let wv = &mut work.wv[..2 * k];
-    memory.w_transpose_times(&work.step, wv);
     {
         let (w1, w2) = wv.split_at_mut(k);
         // 𝓛·u = w:  L₁·u₁ = w₁,  L₂·u₂ = w₂ + Cᵀ·u₁.

@@ -84,11 +84,65 @@ impl DifferenceSteps {
     }
 }
 
+/// The arrays handed to the user's functions as `x`.
+///
+/// scipy hands a fresh copy of the point at every call: the function may keep
+/// or modify it. An array that nothing but this binding references any more
+/// (no name, container, view or buffer export kept by the user: its reference
+/// count is 1) cannot be told apart from a fresh copy once refilled, so it is
+/// refilled instead of allocating and freeing `n` floats at every call.
+struct PointArrays<'py> {
+    /// The array handed to the last call.
+    last: Option<Bound<'py, PyArray1<f64>>>,
+}
+
+impl<'py> PointArrays<'py> {
+    /// An array holding a copy of `x` that no one else references.
+    fn copy_of(&mut self, py: Python<'py>, x: &[f64]) -> Bound<'py, PyArray1<f64>> {
+        if let Some(array) = self.last.take().and_then(|last| reusable(last, x.len())) {
+            // SAFETY: `reusable` checked that only `array` (this binding)
+            // references it and that it is a writeable, contiguous float64
+            // vector of x's length; the GIL is held and no other Rust borrow
+            // of its data exists.
+            if let Ok(data) = unsafe { array.as_slice_mut() } {
+                data.copy_from_slice(x);
+                self.last = Some(array.clone());
+                return array;
+            }
+        }
+        let array = PyArray1::from_slice(py, x);
+        self.last = Some(array.clone());
+        array
+    }
+}
+
+/// `array` if this binding holds its only reference (no weak reference
+/// either) and it is still (the
+/// function may have changed it) a writeable, C-contiguous float64 vector of
+/// `n` elements that owns its data.
+fn reusable<'py>(array: Bound<'py, PyArray1<f64>>, n: usize) -> Option<Bound<'py, PyArray1<f64>>> {
+    use numpy::npyffi::{
+        NPY_ARRAY_C_CONTIGUOUS, NPY_ARRAY_OWNDATA, NPY_ARRAY_WRITEABLE, objects::_PyArray_GET_ITEM_DATA,
+    };
+    // SAFETY: reads of a live object's reference count and array header under the GIL.
+    let (count, flags, dims, base, weak) = unsafe {
+        let header = _PyArray_GET_ITEM_DATA(array.as_array_ptr());
+        let fields = &*header;
+        (pyo3::ffi::Py_REFCNT(array.as_ptr()), fields.flags, fields.nd, fields.base, fields.weakreflist)
+    };
+    let required = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_OWNDATA | NPY_ARRAY_WRITEABLE;
+    let still_a_vector = array.as_any().cast::<PyArray1<f64>>().is_ok() && dims == 1 && array.len() == n;
+    // A weak reference does not count: an array someone holds one to is not reused.
+    let unshared = count == 1 && base.is_null() && weak.is_null();
+    (unshared && flags & required == required && still_a_vector).then_some(array)
+}
+
 /// The user's functions and what the loop needs to call them.
 struct Problem<'py> {
     fun: Bound<'py, PyAny>,
     args: Bound<'py, PyTuple>,
     gradient: Gradient<'py>,
+    points: PointArrays<'py>,
     /// Counters in scipy's sense: objective calls (finite differences
     /// included) and gradient computations.
     nfev: u64,
@@ -101,11 +155,11 @@ struct Problem<'py> {
 }
 
 impl<'py> Problem<'py> {
-    /// `callable(x, *args)` with a fresh copy of `x` (scipy's convention: the
-    /// user may keep or modify the array).
-    fn call(&self, callable: &Bound<'py, PyAny>, x: &[f64]) -> PyResult<Bound<'py, PyAny>> {
+    /// `callable(x, *args)` with a copy of `x` that only the callable sees
+    /// (scipy's convention: the user may keep or modify the array).
+    fn call(&mut self, callable: &Bound<'py, PyAny>, x: &[f64]) -> PyResult<Bound<'py, PyAny>> {
         let py = callable.py();
-        let array = PyArray1::from_slice(py, x);
+        let array = self.points.copy_of(py, x);
         if self.args.is_empty() {
             callable.call1((array,))
         } else {
@@ -118,7 +172,7 @@ impl<'py> Problem<'py> {
 
     /// `f(x)` as a float.
     fn value(&mut self, x: &[f64]) -> PyResult<f64> {
-        let result = self.call(&self.fun, x)?;
+        let result = self.call(&self.fun.clone(), x)?;
         self.nfev += 1;
         scalar(&result, "the objective")
     }
@@ -129,7 +183,7 @@ impl<'py> Problem<'py> {
         let before = self.nfev;
         let f = match &self.gradient {
             Gradient::WithValue => {
-                let result = self.call(&self.fun, x)?;
+                let result = self.call(&self.fun.clone(), x)?;
                 self.nfev += 1;
                 let (value, gradient) = split_pair(&result)?;
                 let f = scalar(&value, "the objective")?;
@@ -344,6 +398,7 @@ fn lbfgsb_minimize<'py>(
             fun,
             args,
             gradient,
+            points: PointArrays { last: None },
             nfev: 0,
             njev: 0,
             fd_bounds: if needs_scratch { Some(solver.bounds().clone()) } else { None },

@@ -5,6 +5,7 @@ mod alias;
 mod arrays;
 mod average;
 mod bandwidth;
+mod batch;
 mod clip;
 mod errors;
 mod gil;

@@ -22,6 +22,7 @@
 //!    arrives either before the step or after it.
 
 use super::arrays::{AliasCheck, DType, GradArray, ParamArray, Role, Site, StateArray, param_dtype};
+use super::batch::Batch;
 use super::errors::{InputError, catch_panics};
 use super::gil::run_kernel;
 use super::group::{GroupReader, finite_real};
@@ -264,41 +265,12 @@ fn prepare_batch<'py, R: RuleBinding>(
     defaults: Option<&Bound<'py, PyDict>>,
     aliases: &mut AliasCheck<'py>,
 ) -> Result<PreparedBatch<'py, R>, InputError> {
-    let malformed =
-        || InputError::Value("a step batch must be (index, group, params, grads, entries, positions)".into());
-    let batch = batch.cast::<PyTuple>().map_err(|_| malformed())?;
-    if batch.len() != 6 {
-        return Err(malformed());
-    }
-    let item = |i: usize| batch.get_item(i).map_err(|_| malformed());
-    let group_index: usize = item(0)?.extract().map_err(|_| malformed())?;
-    let group = item(1)?;
-    let group = group.cast::<PyDict>().map_err(|_| malformed())?;
-    let params = item(2)?;
-    let params = params.cast::<PyList>().map_err(|_| malformed())?;
-    let grads = item(3)?;
-    let grads = grads.cast::<PyList>().map_err(|_| malformed())?;
-    let entries = item(4)?;
-    let entries = entries.cast::<PyList>().map_err(|_| malformed())?;
-    let positions = item(5)?;
-    let positions =
-        if positions.is_none() { None } else { Some(positions.cast_into::<PyList>().map_err(|_| malformed())?) };
-    let n = params.len();
-    if grads.len() != n || entries.len() != n || positions.as_ref().is_some_and(|p| p.len() != n) {
-        return Err(malformed());
-    }
-
-    let rule = R::from_group(&GroupReader { dict: group, index: group_index, defaults })?;
-    let mut prepared = PreparedBatch::new(batch.py(), rule, n);
-    for i in 0..n {
-        let position = match &positions {
-            Some(list) => list.get_item(i).and_then(|p| p.extract()).map_err(|_| malformed())?,
-            None => i,
-        };
-        let key = params.get_item(i).map_err(|_| malformed())?;
-        let grad = grads.get_item(i).map_err(|_| malformed())?;
-        let entry = entries.get_item(i).map_err(|_| malformed())?;
-        prepared.add(key, &grad, &entry, Site::in_group(group_index, position), aliases)?;
+    let batch = Batch::read(batch)?;
+    let rule = R::from_group(&GroupReader { dict: &batch.group, index: batch.group_index, defaults })?;
+    let mut prepared = PreparedBatch::new(batch.group.py(), rule, batch.len());
+    for i in 0..batch.len() {
+        let item = batch.item(i)?;
+        prepared.add(item.param, &item.grad, &item.entry, Site::in_group(batch.group_index, item.position), aliases)?;
     }
     Ok(prepared)
 }

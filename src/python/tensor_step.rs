@@ -17,6 +17,7 @@
 //! buffer and written back, and state arrays are C-ordered.
 
 use super::arrays::{AliasCheck, DType, GradArray, ParamArray, Role, Site, StateArray, param_dtype, shape_string};
+use super::batch::{Batch, BatchItem};
 use super::errors::{InputError, allocation_error, catch_panics};
 use super::gil::run_kernel;
 use super::group::{GroupReader, finite_real};
@@ -27,7 +28,7 @@ use crate::tensorwise::{self, WholeTensor, Workspace};
 use numpy::{Element as NumpyElement, PyArrayDyn};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFloat, PyList, PyTuple};
+use pyo3::types::{PyDict, PyFloat, PyList};
 
 /// Applies one step of the whole-tensor rule named `rule` to every batch, in place.
 #[pyfunction]
@@ -160,45 +161,16 @@ fn prepare_batch<'py, R: TensorRuleBinding>(
     batch: &Bound<'py, PyAny>,
     aliases: &mut AliasCheck<'py>,
 ) -> Result<PreparedBatch<'py, R>, InputError> {
-    let malformed =
-        || InputError::Value("a step batch must be (index, group, params, grads, entries, positions)".into());
-    let batch = batch.cast::<PyTuple>().map_err(|_| malformed())?;
-    if batch.len() != 6 {
-        return Err(malformed());
-    }
-    let item = |i: usize| batch.get_item(i).map_err(|_| malformed());
-    let group_index: usize = item(0)?.extract().map_err(|_| malformed())?;
-    let group = item(1)?;
-    let group = group.cast::<PyDict>().map_err(|_| malformed())?;
-    let params = item(2)?;
-    let params = params.cast::<PyList>().map_err(|_| malformed())?;
-    let grads = item(3)?;
-    let grads = grads.cast::<PyList>().map_err(|_| malformed())?;
-    let entries = item(4)?;
-    let entries = entries.cast::<PyList>().map_err(|_| malformed())?;
-    let positions = item(5)?;
-    let positions =
-        if positions.is_none() { None } else { Some(positions.cast_into::<PyList>().map_err(|_| malformed())?) };
-    let n = params.len();
-    if grads.len() != n || entries.len() != n || positions.as_ref().is_some_and(|p| p.len() != n) {
-        return Err(malformed());
-    }
-
-    let rule = R::from_group(&GroupReader { dict: group, index: group_index, defaults: None })?;
+    let batch = Batch::read(batch)?;
+    let rule = R::from_group(&GroupReader { dict: &batch.group, index: batch.group_index, defaults: None })?;
     let mut prepared = PreparedBatch { rule, float32: Vec::new(), float64: Vec::new() };
-    let py = batch.py();
-    for i in 0..n {
-        let position = match &positions {
-            Some(list) => list.get_item(i).and_then(|p| p.extract()).map_err(|_| malformed())?,
-            None => i,
-        };
-        let site = Site::in_group(group_index, position);
-        let key = params.get_item(i).map_err(|_| malformed())?;
+    let py = batch.group.py();
+    for i in 0..batch.len() {
+        let BatchItem { position, param: key, grad, entry } = batch.item(i)?;
+        let site = Site::in_group(batch.group_index, position);
         let data = key
             .getattr(intern!(py, "data"))
             .map_err(|_| InputError::DType(format!("{site} is not a rustoptim.Parameter (it has no .data)")))?;
-        let grad = grads.get_item(i).map_err(|_| malformed())?;
-        let entry = entries.get_item(i).map_err(|_| malformed())?;
         let dtype = param_dtype(&data, site)?;
         if i == 0 {
             prepared.rule.first_param_dtype(dtype);
