@@ -421,15 +421,8 @@ fn prepare_tensor<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
 ) -> Result<Prepared<'py, F>, InputError> {
     let param = ParamArray::<F>::new(data, site, aliases)?;
     let grad = GradArray::<F>::new(grad, &param, aliases)?;
-    let entry = if entry.is_none() {
-        None
-    } else {
-        let dict = entry
-            .cast::<PyDict>()
-            .map_err(|_| InputError::Value(format!("the state of {site} must be a dict, got {}", type_name(entry))))?;
-        // An empty dict (made by reading `opt.state[p]`) is filled like a new entry.
-        Some(dict.clone())
-    };
+    let entry = state_entry(entry, site)?;
+    // An empty dict (made by reading `opt.state[p]`) is filled like a new entry.
     let existing = entry.as_ref().filter(|d| !d.is_empty());
 
     let mut scalars = [0.0; MAX_SCALARS];
@@ -464,6 +457,20 @@ fn prepare_tensor<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
 /// A scalar state value (step count, ...) stored in a state dict.
 pub(super) fn scalar(entry: &Bound<'_, PyDict>, name: &'static str, site: Site) -> Result<f64, InputError> {
     scalar_at(entry, &state_key(entry.py(), name), name, site)
+}
+
+/// A param's state entry as the optimizer passed it: None (no state yet) or a dict.
+pub(super) fn state_entry<'py>(
+    entry: &Bound<'py, PyAny>,
+    site: Site,
+) -> Result<Option<Bound<'py, PyDict>>, InputError> {
+    if entry.is_none() {
+        return Ok(None);
+    }
+    let dict = entry
+        .cast::<PyDict>()
+        .map_err(|_| InputError::Value(format!("the state of {site} must be a dict, got {}", type_name(entry))))?;
+    Ok(Some(dict.clone()))
 }
 
 /// [`scalar`] with the key's Python string made by the caller.
@@ -517,7 +524,7 @@ fn commit<'py, R: RuleBinding, F: NumpyElement + crate::Element>(
     Ok(())
 }
 
-pub(super) fn type_name(object: &Bound<'_, PyAny>) -> String {
+fn type_name(object: &Bound<'_, PyAny>) -> String {
     object.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
 }
 

@@ -22,7 +22,7 @@ use super::errors::{InputError, allocation_error, catch_panics};
 use super::gil::run_kernel;
 use super::group::{GroupReader, finite_real};
 use super::rules::{TensorRuleBinding, with_tensor_rule};
-use super::step::{scalar, type_name};
+use super::step::{scalar, state_entry};
 use crate::elementwise::{MAX_SCALARS, MAX_SLOTS, Scalars, empty_slots};
 use crate::tensorwise::{self, WholeTensor, Workspace};
 use numpy::{Element as NumpyElement, PyArrayDyn};
@@ -201,14 +201,7 @@ fn prepare_tensor<'py, R: TensorRuleBinding, F: NumpyElement + crate::Element>(
     rule.check_shape(&shape)
         .map_err(|reason| InputError::Shape(format!("{site} has shape {}; {reason}", shape_string(&shape))))?;
     let grad = GradArray::<F>::new(grad, &param, aliases)?;
-    let entry = if entry.is_none() {
-        None
-    } else {
-        let dict = entry
-            .cast::<PyDict>()
-            .map_err(|_| InputError::Value(format!("the state of {site} must be a dict, got {}", type_name(entry))))?;
-        Some(dict.clone())
-    };
+    let entry = state_entry(entry, site)?;
     // An empty dict (made by reading `opt.state[p]`) is filled like a new entry.
     let existing = entry.as_ref().filter(|d| !d.is_empty());
 
