@@ -356,3 +356,16 @@ def test_malformed_core_batches_are_refused(entry, batch):
     step = _core.step if entry == "adam" else _core.tensor_step
     with pytest.raises(ValueError, match="a step batch must be"):
         step(entry, [batch], {})
+
+
+@pytest.mark.parametrize("cls", [Adam, BY_NAME["Adafactor"].cls])
+def test_a_state_entry_that_is_not_a_dict_is_refused(cls):
+    """A param's state replaced by something else is named, and the step changes nothing."""
+    w, v = Parameter(np.ones((2, 3))), Parameter(np.ones((2, 3)))
+    w.grad, v.grad = np.full((2, 3), 0.5), np.full((2, 3), 0.5)
+    opt = cls([w, v])
+    opt.state[v] = [1.0]
+    with pytest.raises(ValueError, match=r"the state of param 1 of param_groups\[0\] must be a dict, got list"):
+        opt.step()
+    np.testing.assert_array_equal(w.data, np.ones((2, 3)))
+    assert w not in opt.state
