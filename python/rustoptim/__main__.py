@@ -4,7 +4,8 @@
    two-spirals task (hand-written backprop in NumPy), once with
    ``rustoptim.Adam`` and once with ``rustoptim.SGD(momentum=0.9)``, each with a
    learning-rate schedule (``OneCycleLR``: warm-up, then cosine decay, stepped
-   once per batch) and gradient clipping (``clip_grad_norm_``); the lr is
+   once per batch) and gradient clipping by global norm, fused into the step
+   (``clip_grad_norm_scale``, then ``step(grad_scale=...)``); the lr is
    printed with the progress.
 2. rustoptim's ``Adam.step()`` is timed against the same update written as
    in-place NumPy ufuncs, on the MLP's parameter shapes and on a few
@@ -35,7 +36,7 @@ class GradientOptimizer(Protocol):
 
     param_groups: list[dict[str, Any]]
 
-    def step(self, closure: None = None, *, grads: Sequence[np.ndarray]) -> Any: ...
+    def step(self, closure: None = None, *, grads: Sequence[np.ndarray], grad_scale: float | None = None) -> Any: ...
 
 
 def make_spirals(
@@ -124,8 +125,10 @@ def train(
         for start in range(0, len(y), batch_size):
             batch = order[start : start + batch_size]
             _, _, grads = forward_backward(params, x[batch], y[batch])
-            norm = rustoptim.clip_grad_norm_(grads, max_norm)  # plain arrays are the gradients
-            optimizer.step(grads=grads)
+            # Clipping fused into the step: the same numbers as clip_grad_norm_(grads, max_norm)
+            # then step(grads=grads), without writing the gradients (plain arrays are the gradients).
+            norm, scale = rustoptim.clip_grad_norm_scale(grads, max_norm)
+            optimizer.step(grads=grads, grad_scale=scale)
             scheduler.step()
         if epoch % report_every == 0 or epoch == epochs:
             loss, accuracy, _ = forward_backward(params, x, y)
