@@ -120,3 +120,30 @@ def test_error_if_nonfinite():
     total, scale = rustoptim.clip_grad_norm_scale([np.array([3.0, 4.0]), rustoptim.Parameter(np.ones(2))], 10.0, norm_type="inf")
     assert (total, scale) == (4.0, 1.0)
     assert rustoptim.clip_grad_norm_scale([], 1.0) == (0.0, 1.0)
+
+
+@pytest.mark.filterwarnings("ignore:optimizer contains a parameter group with duplicate parameters")
+@pytest.mark.parametrize("duplicate", [False, True], ids=["unique", "listed-twice"])
+@pytest.mark.parametrize("cls,kwargs", [CONFIGS[0], next(c for c in CONFIGS if c[0] is rustoptim.Adafactor)])
+def test_every_step_path_scales(cls, kwargs, duplicate):
+    """Parameters with .grad, a grads list with a None entry and a param listed
+    twice in a group take different paths to the core: each applies the scale."""
+
+    def run(scale_in_step):
+        arrays_ = [np.linspace(-1, 1, 12).reshape(3, 4) + k for k in range(3)]
+        params = [rustoptim.Parameter(a) for a in arrays_]
+        first_group = [params[0], params[1]] + ([params[0]] if duplicate else [])
+        opt = cls([{"params": first_group}, {"params": [params[2]]}], **kwargs)
+        for t in range(3):
+            grads = [np.full((3, 4), 0.25 * (t + k + 1)) for k in range(3)]
+            for p, g in zip(params, grads):
+                p.grad = g if scale_in_step else g * 0.3
+            if t == 1:  # a None entry: the third param is skipped at this step
+                listed = [p.grad for p in params[:2]] + [None]
+                opt.step(grads=listed, grad_scale=0.3 if scale_in_step else None)
+            else:
+                opt.step(grad_scale=0.3 if scale_in_step else None)
+        return [p.data for p in params]
+
+    for ours, theirs in zip(run(True), run(False)):
+        np.testing.assert_array_equal(ours, theirs, strict=True)
