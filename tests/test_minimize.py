@@ -551,7 +551,10 @@ def test_an_x_array_is_reused_only_when_nothing_can_see_it(keep):
         elif keep == "readonly":
             x.flags.writeable = False
         elif keep == "reshaped":
-            x.shape = (1, x.size)
+            # Reshaping in place (deprecated since NumPy 2.5, still what a user's code may do).
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                x.shape = (1, x.size)
         value = float(np.sum((x - 1) ** 2)), 2 * (x.ravel() - 1)
         return value
 

@@ -102,6 +102,8 @@ def test_gil_is_released_during_a_large_step(restore_runtime):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+# Python 3.12+ warns about fork() in a process with threads: forking one is what this tests.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded, use of fork:DeprecationWarning")
 def test_parallel_step_works_in_a_forked_child(restore_runtime):
     """The pool's threads do not survive fork(); the child builds its own pool."""
     rustoptim.set_num_threads(2)
