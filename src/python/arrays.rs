@@ -18,6 +18,7 @@
 
 pub use super::alias::{Access, AliasCheck};
 use super::errors::InputError;
+use super::gil::with_kernel_lock;
 pub use super::site::{Label, Role, Site};
 use numpy::ndarray::{ArrayViewD, IxDyn};
 use numpy::npyffi::{NPY_ARRAY_WRITEABLE, NPY_TYPES, objects::_PyArray_GET_ITEM_DATA};
@@ -290,8 +291,10 @@ impl<'py, F: NumpyElement + Copy> WriteArray<'py, F> {
         if let Some(values) = &self.gathered {
             let updated = ArrayViewD::from_shape(IxDyn(self.array.shape()), values)
                 .expect("gathered buffer has the array's shape");
-            // SAFETY: no slice of this array is alive any more (the kernel has returned).
-            unsafe { self.array.as_array_mut() }.assign(&updated);
+            // SAFETY: no slice of this array is alive any more (the kernel has
+            // returned), and no kernel of another call writes it meanwhile (they all
+            // hold the kernel lock, held here).
+            with_kernel_lock(|| unsafe { self.array.as_array_mut() }.assign(&updated));
         }
     }
 }
@@ -352,14 +355,16 @@ fn gather<F: NumpyElement + Copy>(
             len.saturating_mul(std::mem::size_of::<F>())
         ))
     })?;
-    // SAFETY: a read-only view of a live array, dropped at once; nothing writes
-    // it while the GIL is held here.
-    let view = unsafe { array.as_array() };
-    match order {
-        ElementOrder::C => values.extend(view.iter().copied()),
-        // Iterating the transposed view in C order visits the original in Fortran order.
-        ElementOrder::Fortran => values.extend(view.t().iter().copied()),
-    }
+    with_kernel_lock(|| {
+        // SAFETY: a read-only view of a live array, dropped at once; no kernel of
+        // another call writes it meanwhile (they all hold the kernel lock, held here).
+        let view = unsafe { array.as_array() };
+        match order {
+            ElementOrder::C => values.extend(view.iter().copied()),
+            // Iterating the transposed view in C order visits the original in Fortran order.
+            ElementOrder::Fortran => values.extend(view.t().iter().copied()),
+        }
+    });
     Ok(values)
 }
 

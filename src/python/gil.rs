@@ -5,7 +5,8 @@ use crate::partition::MIN_ELEMENTS_PER_TASK;
 use pyo3::prelude::*;
 use std::sync::Mutex;
 
-/// Held by every kernel that writes caller memory, for the whole kernel.
+/// Held by every kernel that writes caller memory, for the whole kernel, and by
+/// every copy into or out of caller memory made with the GIL held ([`with_kernel_lock`]).
 ///
 /// While one call runs with the GIL released, another Python thread may start a
 /// call on the same arrays (the same optimizer stepped from two threads, or two
@@ -27,4 +28,15 @@ pub fn run_kernel<T: Send>(py: Python<'_>, elements: usize, kernel: impl FnOnce(
         kernel()
     };
     if elements >= MIN_ELEMENTS_PER_TASK { py.detach(locked) } else { locked() }
+}
+
+/// Runs `copy`, a copy into or out of caller memory done with the GIL held
+/// (gathering a strided array, writing it back), while holding [`KERNEL_LOCK`]:
+/// a kernel of another call, running with the GIL released, may be writing the
+/// same memory, and every such kernel holds the lock. This cannot deadlock: a
+/// kernel holding the lock never needs the GIL, and `copy` runs no Python code
+/// (nor any kernel: the lock is not re-entrant).
+pub fn with_kernel_lock<T>(copy: impl FnOnce() -> T) -> T {
+    let _guard = KERNEL_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    copy()
 }

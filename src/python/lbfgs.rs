@@ -14,6 +14,7 @@
 
 use super::arrays::{Access, AliasCheck};
 use super::errors::{InputError, catch_panics, optim_error};
+use super::gil::with_kernel_lock;
 use crate::element::Element;
 use crate::error::OptimError;
 use crate::lbfgs::memory::{max_history_size, try_zeroed};
@@ -144,23 +145,30 @@ fn check_layout<F: NumpyElement>(
 
 /// Copies `array` into `out` in C order.
 fn gather<F: NumpyElement + Copy>(array: &Bound<'_, PyArrayDyn<F>>, out: &mut [F]) {
-    // SAFETY: a read-only view of a live array, dropped before anything writes it.
-    let view: ArrayViewD<'_, F> = unsafe { array.as_array() };
-    match view.as_slice() {
-        Some(values) => out.copy_from_slice(values),
-        None => out.iter_mut().zip(view.iter()).for_each(|(o, &v)| *o = v),
-    }
+    with_kernel_lock(|| {
+        // SAFETY: a read-only view of a live array, dropped before anything writes
+        // it; no kernel of another call writes it meanwhile (they all hold the
+        // kernel lock, held here).
+        let view: ArrayViewD<'_, F> = unsafe { array.as_array() };
+        match view.as_slice() {
+            Some(values) => out.copy_from_slice(values),
+            None => out.iter_mut().zip(view.iter()).for_each(|(o, &v)| *o = v),
+        }
+    })
 }
 
 /// Writes `values` into `array` in C order.
 fn scatter<F: NumpyElement + Copy>(array: &Bound<'_, PyArrayDyn<F>>, values: &[F]) {
-    // SAFETY: the params were checked writeable and free of overlaps in `begin`,
-    // and no other view of this array is alive.
-    let mut view = unsafe { array.as_array_mut() };
-    match view.as_slice_mut() {
-        Some(out) => out.copy_from_slice(values),
-        None => view.iter_mut().zip(values).for_each(|(o, &v)| *o = v),
-    }
+    with_kernel_lock(|| {
+        // SAFETY: the params were checked writeable and free of overlaps in `begin`,
+        // no other view of this array is alive, and no kernel of another call
+        // writes it meanwhile (they all hold the kernel lock, held here).
+        let mut view = unsafe { array.as_array_mut() };
+        match view.as_slice_mut() {
+            Some(out) => out.copy_from_slice(values),
+            None => view.iter_mut().zip(values).for_each(|(o, &v)| *o = v),
+        }
+    })
 }
 
 /// The params as typed arrays, checked: dtype, writeable, no overlaps, `dim` elements in all.

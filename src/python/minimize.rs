@@ -8,6 +8,7 @@
 //! what the objective returns and reports the run as a dict.
 
 use super::errors::catch_panics;
+use super::gil::with_kernel_lock;
 use crate::lbfgsb::finite_diff::{StepRule, forward_steps};
 use crate::lbfgsb::{Bounds, Config, Lbfgsb, LbfgsbError, Limits, LineSearchFailure, StopReason, Termination, run};
 use numpy::{
@@ -302,10 +303,17 @@ fn read_gradient(value: &Bound<'_, PyAny>, out: &mut [f64], what: &str) -> PyRes
         if array.len() != n {
             return Err(shape_error(array.shape()));
         }
-        // SAFETY: a read of a live array under the GIL; no Python code runs
-        // and nothing in rustoptim holds a mutable view of it during the copy.
-        if let Ok(slice) = unsafe { array.as_slice() } {
-            out.copy_from_slice(slice);
+        // SAFETY: a read of a live array under the GIL; no Python code runs, this
+        // call holds no mutable view of it, and no kernel of another call writes it
+        // during the copy (they all hold the kernel lock, held here).
+        let copied = with_kernel_lock(|| match unsafe { array.as_slice() } {
+            Ok(slice) => {
+                out.copy_from_slice(slice);
+                true
+            }
+            Err(_) => false,
+        });
+        if copied {
             return Ok(());
         }
     }
