@@ -96,8 +96,13 @@ def test_a_bad_scale_is_refused_before_any_write(cls, kwargs, bad):
     before = [p.copy() for p in params]
     opt = cls(params, **kwargs)
     grads = arrays(cls, np.float64, 4, layouts=False)
-    if bad is None:  # None means no scaling
+    if bad is None:  # None means no scaling: the same as a plain step
+        plain_params = [b.copy() for b in before]
+        cls(plain_params, **kwargs).step(grads=grads)
         opt.step(grads=grads, grad_scale=None)
+        for ours, theirs in zip(params, plain_params):
+            np.testing.assert_array_equal(ours, theirs, strict=True)
+        assert any(not np.array_equal(p, b) for p, b in zip(params, before))
         return
     with pytest.raises(HyperparameterError, match="grad_scale must be a finite real number"):
         opt.step(grads=grads, grad_scale=bad)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from ._elementwise import ElementwiseOptimizer
-from .optimizer import check_betas, check_flags, check_non_negative
+from .optimizer import check_adam_hyperparameters, check_flags
 
 __all__ = ["Adam", "AdamW"]
 
@@ -118,11 +118,8 @@ class Adam(ElementwiseOptimizer):
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        check_non_negative("lr", group["lr"], "Invalid learning rate: {}")
-        check_non_negative("eps", group["eps"], "Invalid epsilon value: {}")
+        check_adam_hyperparameters(group)
         betas = group["betas"]
-        check_betas(betas)
-        check_non_negative("weight_decay", group["weight_decay"], "Invalid weight_decay value: {}")
         if not (isinstance(betas[0], float) and isinstance(betas[1], float)):
             raise ValueError("betas must be either both floats or both Tensors")
         check_flags(group, ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay"))

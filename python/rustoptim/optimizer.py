@@ -101,6 +101,15 @@ def check_betas(betas: object) -> None:
             raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
 
 
+def check_adam_hyperparameters(group: dict[str, Any]) -> None:
+    """The checks the Adam family (Adam, AdamW, Adamax, NAdam, RAdam) shares, in
+    torch's order and with its messages: ``lr``, ``eps``, ``betas``, ``weight_decay``."""
+    check_non_negative("lr", group["lr"], "Invalid learning rate: {}")
+    check_non_negative("eps", group["eps"], "Invalid epsilon value: {}")
+    check_betas(group["betas"])
+    check_non_negative("weight_decay", group["weight_decay"], "Invalid weight_decay value: {}")
+
+
 def check_flags(
     group: dict[str, Any], bools: tuple[str, ...], optional_bools: tuple[str, ...] = ("foreach", "fused")
 ) -> None:

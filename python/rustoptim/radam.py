@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from ._elementwise import ElementwiseOptimizer
-from .optimizer import check_betas, check_flags, check_non_negative
+from .optimizer import check_adam_hyperparameters, check_flags
 
 __all__ = ["RAdam"]
 
@@ -117,10 +117,7 @@ class RAdam(ElementwiseOptimizer):
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        check_non_negative("lr", group["lr"], "Invalid learning rate: {}")
-        check_non_negative("eps", group["eps"], "Invalid epsilon value: {}")
-        check_betas(group["betas"])
-        check_non_negative("weight_decay", group["weight_decay"], "Invalid weight_decay value: {}")
+        check_adam_hyperparameters(group)
         check_flags(
             group,
             ("maximize", "capturable", "decoupled_weight_decay", "differentiable"),
